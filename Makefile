@@ -1,0 +1,37 @@
+# `make demo` and `make test` create .venv and install everything on first use.
+PYTHON ?= python3
+BIN := .venv/bin
+DEMO_STEPS ?= 60000
+
+.PHONY: demo test fast-test lint format bench install clean
+
+install: .venv/.installed
+.venv/.installed: pyproject.toml scripts/install.sh
+	PYTHON=$(PYTHON) bash scripts/install.sh
+
+demo: install
+	$(BIN)/python train.py ppo --env procgen:coinrun --arch interpretable \
+		--env-kwargs distribution_mode=easy paint_vel_info=true \
+		--timesteps $(DEMO_STEPS) --n-envs 32 --n-steps 128 --batch-size 1024 \
+		--eval-episodes 100
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+# Lint, then every test: the fast ones and those marked slow (short real training runs).
+test: lint
+	$(BIN)/python -m pytest -q -m "slow or not slow"
+
+fast-test: install
+	$(BIN)/python -m pytest -q
+
+bench: install
+	$(BIN)/python bench/throughput.py --quick
+
+clean:
+	rm -rf .venv .pytest_cache .ruff_cache

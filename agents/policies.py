@@ -1,0 +1,92 @@
+"""SB3 policies over HWC uint8 observations, selected by architecture name.
+
+Their constructor keywords are plain JSON (``arch``, ``channels_last``), so a saved zip records
+the architecture readably and ``agents.load`` can rebuild the policy without unpickling.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import torch
+from stable_baselines3.common.policies import ActorCriticPolicy
+from stable_baselines3.dqn.policies import DQNPolicy
+
+from agents.architectures import ARCHS, HWCFeatures
+
+
+def _extractor_kwargs(arch: str, kwargs: dict[str, Any]) -> dict[str, Any]:
+    if arch not in ARCHS:
+        raise ValueError(f"unknown arch {arch!r}; valid: {', '.join(ARCHS)}")
+    kwargs.setdefault("net_arch", [])
+    kwargs["features_extractor_class"] = HWCFeatures
+    kwargs["features_extractor_kwargs"] = {"arch": arch}
+    kwargs["normalize_images"] = False  # HWCFeatures scales by 1/255 itself, on the device
+    return kwargs
+
+
+class HWCActorCriticPolicy(ActorCriticPolicy):
+    """Actor-critic policy whose shared trunk is ``HWCFeatures(arch)``; heads are single
+    linear layers (value: 1 unit, policy: one logit per action)."""
+
+    def __init__(
+        self,
+        observation_space: gym.spaces.Space,
+        action_space: gym.spaces.Space,
+        lr_schedule: Any,
+        arch: str = "interpretable",
+        channels_last: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        self.arch = arch
+        self.channels_last = channels_last
+        super().__init__(
+            observation_space,
+            action_space,
+            lr_schedule,
+            **_extractor_kwargs(arch, kwargs),
+        )
+        if channels_last:  # after SB3's (orthogonal) init, which needs contiguous weights
+            self.to(memory_format=torch.channels_last)
+
+    def _get_constructor_parameters(self) -> dict[str, Any]:
+        data = super()._get_constructor_parameters()
+        data.update(arch=self.arch, channels_last=self.channels_last)
+        for key in ("features_extractor_class", "features_extractor_kwargs", "normalize_images"):
+            data.pop(key, None)
+        return data
+
+
+class HWCDQNPolicy(DQNPolicy):
+    """DQN policy (online and target Q-networks) whose trunk is ``HWCFeatures(arch)``."""
+
+    def __init__(
+        self,
+        observation_space: gym.spaces.Space,
+        action_space: gym.spaces.Space,
+        lr_schedule: Any,
+        arch: str = "nature",
+        channels_last: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        self.arch = arch
+        self.channels_last = channels_last
+        super().__init__(
+            observation_space,
+            action_space,
+            lr_schedule,
+            **_extractor_kwargs(arch, kwargs),
+        )
+        if channels_last:  # after SB3's (orthogonal) init, which needs contiguous weights
+            self.to(memory_format=torch.channels_last)
+
+    def _get_constructor_parameters(self) -> dict[str, Any]:
+        data = super()._get_constructor_parameters()
+        data.update(arch=self.arch, channels_last=self.channels_last)
+        for key in ("features_extractor_class", "features_extractor_kwargs", "normalize_images"):
+            data.pop(key, None)
+        return data
+
+
+POLICY_CLASSES = {"HWCActorCriticPolicy": HWCActorCriticPolicy, "HWCDQNPolicy": HWCDQNPolicy}

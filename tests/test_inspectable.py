@@ -1,0 +1,239 @@
+"""agents.load and the Inspectable view: split identity, agreement with SB3's own forward
+pass, save/load round trips (ours and plain SB3), and safe loading."""
+
+import pickle
+import zipfile
+
+import cloudpickle
+import numpy as np
+import pytest
+import stable_baselines3 as sb3
+import torch
+
+import agents
+import envs
+from agents.algorithms import DQN, PPO
+from agents.policies import HWCActorCriticPolicy, HWCDQNPolicy
+from agents.sb3_zip import ModelFileError
+
+COINRUN = "procgen:coinrun"
+
+
+def _procgen(n=2):
+    return envs.make_vec_env(COINRUN, n, 0, distribution_mode="easy")
+
+
+def _pong(n=1):
+    return envs.make_vec_env("atari:Pong", n, 0)
+
+
+def _ours_ppo(arch):
+    return PPO(
+        HWCActorCriticPolicy,
+        _procgen(),
+        policy_kwargs={"arch": arch},
+        n_steps=16,
+        batch_size=16,
+        n_epochs=1,
+        seed=0,
+    )
+
+
+def _ours_dqn():
+    return DQN(
+        HWCDQNPolicy,
+        _pong(),
+        policy_kwargs={"arch": "nature"},
+        buffer_size=64,
+        learning_starts=8,
+        train_freq=4,
+        batch_size=8,
+        seed=0,
+    )
+
+
+def _plain_ppo_cnn():
+    return sb3.PPO("CnnPolicy", _procgen(), n_steps=16, batch_size=16, n_epochs=1, seed=0)
+
+
+def _plain_dqn_cnn():
+    return sb3.DQN("CnnPolicy", _pong(), buffer_size=64, learning_starts=8, batch_size=8, seed=0)
+
+
+def _plain_ppo_mlp():
+    return sb3.PPO("MlpPolicy", "CartPole-v1", n_steps=32, batch_size=32, n_epochs=1, seed=0)
+
+
+def _plain_dqn_mlp():
+    return sb3.DQN("MlpPolicy", "CartPole-v1", learning_starts=8, batch_size=8, seed=0)
+
+
+def _plain_ppo_continuous():
+    return sb3.PPO("MlpPolicy", "Pendulum-v1", n_steps=32, batch_size=32, n_epochs=1, seed=0)
+
+
+MODELS = {
+    "ours-ppo-interpretable": lambda: _ours_ppo("interpretable"),
+    "ours-ppo-impala": lambda: _ours_ppo("impala"),
+    "ours-ppo-nature": lambda: _ours_ppo("nature"),
+    "ours-dqn-nature": _ours_dqn,
+    "plain-ppo-cnn": _plain_ppo_cnn,
+    "plain-dqn-cnn": _plain_dqn_cnn,
+    "plain-ppo-mlp": _plain_ppo_mlp,
+    "plain-dqn-mlp": _plain_dqn_mlp,
+    "plain-ppo-continuous": _plain_ppo_continuous,
+}
+
+
+@pytest.fixture(scope="module", params=sorted(MODELS))
+def saved(request, tmp_path_factory):
+    """(name, trained SB3 model, path of its saved zip) after a few real training steps."""
+    model = MODELS[request.param]()
+    model.learn(32)
+    path = tmp_path_factory.mktemp(request.param) / "model.zip"
+    model.save(path)
+    return request.param, model, path
+
+
+def _observations(model, n=6):
+    """Raw env observations (HWC for images, as the env yields them before any transpose)."""
+    env = model.get_env()
+    base = env.venv if isinstance(env, sb3.common.vec_env.VecTransposeImage) else env
+    obs = [base.reset()]
+    for _ in range(n - 1):
+        obs.append(base.step(np.array([env.action_space.sample() for _ in range(env.num_envs)]))[0])
+    return np.concatenate(obs)[:n]
+
+
+def test_split_identity_on_every_layer(saved):
+    name, model, path = saved
+    view = agents.load(path)
+    x = view.preprocess(_observations(model))
+    with torch.no_grad():
+        full = view.outputs(x)
+        for layer in view.layers():
+            lower, upper = view.split(layer)
+            parts = upper(lower(x))
+            assert parts.keys() == full.keys()
+            for key in full:
+                torch.testing.assert_close(parts[key], full[key], rtol=1e-5, atol=1e-5)
+    if "cnn" in name or "ours" in name:
+        assert len(view.layers()) >= 4
+
+
+def test_outputs_match_sb3_forward(saved):
+    _name, model, path = saved
+    view = agents.load(path)
+    raw = _observations(model)
+    obs_t, _ = model.policy.obs_to_tensor(raw)
+    with torch.no_grad():
+        out = view.outputs(view.preprocess(raw))
+        if view.algo == "dqn":
+            torch.testing.assert_close(out["q"], model.q_net(obs_t), rtol=1e-5, atol=1e-5)
+        else:
+            value = model.policy.predict_values(obs_t).squeeze(-1)
+            torch.testing.assert_close(out["value"], value, rtol=1e-5, atol=1e-5)
+            dist = model.policy.get_distribution(obs_t).distribution
+            if "logits" in out:
+                torch.testing.assert_close(torch.softmax(out["logits"], 1), dist.probs)
+            else:
+                torch.testing.assert_close(out["mean"], dist.mean, rtol=1e-5, atol=1e-5)
+    expected, _ = model.predict(raw, deterministic=True)
+    np.testing.assert_allclose(view.act(raw, deterministic=True), expected, rtol=1e-5, atol=1e-5)
+    sampled = view.act(raw)
+    assert all(model.action_space.contains(a.astype(model.action_space.dtype)) for a in sampled)
+
+
+def test_edit_save_and_reload_in_plain_sb3(saved, tmp_path):
+    _name, model, path = saved
+    view = agents.load(path)
+    weight = next(p for n, p in view.module.named_parameters() if n.endswith("weight"))
+    with torch.no_grad():
+        weight.mul_(0.5)
+    out_path = view.save(tmp_path / "edited.zip", metadata={"edit": "halved"})
+    plain = (sb3.DQN if view.algo == "dqn" else sb3.PPO).load(out_path)
+    reloaded = dict(plain.policy.named_parameters())
+    for n, p in view.module.named_parameters():
+        torch.testing.assert_close(reloaded[n].detach(), p.detach())
+    again = agents.load(out_path)
+    assert again.metadata["edit"] == "halved"
+    raw = _observations(model, 3)
+    with torch.no_grad():
+        a, b = view.outputs(view.preprocess(raw)), again.outputs(again.preprocess(raw))
+    for key in a:
+        torch.testing.assert_close(a[key], b[key])
+    assert plain.num_timesteps == model.num_timesteps
+
+
+def test_interpretable_layer_names_and_shapes(tmp_path):
+    model = _ours_ppo("interpretable")
+    model.save(tmp_path / "m.zip")
+    view = agents.load(tmp_path / "m.zip")
+    assert view.layers() == [
+        "1a",
+        "pool1",
+        "2a",
+        "2b",
+        "pool2",
+        "3a",
+        "pool3",
+        "4a",
+        "pool4",
+        "fc1",
+        "fc2",
+    ]
+    assert view.layer_path("2b") == "features_extractor.net.2b"
+    assert view.module.get_submodule(view.layer_path("3a")).conv.weight.shape == (32, 32, 5, 5)
+    lower, _ = view.split("2b")
+    x = view.preprocess(np.zeros((2, 64, 64, 3), np.uint8))
+    assert lower(x).shape == (2, 32, 32, 32)
+    with pytest.raises(agents.UnknownLayerError, match="valid layers: 1a, pool1, 2a"):
+        view.split("5a")
+
+
+def test_loading_never_unpickles(saved, monkeypatch):
+    _, model, path = saved
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("unpickling attempted")
+
+    monkeypatch.setattr(pickle, "loads", refuse)
+    monkeypatch.setattr(pickle, "load", refuse)
+    monkeypatch.setattr(cloudpickle, "loads", refuse)
+    monkeypatch.setattr(cloudpickle, "load", refuse)
+    view = agents.load(path)
+    assert view.algo == ("dqn" if isinstance(model, sb3.DQN) else "ppo")
+
+
+def test_trust_pickle_uses_sb3_loader(saved):
+    _, model, path = saved
+    view = agents.load(path, trust_pickle=True)
+    raw = _observations(model, 2)
+    safe = agents.load(path)
+    with torch.no_grad():
+        a, b = view.outputs(view.preprocess(raw)), safe.outputs(safe.preprocess(raw))
+    for key in a:
+        torch.testing.assert_close(a[key], b[key])
+
+
+def test_bad_files_are_clear_errors(tmp_path):
+    with pytest.raises(ModelFileError, match="not found"):
+        agents.load(tmp_path / "missing.zip")
+    junk = tmp_path / "junk.zip"
+    junk.write_text("not a zip")
+    with pytest.raises(ModelFileError):
+        agents.load(junk)
+    with pytest.raises(ModelFileError, match="no zoo model"):
+        agents.load("zoo:does-not-exist")
+    # Weights that do not fit the recorded architecture.
+    good = tmp_path / "good.zip"
+    _ours_ppo("interpretable").save(good)
+    bad = tmp_path / "bad.zip"
+    with zipfile.ZipFile(good) as src, zipfile.ZipFile(bad, "w") as dst:
+        for item in src.infolist():
+            data = src.read(item.filename)
+            if item.filename == "data":
+                data = data.replace(b'"arch": "interpretable"', b'"arch": "impala"')
+            dst.writestr(item, data)
+    with pytest.raises(ModelFileError, match="cannot rebuild the policy"):
+        agents.load(bad)

@@ -1,0 +1,210 @@
+#!/usr/bin/env python
+"""Train a PPO or DQN agent on a Procgen, Atari, Box2D or any gymnasium environment.
+
+    python train.py ppo --env procgen:coinrun --arch interpretable --timesteps 200000 \
+        --env-kwargs distribution_mode=easy paint_vel_info=true --out runs/coinrun
+    python train.py dqn --env atari:Pong --timesteps 1000000 --out runs/pong
+    python train.py ppo --resume --out runs/coinrun        # continue a killed run
+
+Settings come from a preset (the Procgen paper's PPO for procgen:*, RL Zoo's for atari:*,
+SB3's defaults otherwise); every one can be overridden (``--n-steps 128``, ``--hp key=value``).
+At the end the agent is evaluated (Procgen: each of N unseen levels once, plus N training
+levels when their number is limited) and the results are written to ``eval.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any, NoReturn
+
+import numpy as np
+
+import envs
+from agents.architectures import ARCHS
+from agents.presets import PRESETS, default_arch, default_preset
+from envs import _quiet  # noqa: F401  (before anything imports old gym)
+
+USER_ERRORS: tuple[type[Exception], ...] = (envs.EnvSpecError,)
+_HYPERPARAMS = sorted({k for preset in PRESETS.values() for k in preset} - {"n_envs"})
+_UNLIMITED_TEST_START = 2**30  # with num_levels=0 any level may be trained on; test far away
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse that reports a usage error in one line (exit status 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def parse_value(text: str) -> Any:
+    """Command-line value -> int, float, bool, None or str."""
+    return envs.parse_options([f"v={text}"])["v"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = OneLineParser(
+        prog="train.py",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("algo", choices=["ppo", "dqn"], help="algorithm")
+    parser.add_argument("--env", help="procgen:<game>, atari:<Game>, box2d:<id> or a gymnasium id")
+    parser.add_argument("--arch", choices=ARCHS, help="network for image observations")
+    parser.add_argument("--timesteps", type=int, help="total environment steps")
+    parser.add_argument("--n-envs", type=int, help="parallel environments")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, help="run directory (default runs/<algo>-<env>-<time>)")
+    parser.add_argument("--env-kwargs", nargs="*", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--preset", choices=sorted(PRESETS), help="hyperparameter preset")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out")
+    parser.add_argument("--checkpoint-minutes", type=float, default=5.0)
+    parser.add_argument(
+        "--eval-episodes", type=int, default=100, help="levels/episodes to evaluate (0: none)"
+    )
+    parser.add_argument("--eval-parallel", type=int, default=32, help="envs used to evaluate")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    group = parser.add_argument_group("hyperparameters (override the preset)")
+    for name in _HYPERPARAMS:
+        flag = "--" + name.replace("_", "-")
+        aliases = [flag, "--lr"] if name == "learning_rate" else [flag]
+        group.add_argument(*aliases, dest=f"hp_{name}", type=parse_value, metavar="V")
+    group.add_argument("--hp", nargs="*", default=[], metavar="KEY=VALUE", help="any SB3 keyword")
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> Any:
+    from agents.training import TrainConfig
+
+    if not args.env:
+        raise envs.EnvSpecError("--env is required (e.g. --env procgen:coinrun)")
+    family, _ = envs.parse_env_id(args.env)
+    if args.timesteps is None or args.timesteps <= 0:
+        raise envs.EnvSpecError(f"--timesteps must be a positive integer, got {args.timesteps}")
+    preset = args.preset or default_preset(args.algo, family)
+    if not preset.endswith(args.algo):
+        raise envs.EnvSpecError(f"preset {preset!r} is not for {args.algo}")
+    overrides = {k[3:]: v for k, v in vars(args).items() if k.startswith("hp_") and v is not None}
+    overrides.update(envs.parse_options(args.hp))
+    if args.n_envs is not None:
+        if args.n_envs <= 0:
+            raise envs.EnvSpecError(f"--n-envs must be positive, got {args.n_envs}")
+        overrides["n_envs"] = args.n_envs
+    return TrainConfig(
+        algo=args.algo,
+        env_id=args.env,
+        arch=args.arch or default_arch(family),
+        timesteps=args.timesteps,
+        seed=args.seed,
+        preset=preset,
+        env_kwargs=envs.parse_options(args.env_kwargs),
+        hyperparams={**PRESETS[preset], **overrides},
+        device=args.device,
+        checkpoint_minutes=args.checkpoint_minutes,
+        eval_episodes=args.eval_episodes,
+        command=shlex.join(["python", "train.py", *sys.argv[1:]]),
+    )
+
+
+def procgen_eval_levels(env_kwargs: dict[str, Any], n: int, seed: int) -> dict[str, list[int]]:
+    """Level seeds to evaluate: unseen ones right after the training range, and (when the
+    training levels are limited) up to ``n`` of the training levels."""
+    num_levels = int(env_kwargs.get("num_levels", 0))
+    start = int(env_kwargs.get("start_level", 0))
+    if num_levels == 0:
+        return {"test": list(range(_UNLIMITED_TEST_START, _UNLIMITED_TEST_START + n))}
+    rng = np.random.default_rng(seed)
+    train = start + rng.choice(num_levels, size=min(n, num_levels), replace=False)
+    return {
+        "train": sorted(int(s) for s in train),
+        "test": list(range(start + num_levels, start + num_levels + n)),
+    }
+
+
+def evaluate_run(model: Any, config: Any, run_dir: Path, parallel: int, progress: bool) -> dict:
+    """Evaluate the trained model, write eval.json, return the summary."""
+    from agents.evaluate import evaluate_episodes, evaluate_procgen_levels
+    from agents.fileio import write_json
+    from agents.inspectable import Inspectable
+
+    agent = Inspectable.from_model(model)
+    n = config.eval_episodes
+    summary: dict[str, Any] = {"env_id": config.env_id, "num_timesteps": int(model.num_timesteps)}
+    started = time.monotonic()
+    if envs.parse_env_id(config.env_id)[0] == "procgen":
+        for split, seeds in procgen_eval_levels(config.env_kwargs, n, config.seed).items():
+            results = evaluate_procgen_levels(
+                agent,
+                config.env_id,
+                seeds,
+                parallel,
+                seed=config.seed,
+                progress=progress,
+                **config.env_kwargs,
+            )
+            summary[split] = {**results.summary(), "levels": f"{min(seeds)}..{max(seeds)}"}
+    else:
+        results = evaluate_episodes(
+            agent, config.env_id, n, seed=config.seed, progress=progress, **config.env_kwargs
+        )
+        summary["test"] = results.summary()
+    summary["eval_seconds"] = round(time.monotonic() - started, 1)
+    write_json(run_dir / "eval.json", summary)
+    return summary
+
+
+def report(summary: dict[str, Any]) -> None:
+    for split in ("train", "test"):
+        if split not in summary:
+            continue
+        s = summary[split]
+        name = {"train": "training levels", "test": "unseen levels"}[split]
+        if "completion_rate" in s:
+            lo, hi = s["completion_ci95"]
+            print(
+                f"{name} ({s['levels']}): completed {s['completed']}/{s['episodes']} = "
+                f"{100 * s['completion_rate']:.1f}% (95% CI {100 * lo:.1f}-{100 * hi:.1f}%), "
+                f"mean return {s['mean_return']:.2f}"
+            )
+        else:
+            print(f"evaluation: mean return {s['mean_return']:.2f} over {s['episodes']} episodes")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from agents.sb3_zip import ModelFileError
+    from agents.training import CONFIG_FILE, RunError, TrainConfig, train
+
+    errors = (*USER_ERRORS, RunError, ModelFileError)
+    try:
+        if args.resume:
+            if args.out is None:
+                raise RunError("--resume needs --out RUN_DIR")
+            from agents.fileio import read_json
+
+            path = args.out / CONFIG_FILE
+            if not path.exists():
+                raise RunError(f"nothing to resume: {path} does not exist")
+            config = TrainConfig.from_dict(read_json(path))
+        else:
+            config = config_from_args(args)
+        run_dir = args.out or Path("runs") / (
+            f"{config.algo}-{config.env_id.replace(':', '-')}-{time.strftime('%Y%m%d-%H%M%S')}"
+        )
+        model = train(config, run_dir, resume=args.resume, progress=not args.no_progress)
+    except errors as err:
+        print(f"train.py: error: {err}", file=sys.stderr)
+        return 2
+    print(f"trained {model.num_timesteps} steps")
+    if config.eval_episodes > 0:
+        report(evaluate_run(model, config, run_dir, args.eval_parallel, not args.no_progress))
+    print(f"run directory: {run_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
