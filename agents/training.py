@@ -26,6 +26,7 @@ from agents.algorithms import ALGORITHMS
 from agents.fileio import atomic_path, read_json, write_json
 from agents.policies import HWCActorCriticPolicy, HWCDQNPolicy
 from agents.presets import PRESETS, resolve_schedule
+from agents.runtime import keep_freed_memory
 from agents.sb3_zip import add_extra, read_sb3_zip
 
 CONFIG_FILE = "config.json"
@@ -277,6 +278,7 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False, progress: bo
         raise RunError(f"nothing to resume: {config_path} does not exist")
     if not resume and config_path.exists():
         raise RunError(f"{run_dir} already holds a run; pass --resume to continue it or pick --out")
+    keep_freed_memory()
     venv = make_training_env(config)  # env and model first: bad settings write nothing
     try:
         model = build_model(config, venv)
