@@ -16,77 +16,53 @@ from stable_baselines3.dqn.policies import DQNPolicy
 from agents.architectures import ARCHS, HWCFeatures
 
 
-def _extractor_kwargs(arch: str, kwargs: dict[str, Any]) -> dict[str, Any]:
-    if arch not in ARCHS:
-        raise ValueError(f"unknown arch {arch!r}; valid: {', '.join(ARCHS)}")
-    kwargs.setdefault("net_arch", [])
-    kwargs["features_extractor_class"] = HWCFeatures
-    kwargs["features_extractor_kwargs"] = {"arch": arch}
-    kwargs["normalize_images"] = False  # HWCFeatures scales by 1/255 itself, on the device
-    return kwargs
+class _HWCPolicy:
+    """Mixin: the features extractor is ``HWCFeatures(arch)`` and conv weights are stored
+    channels-last. Put it before the SB3 policy class in the bases."""
+
+    default_arch = "interpretable"
+
+    def __init__(
+        self,
+        observation_space: gym.spaces.Space,
+        action_space: gym.spaces.Space,
+        lr_schedule: Any,
+        arch: str | None = None,
+        channels_last: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        arch = arch or self.default_arch
+        if arch not in ARCHS:
+            raise ValueError(f"unknown arch {arch!r}; valid: {', '.join(ARCHS)}")
+        self.arch = arch
+        self.channels_last = channels_last
+        kwargs.setdefault("net_arch", [])
+        kwargs["features_extractor_class"] = HWCFeatures
+        kwargs["features_extractor_kwargs"] = {"arch": arch}
+        kwargs["normalize_images"] = False  # HWCFeatures scales by 1/255 itself, on the device
+        super().__init__(observation_space, action_space, lr_schedule, **kwargs)
+        if channels_last:  # after SB3's (orthogonal) init, which needs contiguous weights
+            self.to(memory_format=torch.channels_last)
+
+    def _get_constructor_parameters(self) -> dict[str, Any]:
+        data = super()._get_constructor_parameters()
+        data.update(arch=self.arch, channels_last=self.channels_last)
+        for key in ("features_extractor_class", "features_extractor_kwargs", "normalize_images"):
+            data.pop(key, None)
+        return data
 
 
-class HWCActorCriticPolicy(ActorCriticPolicy):
+class HWCActorCriticPolicy(_HWCPolicy, ActorCriticPolicy):
     """Actor-critic policy whose shared trunk is ``HWCFeatures(arch)``; heads are single
     linear layers (value: 1 unit, policy: one logit per action)."""
 
-    def __init__(
-        self,
-        observation_space: gym.spaces.Space,
-        action_space: gym.spaces.Space,
-        lr_schedule: Any,
-        arch: str = "interpretable",
-        channels_last: bool = True,
-        **kwargs: Any,
-    ) -> None:
-        self.arch = arch
-        self.channels_last = channels_last
-        super().__init__(
-            observation_space,
-            action_space,
-            lr_schedule,
-            **_extractor_kwargs(arch, kwargs),
-        )
-        if channels_last:  # after SB3's (orthogonal) init, which needs contiguous weights
-            self.to(memory_format=torch.channels_last)
-
-    def _get_constructor_parameters(self) -> dict[str, Any]:
-        data = super()._get_constructor_parameters()
-        data.update(arch=self.arch, channels_last=self.channels_last)
-        for key in ("features_extractor_class", "features_extractor_kwargs", "normalize_images"):
-            data.pop(key, None)
-        return data
+    default_arch = "interpretable"
 
 
-class HWCDQNPolicy(DQNPolicy):
+class HWCDQNPolicy(_HWCPolicy, DQNPolicy):
     """DQN policy (online and target Q-networks) whose trunk is ``HWCFeatures(arch)``."""
 
-    def __init__(
-        self,
-        observation_space: gym.spaces.Space,
-        action_space: gym.spaces.Space,
-        lr_schedule: Any,
-        arch: str = "nature",
-        channels_last: bool = True,
-        **kwargs: Any,
-    ) -> None:
-        self.arch = arch
-        self.channels_last = channels_last
-        super().__init__(
-            observation_space,
-            action_space,
-            lr_schedule,
-            **_extractor_kwargs(arch, kwargs),
-        )
-        if channels_last:  # after SB3's (orthogonal) init, which needs contiguous weights
-            self.to(memory_format=torch.channels_last)
-
-    def _get_constructor_parameters(self) -> dict[str, Any]:
-        data = super()._get_constructor_parameters()
-        data.update(arch=self.arch, channels_last=self.channels_last)
-        for key in ("features_extractor_class", "features_extractor_kwargs", "normalize_images"):
-            data.pop(key, None)
-        return data
+    default_arch = "nature"
 
 
 POLICY_CLASSES = {"HWCActorCriticPolicy": HWCActorCriticPolicy, "HWCDQNPolicy": HWCDQNPolicy}

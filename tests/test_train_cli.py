@@ -16,6 +16,7 @@ import torch
 
 import agents
 from agents.fileio import read_json
+from agents.presets import PROCGEN_PPO
 from agents.training import (
     TrainConfig,
     build_model,
@@ -84,19 +85,7 @@ def test_existing_run_is_not_overwritten(tmp_path):
 
 
 def _tiny_config(**overrides):
-    hp = {
-        "n_envs": 2,
-        "n_steps": 32,
-        "batch_size": 32,
-        "n_epochs": 1,
-        "learning_rate": 5e-4,
-        "gamma": 0.999,
-        "gae_lambda": 0.95,
-        "clip_range": 0.2,
-        "clip_range_vf": 0.2,
-        "ent_coef": 0.01,
-        "normalize_reward": True,
-    }
+    hp = {**PROCGEN_PPO, "n_envs": 2, "n_steps": 32, "batch_size": 32, "n_epochs": 1}
     return TrainConfig(
         algo="ppo",
         env_id="procgen:coinrun",
