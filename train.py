@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import numpy as np
+import torch
 
 import envs
 from agents.architectures import ARCHS
@@ -90,6 +91,10 @@ def config_from_args(args: argparse.Namespace) -> Any:
         raise envs.EnvSpecError(f"preset {preset!r} is not for {args.algo}")
     overrides = {k[3:]: v for k, v in vars(args).items() if k.startswith("hp_") and v is not None}
     overrides.update(envs.parse_options(args.hp))
+    if args.eval_episodes < 0:
+        raise envs.EnvSpecError(f"--eval-episodes must be >= 0, got {args.eval_episodes}")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise envs.EnvSpecError("--device cuda: no CUDA device is available here (use auto or cpu)")
     if args.n_envs is not None:
         if args.n_envs <= 0:
             raise envs.EnvSpecError(f"--n-envs must be positive, got {args.n_envs}")

@@ -57,6 +57,14 @@ def run_train(*args, cwd=ROOT, timeout=600):
         (["dqn", "--env", "CartPole-v1", "--timesteps", "10", "--n-epochs", "5"], "n_epochs"),
         (["ppo", "--resume", "--out", "runs/does-not-exist"], "nothing to resume"),
         (["ppo", "--timesteps", "10"], "--env is required"),
+        (["ppo", "--env", "CartPole-v1", "--timesteps", "10", "--eval-episodes", "-1"], ">= 0"),
+        *(
+            []
+            if torch.cuda.is_available()
+            else [
+                (["ppo", "--env", "CartPole-v1", "--timesteps", "10", "--device", "cuda"], "CUDA")
+            ]
+        ),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(tmp_path, args, message):
