@@ -49,7 +49,7 @@ def parse_value(text: str) -> Any:
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(
         prog="train.py",
-        description=__doc__.split("\n\n")[0],
+        description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("algo", choices=["ppo", "dqn"], help="algorithm")
