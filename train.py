@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Train a PPO or DQN agent on a Procgen, Atari, Box2D or any gymnasium environment.
 
-    python train.py ppo --env procgen:coinrun --arch interpretable --timesteps 200000 \
+    python train.py ppo --env procgen:coinrun --arch interpretable --timesteps 200000
         --env-kwargs distribution_mode=easy paint_vel_info=true --out runs/coinrun
     python train.py dqn --env atari:Pong --timesteps 1000000 --out runs/pong
     python train.py ppo --resume --out runs/coinrun        # continue a killed run
