@@ -24,13 +24,14 @@ from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 import envs
 from agents.algorithms import ALGORITHMS
 from agents.fileio import atomic_path, read_json, write_json
+from agents.loading import MODEL_FILE
 from agents.policies import HWCActorCriticPolicy, HWCDQNPolicy
 from agents.presets import PRESETS, resolve_schedule
 from agents.runtime import keep_freed_memory
 from agents.sb3_zip import add_extra, read_sb3_zip
 
 CONFIG_FILE = "config.json"
-MODEL_FILE = "model.zip"
+
 NORMALIZATION_FILE = "normalization.npz"
 LATEST_FILE = "latest.json"
 
