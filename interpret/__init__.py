@@ -1,0 +1,1 @@
+"""Interpreters that attach to any policy ``agents.load`` returns; ``python -m interpret``."""

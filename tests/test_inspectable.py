@@ -9,89 +9,16 @@ import numpy as np
 import pytest
 import stable_baselines3 as sb3
 import torch
+from tiny_models import MODELS, ours_ppo, saved_model
 
 import agents
-import envs
-from agents.algorithms import DQN, PPO
-from agents.policies import HWCActorCriticPolicy, HWCDQNPolicy
 from agents.sb3_zip import ModelFileError
-
-COINRUN = "procgen:coinrun"
-
-
-def _procgen(n=2):
-    return envs.make_vec_env(COINRUN, n, 0, distribution_mode="easy")
-
-
-def _pong(n=1):
-    return envs.make_vec_env("atari:Pong", n, 0)
-
-
-def _ours_ppo(arch):
-    return PPO(
-        HWCActorCriticPolicy,
-        _procgen(),
-        policy_kwargs={"arch": arch},
-        n_steps=16,
-        batch_size=16,
-        n_epochs=1,
-        seed=0,
-    )
-
-
-def _ours_dqn():
-    return DQN(
-        HWCDQNPolicy,
-        _pong(),
-        policy_kwargs={"arch": "nature"},
-        buffer_size=64,
-        learning_starts=8,
-        train_freq=4,
-        batch_size=8,
-        seed=0,
-    )
-
-
-def _plain_ppo_cnn():
-    return sb3.PPO("CnnPolicy", _procgen(), n_steps=16, batch_size=16, n_epochs=1, seed=0)
-
-
-def _plain_dqn_cnn():
-    return sb3.DQN("CnnPolicy", _pong(), buffer_size=64, learning_starts=8, batch_size=8, seed=0)
-
-
-def _plain_ppo_mlp():
-    return sb3.PPO("MlpPolicy", "CartPole-v1", n_steps=32, batch_size=32, n_epochs=1, seed=0)
-
-
-def _plain_dqn_mlp():
-    return sb3.DQN("MlpPolicy", "CartPole-v1", learning_starts=8, batch_size=8, seed=0)
-
-
-def _plain_ppo_continuous():
-    return sb3.PPO("MlpPolicy", "Pendulum-v1", n_steps=32, batch_size=32, n_epochs=1, seed=0)
-
-
-MODELS = {
-    "ours-ppo-interpretable": lambda: _ours_ppo("interpretable"),
-    "ours-ppo-impala": lambda: _ours_ppo("impala"),
-    "ours-ppo-nature": lambda: _ours_ppo("nature"),
-    "ours-dqn-nature": _ours_dqn,
-    "plain-ppo-cnn": _plain_ppo_cnn,
-    "plain-dqn-cnn": _plain_dqn_cnn,
-    "plain-ppo-mlp": _plain_ppo_mlp,
-    "plain-dqn-mlp": _plain_dqn_mlp,
-    "plain-ppo-continuous": _plain_ppo_continuous,
-}
 
 
 @pytest.fixture(scope="module", params=sorted(MODELS))
 def saved(request, tmp_path_factory):
     """(name, trained SB3 model, path of its saved zip) after a few real training steps."""
-    model = MODELS[request.param]()
-    model.learn(32)
-    path = tmp_path_factory.mktemp(request.param) / "model.zip"
-    model.save(path)
+    model, path = saved_model(request.param, tmp_path_factory.mktemp(request.param))
     return request.param, model, path
 
 
@@ -166,7 +93,7 @@ def test_edit_save_and_reload_in_plain_sb3(saved, tmp_path):
 
 
 def test_interpretable_layer_names_and_shapes(tmp_path):
-    model = _ours_ppo("interpretable")
+    model = ours_ppo("interpretable")
     model.save(tmp_path / "m.zip")
     view = agents.load(tmp_path / "m.zip")
     assert view.layers() == [
@@ -227,7 +154,7 @@ def test_bad_files_are_clear_errors(tmp_path):
         agents.load("zoo:does-not-exist")
     # Weights that do not fit the recorded architecture.
     good = tmp_path / "good.zip"
-    _ours_ppo("interpretable").save(good)
+    ours_ppo("interpretable").save(good)
     bad = tmp_path / "bad.zip"
     with zipfile.ZipFile(good) as src, zipfile.ZipFile(bad, "w") as dst:
         for item in src.infolist():

@@ -1,0 +1,55 @@
+"""``python -m interpret VERB MODEL [...]``: one subcommand per interpreter.
+
+Each verb lives in its own module, which exposes ``add_arguments(parser)`` and
+``run(args) -> Path`` (the output directory it wrote). Bad input raises one of
+``interpret.errors.user_errors()`` and is reported here in one line, exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from pathlib import Path
+from typing import NoReturn
+
+from envs import _quiet  # noqa: F401  (before anything imports old gym)
+
+# verb -> (module, one-line help). A new interpreter is one new line here.
+VERBS: dict[str, tuple[str, str]] = {}
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse that reports a usage error in one line (exit status 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = OneLineParser(prog="python -m interpret", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="verb", required=True, parser_class=OneLineParser)
+    for verb, (module_name, help_text) in VERBS.items():
+        module = importlib.import_module(module_name)
+        verb_parser = sub.add_parser(
+            verb,
+            help=help_text,
+            description=module.__doc__,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        module.add_arguments(verb_parser)
+        verb_parser.set_defaults(_module=module)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from interpret.errors import user_errors
+
+    args = build_parser().parse_args(argv)
+    try:
+        out: Path = args._module.run(args)
+    except user_errors() as err:
+        print(f"python -m interpret {args.verb}: error: {err}", file=sys.stderr)
+        return 2
+    print(f"wrote {out}")
+    return 0
