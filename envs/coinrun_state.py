@@ -18,12 +18,12 @@ import numpy as np
 from envs.procgen_state import (
     PLAYER,
     SPACE,
+    BufferReader,
+    BufferWriter,
     Entity,
     ProcgenState,
+    Record,
     StateFormatError,
-    _Reader,
-    _Record,
-    _Writer,
     new_entity,
     parse_state,
     write_state,
@@ -63,7 +63,7 @@ LAVA = (LAVA_MID, LAVA_TOP)  # CoinRun::handle_grid_collision ends the episode o
 
 
 @dataclass
-class CoinRunFields(_Record):
+class CoinRunFields(Record):
     """`CoinRun::serialize`'s own fields, after the grid."""
 
     last_agent_y: float
@@ -88,7 +88,7 @@ class CoinRunState:
         game = parse_state(data)
         if game.game_name != "coinrun":
             raise StateFormatError(f"state of {game.game_name!r}, not coinrun")
-        reader = _Reader(game.game_fields)
+        reader = BufferReader(game.game_fields)
         coinrun = CoinRunFields.read(reader)
         if reader.offset != len(game.game_fields):
             raise StateFormatError(
@@ -98,7 +98,7 @@ class CoinRunState:
 
     def to_bytes(self) -> bytes:
         """The state as bytes `set_state()` accepts (CoinRun's fields re-encoded)."""
-        writer = _Writer()
+        writer = BufferWriter()
         self.coinrun.write(writer)
         self.game.game_fields = writer.getvalue()
         return write_state(self.game)

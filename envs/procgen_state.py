@@ -32,7 +32,7 @@ class StateFormatError(ValueError):
     """The bytes are not a Procgen state this parser understands (truncated, other version...)."""
 
 
-class _Reader:
+class BufferReader:
     """Sequential reads of int32 / float32 / length-prefixed strings from a bytes object."""
 
     def __init__(self, data: bytes) -> None:
@@ -78,7 +78,7 @@ class _Reader:
         return value
 
 
-class _Writer:
+class BufferWriter:
     def __init__(self) -> None:
         self.parts: list[bytes] = []
 
@@ -106,7 +106,7 @@ class _Writer:
 _FORMATS = {"int": "i", "float": "f", "bool": "i"}
 
 
-class _Record:
+class Record:
     """A dataclass read and written field by field, in declaration order, by annotation kind.
 
     Annotations are strings (``from __future__ import annotations``): "int", "float", "bool"
@@ -147,7 +147,7 @@ class _Record:
         return plan
 
     @classmethod
-    def read(cls, reader: _Reader) -> Any:
+    def read(cls, reader: BufferReader) -> Any:
         values: dict[str, Any] = {}
         for step in cls._plan():
             if step[0] == "fixed":
@@ -168,7 +168,7 @@ class _Record:
                 values[step[1]] = step[2].read(reader)
         return cls(**values)
 
-    def write(self, writer: _Writer) -> None:
+    def write(self, writer: BufferWriter) -> None:
         for step in self._plan():
             if step[0] == "fixed":
                 _, layout, names, _ = step
@@ -180,7 +180,7 @@ class _Record:
 
 
 @dataclass
-class RandGenState(_Record):
+class RandGenState(Record):
     """A `RandGen`: whether it was seeded and its std::mt19937 state as text (kept verbatim)."""
 
     is_seeded: int
@@ -188,7 +188,7 @@ class RandGenState(_Record):
 
 
 @dataclass
-class GameHeader(_Record):
+class GameHeader(Record):
     """`Game::serialize` (game.cpp): fields every Procgen game has, in file order."""
 
     version: int
@@ -232,7 +232,7 @@ class GameHeader(_Record):
 
 
 @dataclass
-class Entity(_Record):
+class Entity(Record):
     """One `Entity` (entity.cpp): a box centred at (x, y) with half-sizes (rx, ry), grid units.
 
     y grows upwards (row 0 of the grid is the floor). `type` decides the game logic,
@@ -274,7 +274,7 @@ class Entity(_Record):
 
 
 @dataclass
-class BasicGameFields(_Record):
+class BasicGameFields(Record):
     """`BasicAbstractGame::serialize` fields between the entity list and the grid."""
 
     use_procgen_background: int
@@ -368,7 +368,7 @@ class ProcgenState:
 
 def parse_state(data: bytes) -> ProcgenState:
     """Parse `get_state()` bytes into a `ProcgenState`; raise `StateFormatError` if malformed."""
-    reader = _Reader(bytes(data))
+    reader = BufferReader(bytes(data))
     header = GameHeader.read(reader)
     if header.version != SERIALIZE_VERSION:
         raise StateFormatError(f"state format version {header.version}, expected 0")
@@ -397,7 +397,7 @@ def parse_state(data: bytes) -> ProcgenState:
 
 def write_state(state: ProcgenState) -> bytes:
     """Serialize a `ProcgenState` back into bytes `set_state()` accepts."""
-    writer = _Writer()
+    writer = BufferWriter()
     state.header.write(writer)
     writer.write("int", state.grid_size)
     writer.write("int", len(state.entities))

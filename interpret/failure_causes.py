@@ -23,12 +23,16 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 import envs
 from envs.coinrun_state import ENEMY, GOAL, LAVA, SAW, CoinRunState
 from envs.procgen_state import SPACE, Entity
+
+if TYPE_CHECKING:
+    from interpret.trajectory import Trajectory
 
 BUZZSAW = "buzzsaw"
 ENEMY_LEFT = "enemy moving left"
@@ -168,7 +172,7 @@ class FailureLabeler:
             causes.add(TIMEOUT)
         return FailureCause(tuple(sorted(causes, key=CAUSES.index)), tuple(sorted(touched)))
 
-    def label_trajectory(self, trajectory) -> list[tuple[int, FailureCause]]:
+    def label_trajectory(self, trajectory: Trajectory) -> list[tuple[int, FailureCause]]:
         """[(step index, cause)] for every finished episode of a recorded CoinRun
         `interpret.trajectory.Trajectory` (with ``states``) that ended without the coin."""
         if trajectory.states is None:
