@@ -10,6 +10,7 @@ grid cells. Coordinates are grid units, y up, the agent a box of half-sizes (0.5
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -104,7 +105,8 @@ class CoinRunState:
         return write_state(self.game)
 
     def copy(self) -> CoinRunState:
-        return CoinRunState(self.game.copy(), CoinRunFields(**vars(self.coinrun)))
+        """A deep copy (edit it without touching this one)."""
+        return CoinRunState(self.game.copy(), copy.deepcopy(self.coinrun))
 
     # -- reading ------------------------------------------------------------------------------
     @property

@@ -15,7 +15,7 @@ dataclasses in between and `set_state`-ing the result changes the running game.
 
 from __future__ import annotations
 
-import dataclasses
+import copy
 import struct
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar
@@ -357,13 +357,7 @@ class ProcgenState:
 
     def copy(self) -> ProcgenState:
         """A deep copy (edit it without touching this one)."""
-        return dataclasses.replace(
-            self,
-            header=dataclasses.replace(self.header),
-            entities=[dataclasses.replace(e) for e in self.entities],
-            basic=dataclasses.replace(self.basic),
-            grid=self.grid.copy(),
-        )
+        return copy.deepcopy(self)
 
 
 def parse_state(data: bytes) -> ProcgenState:

@@ -147,7 +147,8 @@ class FailureLabeler:
 
     def cause(self, state: bytes, action: int) -> FailureCause:
         """The cause(s) of the episode's end if `action` is taken in `state` (empty if it
-        would not end, or ends only by reaching the coin)."""
+        would not end it, or ends it only by reaching the coin). Call it for failed episodes:
+        a step that reaches the coin completes the level even if it also touches a hazard."""
         before = CoinRunState.from_bytes(state)
         after = self.moved(state, action)
         agent = after.agent

@@ -132,7 +132,8 @@ def test_dense_edits_through_flatten_and_at_the_head(view):
         torch.testing.assert_close(upper(moved)["logits"], upper(h)["logits"], atol=1e-4, rtol=0)
 
 
-def test_nature_and_impala(tmp_path):
+@pytest.mark.slow
+def test_nature_impala_and_dqn(tmp_path):
     for name, layer, ok in [
         ("ours-ppo-nature", "cnn.1", "cnn.2.weight"),
         ("ours-ppo-impala", "block1.res2", "block2.conv.weight"),
@@ -145,6 +146,20 @@ def test_nature_and_impala(tmp_path):
         assert edit.parameters[0].endswith(ok)
     with pytest.raises(EditError, match="mixes channels"):
         project_out(view, "block1.pool", np.ones(16))  # a residual block reads it
+
+    (tmp_path / "dqn").mkdir()
+    view = agents.load(untrained("ours-dqn-nature", tmp_path / "dqn"))
+    last = view.layers()[-1]
+    (name, head), *_ = next_kernels(view, last)
+    v = np.random.default_rng(0).random(head.in_features)
+    edit = project_out(view, last, v)
+    assert edit.parameters == (name,) and name.startswith("q_net.q_net.")
+    lower, upper = view.split(last)
+    x = view.preprocess(obs_batch(view, n=2))
+    with torch.no_grad():
+        h = lower(x)
+        moved = h + 5 * torch.as_tensor(v, dtype=torch.float32)
+        torch.testing.assert_close(upper(moved)["q"], upper(h)["q"], atol=1e-4, rtol=0)
 
 
 def test_project_kernel_conv_equals_left_multiplying_each_cxd_matrix():

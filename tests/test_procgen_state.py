@@ -161,7 +161,11 @@ def test_lava_edit_and_added_enemy_are_read_back(env):
     enemy = stepped.enemies()[-1]
     assert enemy.x < 4.5  # it walks left
     assert (stepped.grid == GOAL).sum() == 1
-    assert len(again.remove_lava().lava_cells()) == 0
+    copied = again.copy()
+    assert len(copied.remove_lava().lava_cells()) == 0
+    assert [3, 0] in again.lava_cells().tolist()  # the copy's edit left the original alone
+    copied.game.header.rand_gen.is_seeded = 0
+    assert again.game.header.rand_gen.is_seeded == 1
 
 
 def test_edited_levels_apply_the_edit_to_every_new_level():
