@@ -83,9 +83,13 @@ class RayExecutor(Executor):
 
     :param workers: CPUs of the local instance it starts (ignored when joining a cluster)
     :param address: e.g. ``"auto"`` or ``"ray://head:10001"``; None: start a local instance
+    :param runtime_env: Ray's runtime environment for the workers (e.g. ``{"env_vars":
+        {"PYTHONPATH": ...}}`` or ``{"py_modules": [...]}`` so they import ``fn``'s module)
     """
 
-    def __init__(self, workers: int = 2, address: str | None = None) -> None:
+    def __init__(
+        self, workers: int = 2, address: str | None = None, runtime_env: dict | None = None
+    ) -> None:
         try:
             import ray
         except ImportError:
@@ -103,6 +107,8 @@ class RayExecutor(Executor):
                 kwargs["num_cpus"] = workers
             else:
                 kwargs["address"] = address
+            if runtime_env:
+                kwargs["runtime_env"] = runtime_env
             ray.init(**kwargs)
             self._started = True
         self._remote_cache: dict[Callable, Any] = {}

@@ -47,6 +47,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--stage", choices=["rollouts", "vae", "mdn", "controller", "eval"])
     group.add_argument("--executor", default="local", choices=["serial", "local", "ray"])
     group.add_argument("--workers", type=int, default=2, help="parallel worker processes (2)")
+    group.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="torch threads for training V and M here (0: torch's default; 1 is far faster on "
+        "a busy machine)",
+    )
     group.add_argument("--ray-address", help="join this Ray cluster (default: a local instance)")
 
 
@@ -136,6 +143,12 @@ def main(args: argparse.Namespace) -> int:
             if run_dir.exists() and any(run_dir.iterdir()) and not (run_dir / CONFIG_FILE).exists():
                 raise RunError(f"{run_dir} exists and is not empty")
             config = create_run(config, run_dir)
+        if args.threads < 0:
+            raise RunError(f"--threads must be >= 0, got {args.threads}")
+        if args.threads:
+            import torch
+
+            torch.set_num_threads(args.threads)
         kwargs = {"address": args.ray_address} if args.ray_address else {}
         if args.workers is None or args.workers < 1:
             raise RunError(f"--workers must be positive, got {args.workers}")

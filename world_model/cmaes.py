@@ -97,20 +97,15 @@ def play_controller(task: EpisodeTask) -> float:
 
 def evaluate_candidates(
     executor: Executor,
-    run_dir: str | Path,
     candidates: list[np.ndarray],
     seeds: list[int],
-    max_steps: int,
-    dream: bool = False,
-    temperature: float = 1.0,
+    make_task: Callable[[np.ndarray, int], Any],
+    fn: Callable[[Any], float] = play_controller,
 ) -> np.ndarray:
-    """Mean return (len(candidates),) of each candidate over the same ``seeds``."""
-    tasks = [
-        EpisodeTask(str(run_dir), np.asarray(c), s, max_steps, dream, temperature)
-        for c in candidates
-        for s in seeds
-    ]
-    returns = np.asarray(executor.map(play_controller, tasks), float)
+    """Mean fitness (len(candidates),) of each candidate over the same ``seeds``: one executor
+    task ``fn(make_task(candidate, seed))`` per pair, so the work spreads over every worker."""
+    tasks = [make_task(np.asarray(c), s) for c in candidates for s in seeds]
+    returns = np.asarray(executor.map(fn, tasks), float)
     return returns.reshape(len(candidates), len(seeds)).mean(axis=1)
 
 
@@ -163,7 +158,10 @@ def train_controller(
         seeds = [int(s) for s in gen_rng.integers(0, 2**31 - 1, rollouts_per_candidate)]
         candidates = es.ask()
         fitness = evaluate_candidates(
-            executor, run_dir, candidates, seeds, max_steps, dream, temperature
+            executor,
+            candidates,
+            seeds,
+            lambda c, s: EpisodeTask(str(run_dir), c, s, max_steps, dream, temperature),
         )
         es.tell(candidates, list(-fitness))  # cma minimizes
         i = int(np.argmax(fitness))
