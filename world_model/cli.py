@@ -104,6 +104,18 @@ def build_config(args: argparse.Namespace) -> Any:
     )
 
 
+def _config_and_run_dir(args: argparse.Namespace) -> tuple[Any, Path]:
+    from world_model.run import CONFIG_FILE, RunError
+
+    config = build_config(args)
+    run_dir = args.out or Path("runs") / (
+        f"worldmodel-{config.env_id.replace(':', '-')}-{time.strftime('%Y%m%d-%H%M%S')}"
+    )
+    if run_dir.exists() and any(run_dir.iterdir()) and not (run_dir / CONFIG_FILE).exists():
+        raise RunError(f"{run_dir} exists and is not empty")
+    return config, run_dir
+
+
 def main(args: argparse.Namespace) -> int:
     """Run the pipeline for parsed ``train.py`` arguments; 2 on bad input."""
     import envs
@@ -121,6 +133,13 @@ def main(args: argparse.Namespace) -> int:
 
     errors = (envs.EnvSpecError, RunError, ExecutorError, WeightsFileError)
     try:
+        if args.workers is None or args.workers < 1:
+            raise RunError(f"--workers must be positive, got {args.workers}")
+        if args.threads < 0:
+            raise RunError(f"--threads must be >= 0, got {args.threads}")
+        kwargs = {"address": args.ray_address} if args.ray_address else {}
+        executor = make_executor(args.executor, args.workers, **kwargs)  # pool starts on use
+        config, run_dir = _config_and_run_dir(args) if not args.resume else (None, args.out)
         if args.resume:
             if args.out is None:
                 raise RunError("--resume needs --out RUN_DIR")
@@ -136,23 +155,12 @@ def main(args: argparse.Namespace) -> int:
                 write_json(args.out / CONFIG_FILE, asdict(config))
             run_dir = args.out
         else:
-            config = build_config(args)
-            run_dir = args.out or Path("runs") / (
-                f"worldmodel-{config.env_id.replace(':', '-')}-{time.strftime('%Y%m%d-%H%M%S')}"
-            )
-            if run_dir.exists() and any(run_dir.iterdir()) and not (run_dir / CONFIG_FILE).exists():
-                raise RunError(f"{run_dir} exists and is not empty")
             config = create_run(config, run_dir)
-        if args.threads < 0:
-            raise RunError(f"--threads must be >= 0, got {args.threads}")
         if args.threads:
             import torch
 
             torch.set_num_threads(args.threads)
-        kwargs = {"address": args.ray_address} if args.ray_address else {}
-        if args.workers is None or args.workers < 1:
-            raise RunError(f"--workers must be positive, got {args.workers}")
-        with make_executor(args.executor, args.workers, **kwargs) as executor:
+        with executor:
             summary = run_pipeline(config, run_dir, executor, args.stage or "eval")
     except errors as err:
         print(f"train.py: error: {err}", file=sys.stderr)
