@@ -74,6 +74,24 @@ def test_car_racing_frames_drop_the_dashboard():
     assert to_frame(raw).max() > 0
 
 
+def test_rollouts_resume_by_replaying_only_missing_episodes_identically(tmp_path):
+    from agents.executor import SerialExecutor
+    from world_model.rollouts import collect
+
+    with SerialExecutor() as executor:
+        first = collect(executor, "box2d:CarRacing-v3", tmp_path, 2, 25, seed=3, policy="brownian")
+        before = {p.name: dict(np.load(p)) for p in tmp_path.glob("ep_*.npz")}
+        (tmp_path / "ep_00001.npz").unlink()
+        stamp = (tmp_path / "ep_00000.npz").stat().st_mtime_ns
+        again = collect(executor, "box2d:CarRacing-v3", tmp_path, 2, 25, seed=3, policy="brownian")
+    assert first == again
+    assert (tmp_path / "ep_00000.npz").stat().st_mtime_ns == stamp  # kept, not replayed
+    replayed = dict(np.load(tmp_path / "ep_00001.npz"))
+    for key, value in before["ep_00001.npz"].items():
+        assert np.array_equal(replayed[key], value), key
+    assert replayed["frames"].shape == (26, 64, 64, 3) and replayed["actions"].shape == (25, 3)
+
+
 @pytest.mark.slow
 def test_tiny_car_racing_run_through_the_cli_and_resume(tmp_path):
     out = tmp_path / "car"

@@ -116,7 +116,7 @@ def play_episode(task: RolloutTask) -> dict[str, Any]:
     }
     with atomic_path(path, suffix=".npz") as tmp:
         np.savez_compressed(tmp, **arrays)
-    return {"index": task.index, "steps": len(rewards), "return": float(sum(rewards))}
+    return {"index": task.index, "steps": len(rewards), "return": float(arrays["rewards"].sum())}
 
 
 def collect(

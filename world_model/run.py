@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from agents.executor import Executor
-from agents.fileio import read_json, write_json
+from agents.fileio import atomic_path, read_json, write_json
 from world_model.frames import make_frame_env
 
 CONFIG_FILE = "config.json"
@@ -218,7 +218,8 @@ def run_pipeline(
     files = training.encode_episodes(run_dir, model.vae, encode_actions)
     if not (run_dir / "series" / "initial_z.npy").is_file():
         firsts = [np.load(f)["mu"][0] for f in files]
-        np.save(run_dir / "series" / "initial_z.npy", np.stack(firsts).astype(np.float32))
+        with atomic_path(run_dir / "series" / "initial_z.npy", suffix=".npy") as tmp:
+            np.save(tmp, np.stack(firsts).astype(np.float32))
     if (run_dir / "mdn.safetensors").is_file():
         load_weights(model.mdn, run_dir / "mdn.safetensors")
     else:
