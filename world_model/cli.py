@@ -44,7 +44,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--train-in", choices=["real", "dream"], help="where C is trained (real)")
     group.add_argument("--predict-reward", action="store_true", help="M also predicts reward")
     group.add_argument("--predict-done", action="store_true", help="M also predicts done")
-    group.add_argument("--stage", choices=["rollouts", "vae", "mdn", "controller", "eval"])
+    group.add_argument(
+        "--stage",
+        choices=["rollouts", "vae", "mdn", "controller", "eval"],
+        help="stop after this stage (default: all)",
+    )
     group.add_argument("--executor", default="local", choices=["serial", "local", "ray"])
     group.add_argument("--workers", type=int, default=2, help="parallel worker processes (2)")
     group.add_argument(
