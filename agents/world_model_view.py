@@ -65,19 +65,26 @@ class WorldModelView:
         self._state: State | None = None
 
     @classmethod
-    def load(cls, run_dir: str | Path, device: str = "cpu") -> WorldModelView:
-        """A run's V, M and best controller (C stays at zero if CMA-ES has not run yet)."""
+    def load(
+        cls, run_dir: str | Path, device: str = "cpu", controller: str = "best"
+    ) -> WorldModelView:
+        """A run's V, M and controller: ``"best"`` (the best candidate CMA-ES evaluated, what
+        ``agents.load`` gives) or ``"mean"`` (CMA-ES's mean solution, often the stronger one on
+        new tracks; see eval.json). C stays at zero if CMA-ES has not run yet."""
+        if controller not in ("best", "mean"):
+            raise ValueError(f"controller must be best or mean, got {controller!r}")
         from world_model.model import WorldModel
         from world_model.run import read_config
 
         run_dir = Path(run_dir)
         config = read_config(run_dir)
-        has_c = (run_dir / CONTROLLER_FILE).is_file()
-        model = WorldModel.load(run_dir, config, CONTROLLER_FILE if has_c else None)
+        c_file = f"controller_{controller}.safetensors"
+        has_c = (run_dir / c_file).is_file()
+        model = WorldModel.load(run_dir, config, c_file if has_c else None)
         if not has_c:
             torch.nn.init.zeros_(model.controller.linear.weight)
             torch.nn.init.zeros_(model.controller.linear.bias)
-        metadata = {**config.get("metadata", {}), "controller": CONTROLLER_FILE if has_c else None}
+        metadata = {**config.get("metadata", {}), "controller": c_file if has_c else None}
         return cls(model.to(device), config, run_dir, metadata)
 
     @property
@@ -228,6 +235,7 @@ class WorldModelView:
         save_weights(self.module.vae, path / "vae.safetensors")
         save_weights(self.module.mdn, path / "mdn.safetensors")
         save_weights(self.module.controller, path / CONTROLLER_FILE)
+        save_weights(self.module.controller, path / "controller_mean.safetensors")  # one agent
         if self.source is not None and (self.source / "series" / "initial_z.npy").is_file():
             (path / "series").mkdir(exist_ok=True)
             shutil.copyfile(self.source / "series" / "initial_z.npy", path / "series/initial_z.npy")

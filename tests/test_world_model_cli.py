@@ -100,7 +100,7 @@ def test_tiny_car_racing_run_through_the_cli_and_resume(tmp_path):
         [*cmd, *TINY, "--out", str(out)], capture_output=True, text=True, timeout=900, cwd=ROOT
     )
     assert result.returncode == 0, result.stderr[-2000:]
-    assert "evaluation: mean return" in result.stdout
+    assert "evaluation (best controller): mean return" in result.stdout
     for name in ("vae.safetensors", "mdn.safetensors", "controller_best.safetensors",
                  "controller_mean.safetensors", "eval.json", "cmaes/state.json"):  # fmt: skip
         assert (out / name).is_file(), name
@@ -108,7 +108,9 @@ def test_tiny_car_racing_run_through_the_cli_and_resume(tmp_path):
     with np.load(out / "rollouts" / "ep_00000.npz") as data:
         assert data["frames"].shape[1:] == (64, 64, 3) and data["frames"].dtype == np.uint8
         assert len(data["frames"]) == len(data["actions"]) + 1 == 41
-    assert read_json(out / "eval.json")["episodes"] == 2
+    evaluation = read_json(out / "eval.json")
+    assert evaluation["best"]["episodes"] == evaluation["mean"]["episodes"] == 2
+    assert evaluation["mean_return"] == evaluation["best"]["mean_return"]
     view = agents.load(out)
     assert view.module.controller.n_params == (32 + 256) * 3 + 3
 
@@ -135,7 +137,7 @@ def test_tiny_procgen_run_trains_its_controller_in_the_dream(tmp_path, capsys):
     args = ["worldmodel", "--env", "procgen:coinrun", *TINY, "--executor", "serial"]
     args += ["--predict-reward", "--predict-done", "--train-in", "dream", "--out", str(out)]
     assert train.main(args) == 0
-    assert "evaluation: mean return" in capsys.readouterr().out
+    assert "evaluation (best controller): mean return" in capsys.readouterr().out
     config = read_json(out / "config.json")
     assert config["action_space"] == {"discrete": 15} and config["train_in"] == "dream"
     view = agents.load(out)

@@ -170,10 +170,11 @@ def main(args: argparse.Namespace) -> int:
         print(f"train.py: error: {err}", file=sys.stderr)
         return 2
     if "eval" in summary:
-        e = summary["eval"]
-        print(
-            f"evaluation: mean return {e['mean_return']:.1f} +- {e['std_return']:.1f} over "
-            f"{e['episodes']} episodes"
-        )
+        for name in ("best", "mean"):
+            e = summary["eval"][name]
+            print(
+                f"evaluation ({name} controller): mean return {e['mean_return']:.1f} +- "
+                f"{e['std_return']:.1f} over {e['episodes']} episodes"
+            )
     print(f"run directory: {run_dir}")
     return 0

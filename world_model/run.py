@@ -8,7 +8,7 @@
   mdn.safetensors, mdn_progress.csv        stage 3: M
   controller_best.safetensors, controller_mean.safetensors, controller_progress.csv,
   cmaes/state.json, cmaes/state.npz        stage 4: C (CMA-ES)
-  eval.json                                the best controller on ``eval_episodes`` new seeds
+  eval.json                                best and mean controllers on ``eval_episodes`` new seeds
   checkpoints/                             per-epoch V and M checkpoints (for resuming)
 A stage whose output exists is skipped; an interrupted one resumes from its last episode,
 epoch or generation. ``agents.load(run_dir)`` returns the inspectable view of the agent.
@@ -265,29 +265,30 @@ def run_pipeline(
 def evaluate_run(
     config: WorldModelConfig, run_dir: Path, executor: Executor, log: Any = print
 ) -> dict[str, Any]:
-    """The best controller on ``eval_episodes`` unseen seeds (real game); writes eval.json."""
+    """The best candidate and CMA-ES's mean solution, each on the same ``eval_episodes`` unseen
+    seeds (real game); writes eval.json. Top-level figures are the best candidate's."""
     from safetensors.numpy import load_file
 
     from world_model.cmaes import EpisodeTask, play_controller
 
-    weights = load_file(str(run_dir / "controller_best.safetensors"))
-    params = np.concatenate([weights["linear.weight"].ravel(), weights["linear.bias"]])
     seeds = [EVAL_SEED_OFFSET + config.seed + i for i in range(config.eval_episodes)]
-    started = time.monotonic()
-    log(f"eval: best controller on {len(seeds)} unseen episodes")
-    tasks = [EpisodeTask(str(run_dir), params, s, config.eval_steps) for s in seeds]
-    returns = np.asarray(executor.map(play_controller, tasks), float)
-    result = {
-        "env_id": config.env_id,
-        "controller": "controller_best.safetensors",
-        "generation": config.generations,
-        "episodes": len(returns),
-        "mean_return": float(returns.mean()),
-        "std_return": float(returns.std()),
-        "returns": [round(float(r), 2) for r in returns],
-        "seeds": f"{seeds[0]}..{seeds[-1]}",
-        "max_steps": config.eval_steps,
-        "seconds": round(time.monotonic() - started, 1),
-    }
+    result: dict[str, Any] = {"env_id": config.env_id, "generation": config.generations}
+    for name in ("best", "mean"):
+        weights = load_file(str(run_dir / f"controller_{name}.safetensors"))
+        params = np.concatenate([weights["linear.weight"].ravel(), weights["linear.bias"]])
+        started = time.monotonic()
+        log(f"eval: {name} controller on {len(seeds)} unseen episodes")
+        tasks = [EpisodeTask(str(run_dir), params, s, config.eval_steps) for s in seeds]
+        returns = np.asarray(executor.map(play_controller, tasks), float)
+        result[name] = {
+            "controller": f"controller_{name}.safetensors",
+            "episodes": len(returns),
+            "mean_return": float(returns.mean()),
+            "std_return": float(returns.std()),
+            "returns": [round(float(r), 2) for r in returns],
+            "seconds": round(time.monotonic() - started, 1),
+        }
+    result.update({k: result["best"][k] for k in ("episodes", "mean_return", "std_return")})
+    result.update(seeds=f"{seeds[0]}..{seeds[-1]}", max_steps=config.eval_steps)
     write_json(run_dir / "eval.json", result)
     return result
