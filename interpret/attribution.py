@@ -176,23 +176,24 @@ class HiddenLayerIntegratedGradients:
     ) -> tuple[np.ndarray, ...]:
         view = self.view
         with torch.no_grad():
-            activations = self.lower(view.preprocess(observations)).float().contiguous()
+            activations = self.lower(view.preprocess(observations)).float()
             if self._fn is None:
                 self._fn = target_function(self.target, self.upper(activations[:1]))
         if baseline is None:
             baseline = torch.zeros_like(activations[:1])
-        baseline = baseline.to(activations).expand_as(activations).contiguous()
+        baseline = baseline.to(activations)
         ig = IntegratedGradients(self._forward)
-        attributions, delta = ig.attribute(
+        attributions = ig.attribute(
             activations,
-            baselines=baseline,
+            baselines=baseline.expand_as(activations),
             n_steps=self.n_steps,
             method=METHOD,
-            return_convergence_delta=True,
         )
         with torch.no_grad():
             outputs = self._forward(activations)
-            base_outputs = self._forward(baseline)
+            base_outputs = self._forward(baseline).expand_as(outputs)  # once if shared
+        # Completeness (captum's convergence delta, without its two extra forward passes).
+        delta = attributions.flatten(1).sum(1) - (outputs - base_outputs)
         return (
             attributions.detach().float().cpu().numpy(),
             activations.cpu().numpy(),
