@@ -90,6 +90,7 @@ def run(args: argparse.Namespace) -> Path:
     if layer is None:
         raise InterpretError(f"pass --layer; this model's layers: {', '.join(view.layers())}")
     ig = HiddenLayerIntegratedGradients(view, layer, target=args.target, n_steps=args.steps)
+    _probe(ig, view)
     timings: dict[str, float] = {}
 
     clock = time.perf_counter()
@@ -104,11 +105,6 @@ def run(args: argparse.Namespace) -> Path:
     clock = time.perf_counter()
     sample_attr = ig.attribute(sample_obs, batch_size=args.batch_size)
     timings["attribute_sample_s"] = time.perf_counter() - clock
-    if sample_attr.attributions.ndim != 4:
-        raise InterpretError(
-            f"layer {layer!r} has shape {sample_attr.attributions.shape[1:]}; NMF features need "
-            "a convolutional layer (C, H, W)"
-        )
     clock = time.perf_counter()
     values = sample_attr.attributions if args.nmf_on == "attribution" else sample_attr.activations
     features = fit_nmf(values, layer, min(args.features, values.shape[1]), source=args.nmf_on)
@@ -153,6 +149,22 @@ def run(args: argparse.Namespace) -> Path:
         save_attributions=args.save_attributions,
         timings=timings,
     )
+
+
+def _probe(ig: Any, view: Any) -> None:
+    """Reject a layer without (C, H, W) activations or a target the policy lacks, before any
+    playing."""
+    from interpret.attribution import target_function
+
+    with torch.no_grad():
+        x = view.preprocess(np.zeros((1, *view.observation_space.shape), dtype=np.uint8))
+        activations = ig.lower(x)
+        if activations.dim() != 4:
+            raise InterpretError(
+                f"layer {ig.layer!r} has shape {tuple(activations.shape[1:])}; NMF features need "
+                "a convolutional layer (C, H, W)"
+            )
+        target_function(ig.target, ig.upper(activations))
 
 
 def _check_image(observations: np.ndarray) -> None:
