@@ -15,12 +15,13 @@ Same model (a freshly built interpretable-CNN PPO policy), same CoinRun observat
 play), same batch size, same torch threads. Timing: both sides in one process after a warm-up,
 alternating, ``--rounds`` times; each side's fastest round counts (the least disturbed by other
 processes); throughput per CPU-second is reported too. Peak memory: each side once more in its
-own fresh child process, its peak resident set size (``ru_maxrss``) above its resident size
-just before attributing (torch's CPU tensors are invisible to tracemalloc). Also: NMF
+own fresh child process: its peak resident set size (``VmHWM``, reset through
+``/proc/self/clear_refs`` just before) above its resident size just before attributing
+(torch's CPU tensors are invisible to tracemalloc). Also: NMF
 (scikit-learn, k = 8, the library's default row cap) on the attributions of 4,096
 observations. The last line of stdout is a JSON summary.
 
-    python bench/attribution.py            # 512 observations timed, NMF on 4,096 (~5 min)
+    python bench/attribution.py            # 256 observations timed, NMF on 4,096 (~5 min idle)
     python bench/attribution.py --quick    # 128 observations, NMF on 512 (< 1 min idle)
 """
 
@@ -138,10 +139,25 @@ def _peak_child(name: str, obs_path: str, batch: int, threads: int, queue) -> No
     torch.set_num_threads(threads)
     observations = np.load(obs_path)
     fn = make_sides(build_view(), batch)[name]
+    _reset_peak()
     rss_before = _rss()
     fn(observations)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
-    queue.put((peak - rss_before) / 2**20)
+    queue.put((_peak_rss() - rss_before) / 2**20)
+
+
+def _reset_peak() -> None:
+    """Reset the kernel's peak-RSS mark (VmHWM) to the current RSS (Linux >= 4.0), so the
+    peak measured next is that of the attribution, not of the setup before it."""
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+
+
+def _peak_rss() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def peak_memory(name: str, obs_path: str, batch: int, threads: int) -> float:
@@ -180,7 +196,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--rounds", type=int, help="timed rounds per side (default 3, quick 2)")
     args = parser.parse_args()
-    n = args.observations or (128 if args.quick else 512)
+    n = args.observations or (128 if args.quick else 256)
     n_nmf = args.nmf_observations or (512 if args.quick else 4096)
     args.rounds = args.rounds or (2 if args.quick else 3)
 
