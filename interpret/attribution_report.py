@@ -69,25 +69,26 @@ def overlay_scale(atlases: list[np.ndarray]) -> float:
 
 
 def bookmarks(trajectories: list[Trajectory], n: int = BOOKMARKS_PER_KIND) -> list[dict]:
-    """The ``n`` most negative and ``n`` most positive advantages, at most one per episode."""
+    """Steps with the most negative ("failure") and most positive ("success") advantage, ``n``
+    of each at most, and at most one per episode: each episode offers its step of largest
+    absolute advantage."""
     candidates = []
     for ti, traj in enumerate(trajectories):
         for ei, (start, stop) in enumerate(traj.episode_bounds()):
-            adv = traj.advantages[start:stop]
-            if not np.isfinite(adv).any():
-                continue
-            lo, hi = start + int(np.nanargmin(adv)), start + int(np.nanargmax(adv))
-            candidates.append((ti, ei, lo, float(traj.advantages[lo]), "failure"))
-            candidates.append((ti, ei, hi, float(traj.advantages[hi]), "success"))
-    marks = []
-    for kind, sign in (("failure", 1.0), ("success", -1.0)):
-        chosen = sorted((c for c in candidates if c[4] == kind), key=lambda c: sign * c[3])[:n]
-        for ti, ei, step, adv, _ in chosen:
-            if (kind == "failure" and adv < 0) or (kind == "success" and adv > 0):
-                marks.append(
-                    {"trajectory": ti, "episode": ei, "step": step, "advantage": adv, "kind": kind}
-                )
-    return marks
+            adv = np.nan_to_num(traj.advantages[start:stop])
+            step = start + int(np.argmax(np.abs(adv)))
+            value = float(traj.advantages[step])
+            if np.isfinite(value) and value != 0:
+                kind = "failure" if value < 0 else "success"
+                candidates.append({"trajectory": ti, "episode": ei, "step": step,
+                                   "advantage": value, "kind": kind})  # fmt: skip
+    failures = sorted(
+        (c for c in candidates if c["kind"] == "failure"), key=lambda c: c["advantage"]
+    )
+    successes = sorted(
+        (c for c in candidates if c["kind"] == "success"), key=lambda c: -c["advantage"]
+    )
+    return failures[:n] + successes[:n]
 
 
 def _sheets(frames: np.ndarray) -> list[str]:

@@ -45,8 +45,8 @@ def test_report_files(report):
     assert summary["completeness"]["max_abs_error"] >= 0
     for mark in summary["bookmarks"]:
         assert (mark["advantage"] < 0) == (mark["kind"] == "failure")
-    episodes = [(m["trajectory"], m["episode"], m["kind"]) for m in summary["bookmarks"]]
-    assert len(episodes) == len(set(episodes))  # at most one per episode and kind
+    episodes = [(m["trajectory"], m["episode"]) for m in summary["bookmarks"]]
+    assert len(episodes) == len(set(episodes))  # at most one per episode
     with np.load(report / "arrays.npz") as arrays:
         np.testing.assert_allclose(arrays["directions"], directions, rtol=1e-6)
         assert arrays["t0_observations"].shape == (40, 64, 64, 3)

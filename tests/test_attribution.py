@@ -222,3 +222,23 @@ def test_dataset_examples():
     mosaic = spatial_examples(response, obs, cell=2, max_reuse=1)
     assert mosaic.shape == (8, 8, 4)
     assert mosaic[..., 3].max() == 255 and mosaic[4:, :4, 3].max() == 0  # no response there
+
+
+def test_bookmarks_at_most_one_per_episode():
+    from interpret.attribution_report import bookmarks
+    from interpret.trajectory import Trajectory
+
+    adv = np.array([0.1, -2.0, 1.5, 0.0, 3.0, -0.5, -1.0, 0.2], dtype=np.float32)
+    dones = np.array([0, 0, 1, 0, 1, 0, 0, 0], dtype=bool)  # episodes [0,3), [3,5), [5,8)
+    zeros = np.zeros(8, dtype=np.float32)
+    traj = Trajectory(
+        observations=np.zeros((8, 4, 4, 3), np.uint8), actions=np.zeros(8, np.int64),
+        rewards=zeros, dones=dones, values=zeros, logits=np.zeros((8, 2), np.float32),
+        level_seeds=np.zeros(8, np.int64), level_complete=dones, advantages=adv,
+    )  # fmt: skip
+    marks = bookmarks([traj], n=5)
+    assert [(m["step"], m["kind"]) for m in marks] == [
+        (1, "failure"),
+        (6, "failure"),
+        (4, "success"),
+    ]
