@@ -370,7 +370,7 @@ function drawOverlay(canvas, sign) {
     }
     const o = (y * W + x) * 4;
     if (a > 0) { img.data[o] = r / a; img.data[o + 1] = g / a; img.data[o + 2] = b / a; }
-    img.data[o + 3] = Math.min(1, a) * 255;
+    img.data[o + 3] = Math.sqrt(Math.min(1, a)) * 255;  // sqrt: faint attribution stays visible
   }
   sctx.putImageData(img, 0, 0);
   ctx.imageSmoothingEnabled = true; ctx.imageSmoothingQuality = 'high';
