@@ -16,7 +16,10 @@ from typing import NoReturn
 from envs import _quiet  # noqa: F401  (before anything imports old gym)
 
 # verb -> (module, one-line help). A new interpreter is one new line here.
-VERBS: dict[str, tuple[str, str]] = {}
+VERBS: dict[str, tuple[str, str]] = {
+    "dissect": ("interpret.dissect_cli", "unit statistics, activation maps and interventions"),
+    "imagine": ("interpret.imagine_cli", "decode a recurrent model's imagined states (GoL)"),
+}
 
 
 class OneLineParser(argparse.ArgumentParser):
