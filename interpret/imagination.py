@@ -297,6 +297,7 @@ def evaluate_gol(
         total += len(seq)
     return {
         "metric": metric / total,
+        "all_dead_metric": dead / total,
         "final_pixel_accuracy": pixel / total,
         "final_exact": exact / total,
         "sequences": total,

@@ -1,6 +1,11 @@
 """Game of Life rules on known patterns, the imagination metric on the paper's appendix B
 examples, and the imagination model's training (shapes, resuming after a crash)."""
 
+import json
+import subprocess
+import sys
+
+import numpy as np
 import pytest
 import torch
 
@@ -112,4 +117,63 @@ def test_training_resumes_exactly_after_a_crash(tmp_path):
     assert [h["step"] for h in resumed.history] == [2, 4, 6]
     assert resumed.decoder_before_adversarial is not None
     result = evaluate_gol(resumed.model, config, sequences=50)
-    assert 0.0 <= result["metric"] <= 1.0 and 0.0 <= result["final_pixel_accuracy"] <= 1.0
+    assert (
+        0.0 <= result["all_dead_metric"] <= 1.0
+        and 0.0 <= result["metric"] <= 1.0
+        and 0.0 <= result["final_pixel_accuracy"] <= 1.0
+    )
+
+
+def run_cli(*args):
+    return subprocess.run(
+        [sys.executable, "-m", "interpret", "imagine", *map(str, args)],
+        capture_output=True,
+        text=True,
+    )
+
+
+def test_imagine_world_models_run_is_a_one_line_error(tmp_path):
+    result = run_cli("runs/some-world-model", "--out", tmp_path / "r")
+    assert result.returncode == 2 and result.stderr.count("\n") == 1
+    assert "not available yet" in result.stderr
+    result = run_cli("--gol", "--steps", "1", "--out", tmp_path / "r")
+    assert result.returncode == 2 and "--steps" in result.stderr
+
+
+def test_imagine_gol_writes_a_report(tmp_path):
+    out = tmp_path / "gol"
+    result = run_cli(
+        "--gol",
+        "--steps",
+        "2",
+        "--model-steps",
+        "3",
+        "--train-steps",
+        "10",
+        "--board",
+        "6",
+        "--channels",
+        "4",
+        "--adversarial-steps",
+        "2",
+        "--runs",
+        "2",
+        "--sequences",
+        "100",
+        "--no-progress",
+        "--out",
+        out,
+    )
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["runs"] == 2 and [r["seed"] for r in summary["per_run"]] == [0, 1]
+    assert summary["paper"]["metric"] == 0.73  # Table 2: 2 GoL steps, 3 model steps
+    for r in summary["per_run"]:
+        assert r["metric"] == max(r["metric_with_adversarial"], r["metric_without_adversarial"])
+    assert (out / "model_run1.pt").exists() and not list(tmp_path.glob(".gol.run*.pt"))
+    state = torch.load(out / "model_run0.pt", weights_only=True)
+    ImaginationNet(4, 3).load_state_dict(state)
+    with np.load(out / "arrays.npz") as arrays:
+        assert arrays["example_states"].shape == (8, 3, 6, 6)
+        assert arrays["example_decoded"].shape == (8, 4, 6, 6)
+    assert "Game of Life imagination" in (out / "index.html").read_text()
