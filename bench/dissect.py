@@ -8,7 +8,9 @@
   number; checked). Reported in units/s, and the baseline's extra memory.
 - Activation maps: for every unit, its top 3 observations (5 steps apart) and their upsampled
   maps, in units/s.
-- Zeroing effects (forward hook, 256 observations), in units/s.
+- Zeroing effects on 256 observations, in units/s: ours reruns only the layers above the
+  unit (``Inspectable.split``); baseline: the full forward pass with the zeroing hook (the path
+  any view without ``split`` takes; the first ``--hook-units`` units).
 - The Game of Life metric on 4,096 sequences (3 GoL and 3 model steps, 12x12): ours, vectorized
   (``imagination_metric``) vs a literal per-sequence loop over the paper's definition (same
   values; checked), in sequences/s.
@@ -120,6 +122,7 @@ def main() -> None:
     parser.add_argument("--quantile", type=float, default=0.01)
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--hook-units", type=int, default=8, help="units zeroed through hooks")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     view = policy_view(args.model)
@@ -162,6 +165,12 @@ def main() -> None:
                 view, layer, range(stats.units), effect_obs, args.batch_size
             )
         )
+        hook_units = min(stats.units, args.hook_units)
+        _, t_hook = timed(
+            lambda layer=layer, hook_units=hook_units: zeroing_effects(
+                view, layer, range(hook_units), effect_obs, args.batch_size, use_split=False
+            )
+        )
         row = {
             "units": stats.units,
             "stats_units_per_s": stats.units / t_ours,
@@ -171,6 +180,8 @@ def main() -> None:
             "maps_units_per_s": stats.units / t_maps,
             "maps": len(pairs),
             "zeroing_units_per_s_256_obs": stats.units / t_zero,
+            "hook_zeroing_units_per_s_256_obs": hook_units / t_hook,
+            "zeroing_split_vs_hook_ratio": (t_hook / hook_units) / (t_zero / stats.units),
         }
         print(f"layer {layer}: " + ", ".join(f"{k} {v:.4g}" for k, v in row.items()), flush=True)
         summary[layer] = row

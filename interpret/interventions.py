@@ -91,20 +91,33 @@ def zeroing_effects(
     observations: np.ndarray,
     batch_size: int = 256,
     progress=None,
+    use_split: bool = True,
 ) -> dict[str, np.ndarray]:
     """Mean effect over ``observations`` of zeroing each unit alone: {effect: (len(units),)}.
 
-    Each unit's effect is measured with the forward hook of ``zeroed``."""
-    inputs = [
-        view.preprocess(observations[part]) for part in batches(len(observations), batch_size)
-    ]
+    With a view that has ``split`` (``Inspectable``), the layer's activation is computed once
+    and only the part above it is rerun per unit, which gives the same numbers as the forward
+    hook of ``zeroed`` (tested) many times faster for late layers; other views use the hook.
+    """
+    split = getattr(view, "split", None) if use_split else None
+    parts = list(batches(len(observations), batch_size))
+    inputs = [view.preprocess(observations[part]) for part in parts]
     baseline = [view.outputs(x) for x in inputs]
+    if split is not None:
+        lower, upper = split(layer)
+        activations = [lower(x) for x in inputs]
     sums: dict[str, np.ndarray] = {}
     for j, unit in enumerate(units):
-        with zeroed(view, layer, [unit]):
-            for x, before in zip(inputs, baseline, strict=True):
-                for key, effect in output_change(before, view.outputs(x)).items():
-                    sums.setdefault(key, np.zeros(len(units)))[j] += float(effect.sum())
+        for b, before in enumerate(baseline):
+            if split is not None:
+                changed = activations[b].clone()
+                changed[:, unit] = 0.0
+                after = upper(changed)
+            else:
+                with zeroed(view, layer, [unit]):
+                    after = view.outputs(inputs[b])
+            for key, effect in output_change(before, after).items():
+                sums.setdefault(key, np.zeros(len(units)))[j] += float(effect.sum())
         if progress is not None:
             progress(j + 1)
     return {key: total / len(observations) for key, total in sums.items()}

@@ -178,6 +178,9 @@ def test_zeroing_a_unit_changes_the_value_by_its_weight(ppo_view, frames):
         set_to["value"] - before["value"], w * (2.5 - a[:, u]), rtol=1e-4, atol=1e-5
     )
     effects = zeroing_effects(ppo_view, "fc2", [u, u + 1], frames, batch_size=5)
+    by_hook = zeroing_effects(ppo_view, "fc2", [u, u + 1], frames, batch_size=5, use_split=False)
+    for key, values in by_hook.items():
+        np.testing.assert_allclose(effects[key], values, rtol=1e-4, atol=1e-6)
     assert effects["value_change"][0] == pytest.approx(float((-w * a[:, u]).mean()), rel=1e-4)
     assert set(effects) == {"policy_kl", "action_changed", "value_change", "value_abs_change"}
     assert (effects["policy_kl"] >= 0).all()
