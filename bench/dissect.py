@@ -5,7 +5,7 @@
   weights). Ours: ``interpret.dissection.unit_statistics``, which streams batches and keeps each
   unit's running top k+1 values for the exact threshold. Baseline: the direct way, holding every
   activation of the layer and taking ``np.quantile(..., method="lower")`` per unit (the same
-  number; checked). Reported in units/s, and the baseline's extra memory.
+  number; checked). Reported in units/s, and the memory each holds for the threshold.
 - Activation maps: for every unit, its top 3 observations (5 steps apart) and their upsampled
   maps, in units/s.
 - Zeroing effects on 256 observations, in units/s: ours reruns only the layers above the
@@ -89,6 +89,11 @@ def baseline_thresholds(view, layer: str, obs: np.ndarray, quantile: float, batc
     per_unit = acts.transpose(1, 0, 2, 3).reshape(acts.shape[1], -1)
     rank = per_unit.shape[1] - 1 - int(np.floor(quantile * per_unit.shape[1]))
     return np.partition(per_unit, rank, axis=1)[:, rank], acts.nbytes
+
+
+def _kept(stats, n: int) -> int:
+    """How many values per unit ``unit_statistics`` keeps: floor(q * N*h*w) + 1."""
+    return int(np.floor(stats.quantile * n * stats.shape[1] * stats.shape[2])) + 1
 
 
 def literal_metric(decoded: np.ndarray, states: np.ndarray) -> np.ndarray:
@@ -177,6 +182,7 @@ def main() -> None:
             "baseline_stats_units_per_s": stats.units / t_base,
             "stats_speed_ratio": t_base / t_ours,
             "baseline_activation_bytes": held,
+            "ours_running_top_bytes": 4 * stats.units * _kept(stats, len(obs)),
             "maps_units_per_s": stats.units / t_maps,
             "maps": len(pairs),
             "zeroing_units_per_s_256_obs": stats.units / t_zero,
