@@ -256,3 +256,15 @@ def test_cli_writes_a_report(ppo_view, tmp_path):
     assert summary["layers"][0]["dead"] == int(dead.sum())
     html = (out / "index.html").read_text()
     assert "data:image/png;base64" in html and "Layer 2b" in html
+
+
+def test_dqn_units_are_dissected_and_zeroed_through_the_same_calls(tmp_path):
+    _, path = saved_model("ours-dqn-nature", tmp_path)
+    view = agents.load(path)
+    frames = np.random.default_rng(2).integers(0, 256, size=(6, 84, 84, 4), dtype=np.uint8)
+    layer = view.layers()[0]
+    stats = unit_statistics(view, layer, frames, quantile=0.05)
+    assert stats.threshold.shape == (stats.units,) and (stats.threshold <= stats.maximum).all()
+    effects = zeroing_effects(view, layer, [0, 1], frames)
+    assert set(effects) == {"q_change", "action_changed"}
+    assert rank_units(effects)[0] == "q_change"
