@@ -132,7 +132,7 @@ def run(args: argparse.Namespace) -> Path:
         if examples is None:
             examples = _examples(trained.model, config)
     summary = _summary(configs[0], runs, args)
-    arrays = {k: v for k, v in examples.items()}
+    arrays = dict(examples)
     index = write_report(out, _html(summary, runs, examples), summary, arrays, files)
     for checkpoint in checkpoints:
         checkpoint.unlink(missing_ok=True)
