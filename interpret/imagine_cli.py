@@ -57,6 +57,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--adversarial-steps", type=int, default=500, help="decoder GAN steps (0: none)"
     )
     parser.add_argument("--train-steps", type=int, default=GoLConfig.train_steps)
+    parser.add_argument("--lr", type=float, default=GoLConfig.lr, help="Adam learning rate")
     parser.add_argument("--board", type=int, default=GoLConfig.board, help="board side, cells")
     parser.add_argument("--channels", type=int, default=GoLConfig.channels)
     parser.add_argument("--warmup", type=int, default=0, help="rule steps before the first state")
@@ -82,7 +83,7 @@ def _validate(args: argparse.Namespace) -> None:
         raise InterpretError(
             "--steps and --model-steps must be >= 2 (the metric needs intermediate states)"
         )
-    for name in ("train_steps", "board", "channels", "runs", "sequences"):
+    for name in ("train_steps", "board", "channels", "runs", "sequences", "lr"):
         if getattr(args, name) <= 0:
             raise InterpretError(f"--{name.replace('_', '-')} must be positive")
     if args.board < 3:
@@ -106,6 +107,7 @@ def run(args: argparse.Namespace) -> Path:
             board=args.board,
             warmup=args.warmup,
             train_steps=args.train_steps,
+            lr=args.lr,
             seed=args.seed + i,
         )
         for i in range(args.runs)
