@@ -71,7 +71,7 @@ def output_change(before: Outputs, after: Outputs) -> dict[str, torch.Tensor]:
             effects["value_change"] = new - old
             effects["value_abs_change"] = (new - old).abs()
         else:
-            effects[f"{key}_abs_change"] = (new - old).abs().flatten(1).mean(dim=1)
+            effects[f"{key}_abs_change"] = (new - old).abs().reshape(len(new), -1).mean(dim=1)
     return effects
 
 
@@ -104,7 +104,11 @@ def zeroing_effects(
     inputs = [view.preprocess(observations[part]) for part in parts]
     baseline = [view.outputs(x) for x in inputs]
     if split is not None:
-        lower, upper = split(layer)
+        try:
+            lower, upper = split(layer)
+        except ValueError:  # a layer the view cannot cut at (e.g. off the decision path)
+            split = None
+    if split is not None:
         activations = [lower(x) for x in inputs]
     sums: dict[str, np.ndarray] = {}
     for j, unit in enumerate(units):

@@ -188,6 +188,11 @@ def test_zeroing_a_unit_changes_the_value_by_its_weight(ppo_view, frames):
 
 def test_ranking_orders_units_by_the_effect_of_zeroing():
     effects = {"value_change": np.array([0.1, -0.5, 0.2]), "policy_kl": np.array([0.3, 0.1, 0.7])}
+    assert set(
+        output_change({"action": torch.tensor([1, 2])}, {"action": torch.tensor([1, 0])})[
+            "action_abs_change"
+        ].tolist()
+    ) == {0.0, 2.0}  # (N,) outputs too
     key, order = rank_units(effects)
     assert key == "policy_kl" and order.tolist() == [2, 0, 1]
     key, order = rank_units(
