@@ -188,6 +188,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.algo == "worldmodel":
         return world_model_cli.main(args)
+    foreign = world_model_cli.foreign_flags(args, world_model=False)
+    if foreign:
+        print(f"train.py: error: {', '.join(foreign)}: worldmodel options only", file=sys.stderr)
+        return 2
     if args.eval_episodes is None:
         args.eval_episodes = 100
     from agents.sb3_zip import ModelFileError

@@ -35,6 +35,9 @@ TINY = [
         (["worldmodel", "--env", "procgen:coinrun", "--train-in", "dream"], "--predict-reward"),
         (["worldmodel", "--env", "procgen:coinrun", "--rollout-policy", "x"], "--rollout-policy"),
         (["worldmodel", "--resume", "--out", "NOWHERE"], "not a World Models run directory"),
+        (["worldmodel", "--env", "procgen:coinrun", "--timesteps", "9"], "--timesteps: not a"),
+        (["worldmodel", "--env", "procgen:coinrun", "--ent-coef", "0.1"], "--ent-coef: not a"),
+        (["ppo", "--env", "CartPole-v1", "--generations", "3"], "--generations: worldmodel"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, args, message):

@@ -61,6 +61,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--ray-address", help="join this Ray cluster (default: a local instance)")
 
 
+# train.py options that only PPO/DQN read (dest names); given to worldmodel they are an error.
+SB3_ONLY = ("arch", "timesteps", "n_envs", "preset")
+
+
+def foreign_flags(args: argparse.Namespace, world_model: bool) -> list[str]:
+    """The options given on the command line that the chosen algorithm would ignore."""
+    if world_model:
+        names = [n for n in SB3_ONLY if getattr(args, n) is not None]
+        names += [k[3:] for k, v in vars(args).items() if k.startswith("hp_") and v is not None]
+    else:
+        names = [flag[2:] for flag in FLAGS if getattr(args, flag[2:].replace("-", "_"))]
+        names += [n for n in ("rollout_policy", "train_in", "stage") if getattr(args, n)]
+        names += [n for n in ("predict_reward", "predict_done") if getattr(args, n)]
+    return ["--" + n.replace("_", "-") for n in names]
+
+
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     from world_model.run import RunError
 
@@ -137,6 +153,9 @@ def main(args: argparse.Namespace) -> int:
 
     errors = (envs.EnvSpecError, RunError, ExecutorError, WeightsFileError)
     try:
+        foreign = foreign_flags(args, world_model=True)
+        if foreign:
+            raise RunError(f"{', '.join(foreign)}: not a worldmodel option (PPO/DQN only)")
         if args.workers is None or args.workers < 1:
             raise RunError(f"--workers must be positive, got {args.workers}")
         if args.threads < 0:
