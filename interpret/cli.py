@@ -16,7 +16,9 @@ from typing import NoReturn
 from envs import _quiet  # noqa: F401  (before anything imports old gym)
 
 # verb -> (module, one-line help). A new interpreter is one new line here.
-VERBS: dict[str, tuple[str, str]] = {}
+VERBS: dict[str, tuple[str, str]] = {
+    "synthesize": ("interpret.synthesis.command", "generate states of interest for an agent"),
+}
 
 
 class OneLineParser(argparse.ArgumentParser):
