@@ -61,7 +61,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--lr", type=float, default=1e-3)
     g.add_argument("--latent-dim", type=int, default=64)
     g.add_argument("--kl-weight", type=float, default=1.0)
-    g.add_argument("--perception-weight", type=float, default=100.0)
+    g.add_argument("--perception-weight", type=float, default=1000.0)
     g.add_argument(
         "--variants",
         default="full,recon,vae",
@@ -81,6 +81,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--no-progress", action="store_true")
 
 
@@ -125,6 +126,8 @@ def run(args: argparse.Namespace) -> Path:
     from interpret.synthesis.targets import resolve_target
 
     variants = _check(args)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     model_path = resolve_model_path(args.model)
     view = agents.load(args.model, device=args.device)
     env_id = args.env or view.metadata.get("env_id")

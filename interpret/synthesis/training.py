@@ -37,7 +37,7 @@ class TrainSettings:
     batch_size: int = 32
     lr: float = 1e-3
     kl_weight: float = 1.0
-    perception_weight: float = 100.0
+    perception_weight: float = 1000.0
     saliency_weighting: bool = True
     latent_dim: int = 64
     seed: int = 0
