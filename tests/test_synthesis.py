@@ -237,17 +237,16 @@ def test_atari_color_twin_matches_the_agents_grayscale_stack():
 @pytest.mark.slow
 def test_goggles_with_identity_generator_reproduce_the_agents_return(ppo):
     view, space, _ = ppo
+    # The generator path (uint8 -> generator image -> identity -> observation) must give the
+    # agent exactly what it sees without goggles: same actions, same returns on fixed levels.
     options = {"distribution_mode": "easy"}
-    own = goggles_returns(view, space, COINRUN, None, 3, n_envs=3, progress=False, **options)
     identity = goggles_returns(
-        view, space, COINRUN, lambda x: x, 3, n_envs=3, progress=False, **options
+        view, space, COINRUN, lambda x: x, 2, n_envs=2, progress=False, **options
     )
-    levels = range(EVAL_LEVEL_START, EVAL_LEVEL_START + 3)
-    direct = evaluate_procgen_levels(view, COINRUN, levels, 3, progress=False, **options)
-    np.testing.assert_array_equal(identity.returns, own.returns)
-    np.testing.assert_array_equal(identity.lengths, own.lengths)
-    np.testing.assert_array_equal(own.returns, direct.returns)
-    np.testing.assert_array_equal(own.lengths, direct.lengths)
+    levels = range(EVAL_LEVEL_START, EVAL_LEVEL_START + 2)
+    direct = evaluate_procgen_levels(view, COINRUN, levels, 2, progress=False, **options)
+    np.testing.assert_array_equal(identity.returns, direct.returns)
+    np.testing.assert_array_equal(identity.lengths, direct.lengths)
 
 
 # -- the command ----------------------------------------------------------------------------
