@@ -278,8 +278,7 @@ def _synthesize(view, space, data, generator, target, args, timings) -> dict[str
     with torch.no_grad():
         synth_out = agent_outputs(view, space, torch.as_tensor(synth.images, device=view.device))
         pixel_out = agent_outputs(view, space, torch.as_tensor(pixel_images, device=view.device))
-        real = torch.as_tensor(data.images[:256])
-        real_energy = target(agent_outputs(view, space, space.from_uint8(real).to(view.device)))
+        real_energy = target({k: torch.as_tensor(v) for k, v in data.outputs.items()})
     return {
         "synth": synth,
         "synth_outputs": {k: v.cpu().numpy() for k, v in synth_out.items()},

@@ -168,7 +168,7 @@ def write_synthesis_report(
 <p class='muted'>model {html.escape(summary["model"])} ({summary["algo"]});
 {summary["frames"]} recorded frames; generator space {space.channels}x{space.height}x{space.width}
 {"(RGB of a grayscale frame stack; newest frame shown)" if space.gray_stack else ""}.
-Recorded frames' mean target energy {summary["recorded_frames_target_energy"]["mean"]:.3f}
+Mean target energy on the recorded frames {summary["recorded_frames_target_energy"]["mean"]:.3f}
 (lowest {summary["recorded_frames_target_energy"]["min"]:.3f}).</p>
 <h2>Synthesized states (lowest energy first): left synthesized, right nearest recorded frame</h2>
 <div class='grid'>{"".join(cards)}</div>
