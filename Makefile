@@ -9,11 +9,24 @@ install: .venv/.installed
 .venv/.installed: pyproject.toml scripts/install.sh
 	PYTHON=$(PYTHON) bash scripts/install.sh
 
+# Trains into runs/demo (resumes a killed run; skipped once runs/demo/model.zip exists, FORCE=1
+# retrains from scratch), then writes the attribution report of that agent.
 demo: install
-	$(BIN)/python train.py ppo --env procgen:coinrun --arch interpretable \
+	@if [ -n "$(FORCE)" ]; then rm -rf runs/demo; fi
+	@if [ -f runs/demo/model.zip ]; then \
+		echo "runs/demo/model.zip exists: not retraining (FORCE=1 make demo retrains)"; \
+	elif [ -f runs/demo/config.json ]; then \
+		$(BIN)/python train.py ppo --resume --out runs/demo; \
+	else \
+		$(BIN)/python train.py ppo --env procgen:coinrun --arch interpretable \
+			--env-kwargs distribution_mode=easy paint_vel_info=true \
+			--timesteps $(DEMO_STEPS) --n-envs 32 --n-steps 128 --batch-size 1024 \
+			--eval-episodes 100 --out runs/demo; \
+	fi
+	$(BIN)/python -m interpret attribute runs/demo --env procgen:coinrun \
 		--env-kwargs distribution_mode=easy paint_vel_info=true \
-		--timesteps $(DEMO_STEPS) --n-envs 32 --n-steps 128 --batch-size 1024 \
-		--eval-episodes 100
+		--layer 2b --features 8 --out reports/demo-attribution
+	@echo "open reports/demo-attribution/index.html in a browser"
 
 lint: install
 	$(BIN)/ruff check .

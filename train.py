@@ -1,10 +1,11 @@
 #!/usr/bin/env python
-"""Train a PPO or DQN agent on a Procgen, Atari, Box2D or any gymnasium environment.
+"""Train a PPO, DQN or World Models agent on a Procgen, Atari, Box2D or gymnasium environment.
 
     python train.py ppo --env procgen:coinrun --arch interpretable --timesteps 200000
         --env-kwargs distribution_mode=easy paint_vel_info=true --out runs/coinrun
     python train.py dqn --env atari:Pong --timesteps 1000000 --out runs/pong
     python train.py ppo --resume --out runs/coinrun        # continue a killed run
+    python train.py worldmodel --env box2d:CarRacing-v3 --out runs/car-wm   # V, M, then C
 
 Settings come from a preset (the Procgen paper's PPO for procgen:*, RL Zoo's for atari:*,
 SB3's defaults otherwise); every one can be overridden (``--n-steps 128``, ``--hp key=value``).
@@ -28,6 +29,7 @@ import envs
 from agents.architectures import ARCHS
 from agents.presets import PRESETS, default_arch, default_preset
 from envs import _quiet  # noqa: F401  (before anything imports old gym)
+from world_model import cli as world_model_cli
 
 USER_ERRORS: tuple[type[Exception], ...] = (envs.EnvSpecError,)
 _HYPERPARAMS = sorted({k for preset in PRESETS.values() for k in preset} - {"n_envs"})
@@ -52,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("algo", choices=["ppo", "dqn"], help="algorithm")
+    parser.add_argument("algo", choices=["ppo", "dqn", "worldmodel"], help="algorithm")
     parser.add_argument("--env", help="procgen:<game>, atari:<Game>, box2d:<id> or a gymnasium id")
     parser.add_argument("--arch", choices=ARCHS, help="network for image observations")
     parser.add_argument("--timesteps", type=int, help="total environment steps")
@@ -65,7 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--resume", action="store_true", help="continue the run in --out")
     parser.add_argument("--checkpoint-minutes", type=float, default=5.0)
     parser.add_argument(
-        "--eval-episodes", type=int, default=100, help="levels/episodes to evaluate (0: none)"
+        "--eval-episodes",
+        type=int,
+        help="levels/episodes to evaluate (0: none; default 100, worldmodel 20)",
     )
     parser.add_argument("--eval-parallel", type=int, default=32, help="envs used to evaluate")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -75,6 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
         aliases = [flag, "--lr"] if name == "learning_rate" else [flag]
         group.add_argument(*aliases, dest=f"hp_{name}", type=parse_value, metavar="V")
     group.add_argument("--hp", nargs="*", default=[], metavar="KEY=VALUE", help="any SB3 keyword")
+    world_model_cli.add_arguments(parser)
     return parser
 
 
@@ -181,6 +186,10 @@ def report(summary: dict[str, Any]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.algo == "worldmodel":
+        return world_model_cli.main(args)
+    if args.eval_episodes is None:
+        args.eval_episodes = 100
     from agents.sb3_zip import ModelFileError
     from agents.training import CONFIG_FILE, RunError, TrainConfig, train
 

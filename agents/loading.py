@@ -62,7 +62,15 @@ def resolve_model_path(spec: str | Path) -> Path:
 
 
 def load(spec: str | Path, *, trust_pickle: bool = False, device: str = "cpu") -> Inspectable:
-    """Load an SB3 PPO/DQN zip (ours or plain SB3), run directory or ``zoo:NAME``."""
+    """Load an SB3 PPO/DQN zip (ours or plain SB3), run directory or ``zoo:NAME``.
+
+    A World Models run directory gives an ``agents.world_model_view.WorldModelView``."""
+    from world_model.run import is_world_model_run
+
+    if is_world_model_run(spec):
+        from agents.world_model_view import WorldModelView
+
+        return WorldModelView.load(spec, device=device)
     path = resolve_model_path(spec)
     archive = read_sb3_zip(path)
     algo = _algo_of(archive)

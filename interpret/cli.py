@@ -17,6 +17,9 @@ from envs import _quiet  # noqa: F401  (before anything imports old gym)
 
 # verb -> (module, one-line help). A new interpreter is one new line here.
 VERBS: dict[str, tuple[str, str]] = {
+    "attribute": ("interpret.attribute_cli", "integrated gradients, NMF features: a report"),
+    "dissect": ("interpret.dissect_cli", "unit statistics, activation maps and interventions"),
+    "imagine": ("interpret.imagine_cli", "decode a recurrent model's imagined states (GoL)"),
     "synthesize": ("interpret.synthesis.command", "generate states of interest for an agent"),
 }
 

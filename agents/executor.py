@@ -1,0 +1,137 @@
+"""One small interface for parallel work: ``Executor.map(fn, items) -> list``.
+
+``fn`` must be a picklable top-level function and ``items`` picklable values; results come back
+in the order of ``items``. Backends: ``SerialExecutor`` (in this process), ``LocalExecutor`` (a
+process pool on this machine, ``spawn``/``forkserver`` start so torch and procgen are safe in
+the workers) and ``RayExecutor`` (a Ray cluster or a local Ray instance; ``pip install
+.[distributed]``). ``make_executor("serial"|"local"|"ray", workers)`` picks one, so the same
+command scales from a laptop to a cluster. Executors are context managers; ``close()`` stops
+their workers.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from collections.abc import Callable, Iterable
+from concurrent.futures import ProcessPoolExecutor
+from typing import Any
+
+BACKENDS = ("serial", "local", "ray")
+
+
+class ExecutorError(ValueError):
+    """A bad backend name or worker count, or a missing optional backend. One line."""
+
+
+class Executor:
+    """``map(fn, items)`` in order; subclasses say where the calls run."""
+
+    workers: int = 1
+
+    def map(self, fn: Callable[[Any], Any], items: Iterable[Any]) -> list[Any]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release the workers (idempotent)."""
+
+    def __enter__(self) -> Executor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class SerialExecutor(Executor):
+    """Runs every call in this process, one after another (the baseline, and for debugging)."""
+
+    def map(self, fn: Callable[[Any], Any], items: Iterable[Any]) -> list[Any]:
+        return [fn(item) for item in items]
+
+
+class LocalExecutor(Executor):
+    """A pool of ``max_workers`` processes on this machine, started on first use and kept.
+
+    :param context: multiprocessing start method; ``forkserver`` (default where available) or
+        ``spawn``; never ``fork``, which is unsafe after torch or procgen started threads
+    """
+
+    def __init__(self, max_workers: int = 2, context: str | None = None) -> None:
+        if isinstance(max_workers, bool) or not isinstance(max_workers, int) or max_workers < 1:
+            raise ExecutorError(f"workers must be a positive integer, got {max_workers!r}")
+        methods = multiprocessing.get_all_start_methods()
+        context = context or ("forkserver" if "forkserver" in methods else "spawn")
+        if context not in ("forkserver", "spawn") or context not in methods:
+            raise ExecutorError(f"start method must be forkserver or spawn, got {context!r}")
+        self.workers = max_workers
+        self.context = context
+        self._pool: ProcessPoolExecutor | None = None
+
+    def map(self, fn: Callable[[Any], Any], items: Iterable[Any]) -> list[Any]:
+        if self._pool is None:
+            ctx = multiprocessing.get_context(self.context)
+            self._pool = ProcessPoolExecutor(self.workers, mp_context=ctx)
+        return list(self._pool.map(fn, items))
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+
+class RayExecutor(Executor):
+    """Ray tasks: on the cluster at ``address`` or, without one, a local Ray instance.
+
+    :param workers: CPUs of the local instance it starts (ignored when joining a cluster)
+    :param address: e.g. ``"auto"`` or ``"ray://head:10001"``; None: start a local instance
+    :param runtime_env: Ray's runtime environment for the workers (e.g. ``{"env_vars":
+        {"PYTHONPATH": ...}}`` or ``{"py_modules": [...]}`` so they import ``fn``'s module)
+    """
+
+    def __init__(
+        self, workers: int = 2, address: str | None = None, runtime_env: dict | None = None
+    ) -> None:
+        try:
+            import ray
+        except ImportError:
+            raise ExecutorError(
+                "the ray backend needs ray: pip install '.[distributed]' (or pip install ray)"
+            ) from None
+        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+            raise ExecutorError(f"workers must be a positive integer, got {workers!r}")
+        self.workers = workers
+        self._ray = ray
+        self._started = False
+        if not ray.is_initialized():
+            kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
+            if address is None:
+                kwargs["num_cpus"] = workers
+            else:
+                kwargs["address"] = address
+            if runtime_env:
+                kwargs["runtime_env"] = runtime_env
+            ray.init(**kwargs)
+            self._started = True
+        self._remote_cache: dict[Callable, Any] = {}
+
+    def map(self, fn: Callable[[Any], Any], items: Iterable[Any]) -> list[Any]:
+        remote = self._remote_cache.get(fn)
+        if remote is None:
+            remote = self._remote_cache[fn] = self._ray.remote(num_cpus=1)(fn)
+        return self._ray.get([remote.remote(item) for item in items])
+
+    def close(self) -> None:
+        if self._started:
+            self._ray.shutdown()
+            self._started = False
+
+
+def make_executor(backend: str = "local", workers: int = 2, **kwargs: Any) -> Executor:
+    """``"serial"``, ``"local"`` (process pool of ``workers``) or ``"ray"`` (``workers`` CPUs
+    of a local Ray instance, or ``address=`` a cluster)."""
+    if backend == "serial":
+        return SerialExecutor()
+    if backend == "local":
+        return LocalExecutor(workers, **kwargs)
+    if backend == "ray":
+        return RayExecutor(workers, **kwargs)
+    raise ExecutorError(f"unknown executor {backend!r}; valid: {', '.join(BACKENDS)}")

@@ -1,0 +1,243 @@
+"""The inspectable view of a World Models agent (V, M, C): what ``agents.load`` returns for a
+World Models run directory, with the method names of ``Inspectable``.
+
+Layers (stable names, equal to their module paths within ``module``):
+  ``vae.encoder.conv1`` .. ``vae.encoder.conv4``  (convolutions, before their ReLU)
+  ``vae.encoder.mu``, ``vae.encoder.logvar``       (z's mean and log-variance, 32 each)
+  ``vae.decoder.fc``, ``vae.decoder.deconv1`` .. ``vae.decoder.deconv4``  (before activation)
+  ``mdn.lstm`` (256 units; output h), ``mdn.head`` (mixture parameters), ``controller.linear``
+``outputs(x, state)`` maps frames to the controller's decision for a given recurrent state
+(h, c) (default: the zero state of an episode's start): ``action`` (N, A) continuous or (N,)
+discrete, ``z`` (N, 32) (the encoder's mean, what C sees), ``h`` (N, 256), and the controller's
+raw outputs: ``preactivation`` (N, A) before the action mapping (continuous) or ``scores`` =
+``logits`` (N, A) whose argmax is the action (discrete). ``split(layer)`` cuts the path
+frames -> encoder -> z -> C (so it takes the encoder's layers). ``act(obs)`` carries the
+recurrent state across calls, one per row of the batch, until ``reset()``.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from agents.inspectable import UnknownLayerError
+
+Outputs = dict[str, torch.Tensor]
+State = tuple[torch.Tensor, torch.Tensor]
+ENCODER_PATH = ("conv1", "conv2", "conv3", "conv4", "mu")
+LAYERS = (
+    *(f"vae.encoder.{n}" for n in (*ENCODER_PATH, "logvar")),
+    "vae.decoder.fc",
+    *(f"vae.decoder.deconv{i}" for i in range(1, 5)),
+    "mdn.lstm",
+    "mdn.head",
+    "controller.linear",
+)
+CONTROLLER_FILE = "controller_best.safetensors"
+
+
+class WorldModelView:
+    """``agents.load(run_dir)`` for a World Models run. ``module`` is the ``WorldModel``."""
+
+    algo = "worldmodel"
+
+    def __init__(
+        self,
+        model: nn.Module,
+        config: dict[str, Any],
+        source: Path | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> None:
+        from world_model.frames import crop_for
+
+        self.module = model.eval()
+        self.config = config
+        self.source = source
+        self.metadata = dict(metadata or {})
+        self.action_space = model.space
+        self._keep_rows = crop_for(config["env_id"])
+        self._state: State | None = None
+
+    @classmethod
+    def load(
+        cls, run_dir: str | Path, device: str = "cpu", controller: str = "best"
+    ) -> WorldModelView:
+        """A run's V, M and controller: ``"best"`` (the best candidate CMA-ES evaluated, what
+        ``agents.load`` gives) or ``"mean"`` (CMA-ES's mean solution, often the stronger one on
+        new tracks; see eval.json). C stays at zero if CMA-ES has not run yet."""
+        if controller not in ("best", "mean"):
+            raise ValueError(f"controller must be best or mean, got {controller!r}")
+        from world_model.model import WorldModel
+        from world_model.run import read_config
+
+        run_dir = Path(run_dir)
+        config = read_config(run_dir)
+        c_file = f"controller_{controller}.safetensors"
+        has_c = (run_dir / c_file).is_file()
+        model = WorldModel.load(run_dir, config, c_file if has_c else None)
+        if not has_c:
+            torch.nn.init.zeros_(model.controller.linear.weight)
+            torch.nn.init.zeros_(model.controller.linear.bias)
+        metadata = {**config.get("metadata", {}), "controller": c_file if has_c else None}
+        return cls(model.to(device), config, run_dir, metadata)
+
+    @property
+    def device(self) -> torch.device:
+        return self.module.controller.linear.weight.device
+
+    # -- layers ---------------------------------------------------------------------------
+    def layers(self) -> list[str]:
+        return list(LAYERS)
+
+    def layer_path(self, layer: str) -> str:
+        if layer not in LAYERS:
+            raise UnknownLayerError(
+                f"unknown layer {layer!r} for a World Models agent; layers: {', '.join(LAYERS)}"
+            )
+        return layer
+
+    def layer_module(self, layer: str) -> nn.Module:
+        return self.module.get_submodule(self.layer_path(layer))
+
+    # -- forward --------------------------------------------------------------------------
+    def preprocess(self, obs: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """Raw env observations (N, H, W, 3) uint8 (or already 64x64 frames) -> (N, 3, 64, 64)
+        float in [0, 1] (CarRacing: dashboard cropped, then resized, as in training)."""
+        from world_model.frames import to_frame
+
+        if isinstance(obs, torch.Tensor):
+            obs = obs.cpu().numpy()
+        obs = np.asarray(obs)
+        if obs.ndim != 4 or obs.shape[-1] != 3:
+            raise ValueError(f"expected a batch of RGB frames (N, H, W, 3), got {obs.shape}")
+        frames = to_frame(obs, self._keep_rows if obs.shape[1] != 64 else 0)
+        return torch.as_tensor(frames, device=self.device).permute(0, 3, 1, 2).float() / 255.0
+
+    def initial_state(self, n: int) -> State:
+        return self.module.mdn.initial_state(n)
+
+    def _head(self, state: State | None) -> Callable[[torch.Tensor], Outputs]:
+        """z (N, z_size) -> outputs, with the recurrent state ``state`` (zeros if None)."""
+        ctrl = self.module.controller
+
+        def head(z: torch.Tensor) -> Outputs:
+            h = (state or self.initial_state(len(z)))[0][0].to(z.device)
+            raw = ctrl(torch.cat([z, h], dim=-1))
+            out = {"action": ctrl.to_action(raw), "z": z, "h": h}
+            if ctrl.discrete:
+                out["scores"] = out["logits"] = raw
+            else:
+                out["preactivation"] = raw
+            return out
+
+        return head
+
+    def _encoder_stages(self) -> list[tuple[str, Callable[[torch.Tensor], torch.Tensor]]]:
+        enc = self.module.vae.encoder
+        stages: list[tuple[str, Callable]] = []
+        for i, name in enumerate(ENCODER_PATH):
+            module = getattr(enc, name)
+            if name == "mu":
+                stages.append((f"vae.encoder.{name}", lambda x, m=module: m(x.flatten(1))))
+            elif i == 0:
+                stages.append((f"vae.encoder.{name}", module))
+            else:  # the previous convolution's ReLU belongs to the start of this stage
+                stages.append((f"vae.encoder.{name}", lambda x, m=module: m(torch.relu(x))))
+        last = stages[-1][1]
+        stages[-1] = (stages[-1][0], lambda x, f=last: f(torch.relu(x)))
+        return stages
+
+    def outputs(self, x: torch.Tensor, state: State | None = None) -> Outputs:
+        """Frames (N, 3, 64, 64) -> the controller's decision given recurrent ``state``."""
+        for _, stage in self._encoder_stages():
+            x = stage(x)
+        return self._head(state)(x)
+
+    def split(
+        self, layer: str, state: State | None = None
+    ) -> tuple[Callable[[torch.Tensor], torch.Tensor], Callable[[torch.Tensor], Outputs]]:
+        """(lower, upper) with ``upper(lower(x)) == outputs(x, state)``; ``layer`` is one of the
+        encoder's (``vae.encoder.conv1`` .. ``conv4``, ``vae.encoder.mu``)."""
+        stages = self._encoder_stages()
+        names = [n for n, _ in stages]
+        if layer not in names:
+            self.layer_path(layer)  # unknown names get the full list
+            raise UnknownLayerError(
+                f"layer {layer!r} is not on the path from frames to actions; "
+                f"split takes: {', '.join(names)}"
+            )
+        i = names.index(layer)
+        lower_fns = [f for _, f in stages[: i + 1]]
+        upper_fns = [f for _, f in stages[i + 1 :]]
+        head = self._head(state)
+
+        def lower(x: torch.Tensor) -> torch.Tensor:
+            for f in lower_fns:
+                x = f(x)
+            return x
+
+        def upper(x: torch.Tensor) -> Outputs:
+            for f in upper_fns:
+                x = f(x)
+            return head(x)
+
+        return lower, upper
+
+    # -- acting ---------------------------------------------------------------------------
+    def reset(self) -> None:
+        """Forget the recurrent state (the next ``act`` starts episodes afresh)."""
+        self._state = None
+
+    @torch.no_grad()
+    def act(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
+        """Actions for a batch of raw observations (N, H, W, 3), one episode per row: (N,)
+        discrete or (N, A) continuous. The MDN-RNN's state advances on every call.
+        ``deterministic=False`` samples z from q(z|x) instead of using its mean."""
+        x = self.preprocess(obs)
+        if self._state is None or self._state[0].shape[1] != len(x):
+            self._state = self.initial_state(len(x))
+        mu, logvar = self.module.vae.encoder(x)
+        z = mu if deterministic else mu + torch.randn_like(mu) * (0.5 * logvar).exp()
+        out = self._head(self._state)(z)
+        ctrl = self.module.controller
+        _, self._state = self.module.mdn.step(z, ctrl.encode_action(out["action"]), self._state)
+        return out["action"].cpu().numpy()
+
+    @torch.no_grad()
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """V's decoder: z (N, z_size) -> frames (N, 3, 64, 64) in [0, 1]."""
+        return self.module.vae.decoder(z)
+
+    def dream_env(self, temperature: float = 1.0, max_steps: int = 1000) -> Any:
+        """A ``DreamEnv`` stepping this agent's M (episodes start from the run's first frames)."""
+        from world_model.dream import DreamEnv
+        from world_model.run import initial_latents
+
+        return DreamEnv(self.module, initial_latents(self.source), temperature, max_steps)
+
+    # -- saving ---------------------------------------------------------------------------
+    def save(self, path: str | Path, metadata: dict[str, Any] | None = None) -> Path:
+        """Write a World Models run directory with the current (possibly edited) weights that
+        ``agents.load`` reads back; ``metadata`` is kept in its config."""
+        from agents.fileio import write_json
+        from world_model.model import save_weights
+
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        config = {**self.config, "metadata": {**self.metadata, **(metadata or {})}}
+        config["metadata"].pop("controller", None)
+        save_weights(self.module.vae, path / "vae.safetensors")
+        save_weights(self.module.mdn, path / "mdn.safetensors")
+        save_weights(self.module.controller, path / CONTROLLER_FILE)
+        save_weights(self.module.controller, path / "controller_mean.safetensors")  # one agent
+        if self.source is not None and (self.source / "series" / "initial_z.npy").is_file():
+            (path / "series").mkdir(exist_ok=True)
+            shutil.copyfile(self.source / "series" / "initial_z.npy", path / "series/initial_z.npy")
+        write_json(path / "config.json", config)
+        return path

@@ -1,0 +1,179 @@
+"""Game of Life rules on known patterns, the imagination metric on the paper's appendix B
+examples, and the imagination model's training (shapes, resuming after a crash)."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from interpret.game_of_life import LifeBoards, imagination_metric, life_sequence, life_step
+from interpret.imagination import GoLConfig, ImaginationNet, evaluate_gol, train_gol
+
+
+def board(cells, size=8):
+    b = torch.zeros(size, size)
+    for y, x in cells:
+        b[y, x] = 1
+    return b
+
+
+BLINKER_H = board([(3, 2), (3, 3), (3, 4)])
+BLINKER_V = board([(2, 3), (3, 3), (4, 3)])
+GLIDER = board([(0, 1), (1, 2), (2, 0), (2, 1), (2, 2)])
+
+
+def test_blinker_oscillates_and_block_is_still():
+    assert torch.equal(life_step(BLINKER_H), BLINKER_V)
+    assert torch.equal(life_step(BLINKER_V), BLINKER_H)
+    block = board([(1, 1), (1, 2), (2, 1), (2, 2)])
+    assert torch.equal(life_step(block), block)
+    assert torch.equal(life_step(board([(4, 4)])), torch.zeros(8, 8))  # a lone cell dies
+
+
+def test_glider_moves_one_cell_diagonally_every_four_steps_and_wraps():
+    seq = life_sequence(GLIDER[None], 4)[0]
+    assert torch.equal(seq[4], torch.roll(GLIDER, shifts=(1, 1), dims=(0, 1)))
+    assert not torch.equal(seq[1], GLIDER) and seq[1].sum() == 5
+    # 32 steps carry it 8 cells: once around the 8x8 torus, back where it started
+    assert torch.equal(life_sequence(GLIDER[None], 32)[0, -1], GLIDER)
+
+
+def test_boards_follow_the_rules_and_are_seeded():
+    boards = LifeBoards(size=10, steps=3)
+    seq = boards.sample(16, torch.Generator().manual_seed(0))
+    assert seq.shape == (16, 4, 10, 10)
+    for t in range(3):
+        assert torch.equal(life_step(seq[:, t]), seq[:, t + 1])
+    assert torch.equal(seq, boards.sample(16, torch.Generator().manual_seed(0)))
+
+
+def glider_states(m):
+    return life_sequence(GLIDER[None], m - 1)  # (1, m, 8, 8)
+
+
+def corrupt(b, pixels):
+    b = b.clone()
+    flat = b.view(-1)
+    flat[-pixels:] = 1 - flat[-pixels:]
+    return b
+
+
+def test_metric_on_appendix_b_examples():
+    # Figure 2: 3 GoL and 3 model timesteps; h_2 (3rd predicted) matches s_3, h_1 nothing: 0.5
+    s = glider_states(4)
+    wrong = torch.ones(8, 8)
+    assert imagination_metric(torch.stack([wrong, s[0, 2]])[None], s).item() == 0.5
+    # Figure 3: both predictions match the same GoL state: (1 + 0.5) / 2 = 0.75
+    assert imagination_metric(torch.stack([s[0, 1], s[0, 1]])[None], s).item() == 0.75
+    # Figure 4: 2 GoL and 3 model timesteps; h_1 matches s_2, h_2 matches s_3, which is the
+    # trained final state and so ignored; denominator min(2, 3 - 2) = 1: 1.0
+    s3 = glider_states(3)
+    assert imagination_metric(torch.stack([s3[0, 1], s3[0, 2]])[None], s3).item() == 1.0
+    # Figure 5: both model states match the one intermediate GoL state: 1 + 0.5 = 1.5
+    assert imagination_metric(torch.stack([s3[0, 1], s3[0, 1]])[None], s3).item() == 1.5
+
+
+def test_metric_threshold_and_95_percent_match():
+    s = glider_states(3)  # m = 3, one intermediate state; 64 pixels per board
+    target = s[0, 1]
+    soft = target * 0.9 + 0.05  # probabilities: thresholded at 0.5 they equal the target
+    assert imagination_metric(soft[None, None], s).item() == 1.0
+    assert imagination_metric(corrupt(target, 3)[None, None], s).item() == 1.0  # 61/64 >= 95%
+    assert imagination_metric(corrupt(target, 4)[None, None], s).item() == 0.0  # 60/64 < 95%
+    with pytest.raises(ValueError):
+        imagination_metric(torch.zeros(1, 2, 8, 8), s[:, :2])  # no intermediate state
+
+
+def test_imagination_net_shapes():
+    net = ImaginationNet(channels=6, rnn_steps=4, rnn=False)
+    boards = torch.zeros(5, 1, 12, 12)
+    assert [h.shape for h in net.hidden_states(boards)] == [(5, 6, 12, 12)] * 5
+    assert net.imagine(boards).shape == (5, 5, 12, 12)
+    assert len(net.cells) == 4 and len(ImaginationNet(6, 4, rnn=True).cells) == 1
+
+
+class Crash(Exception):
+    pass
+
+
+def test_training_resumes_exactly_after_a_crash(tmp_path):
+    config = GoLConfig(steps=2, channels=4, board=6, train_steps=6, batch=8, adversarial_steps=3)
+    torch.set_num_threads(1)
+    whole = train_gol(config, log_every=2)
+
+    def crash_at_5(done, _total):
+        if done == 5:
+            raise Crash
+
+    checkpoint = tmp_path / "ckpt.pt"
+    with pytest.raises(Crash):
+        train_gol(config, checkpoint, log_every=2, progress=crash_at_5)
+    resumed = train_gol(config, checkpoint, log_every=2)
+    for key, value in whole.model.state_dict().items():
+        assert torch.equal(value, resumed.model.state_dict()[key]), key
+    assert [h["step"] for h in resumed.history] == [2, 4, 6]
+    assert resumed.decoder_before_adversarial is not None
+    result = evaluate_gol(resumed.model, config, sequences=50)
+    assert (
+        0.0 <= result["all_dead_metric"] <= 1.0
+        and 0.0 <= result["metric"] <= 1.0
+        and 0.0 <= result["final_pixel_accuracy"] <= 1.0
+    )
+
+
+def run_cli(*args):
+    return subprocess.run(
+        [sys.executable, "-m", "interpret", "imagine", *map(str, args)],
+        capture_output=True,
+        text=True,
+    )
+
+
+def test_imagine_world_models_run_is_a_one_line_error(tmp_path):
+    result = run_cli("runs/some-world-model", "--out", tmp_path / "r")
+    assert result.returncode == 2 and result.stderr.count("\n") == 1
+    assert "not available yet" in result.stderr
+    result = run_cli("--gol", "--steps", "1", "--out", tmp_path / "r")
+    assert result.returncode == 2 and "--steps" in result.stderr
+
+
+def test_imagine_gol_writes_a_report(tmp_path):
+    out = tmp_path / "gol"
+    result = run_cli(
+        "--gol",
+        "--steps",
+        "2",
+        "--model-steps",
+        "3",
+        "--train-steps",
+        "10",
+        "--board",
+        "6",
+        "--channels",
+        "4",
+        "--adversarial-steps",
+        "2",
+        "--runs",
+        "2",
+        "--sequences",
+        "100",
+        "--no-progress",
+        "--out",
+        out,
+    )
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["runs"] == 2 and [r["seed"] for r in summary["per_run"]] == [0, 1]
+    assert summary["paper"]["metric"] == 0.73  # Table 2: 2 GoL steps, 3 model steps
+    for r in summary["per_run"]:
+        assert r["metric"] == max(r["metric_with_adversarial"], r["metric_without_adversarial"])
+    assert (out / "model_run1.pt").exists() and not list(tmp_path.glob(".gol.run*.pt"))
+    state = torch.load(out / "model_run0.pt", weights_only=True)
+    ImaginationNet(4, 3).load_state_dict(state)
+    with np.load(out / "arrays.npz") as arrays:
+        assert arrays["example_states"].shape == (8, 3, 6, 6)
+        assert arrays["example_decoded"].shape == (8, 4, 6, 6)
+    assert "Game of Life imagination" in (out / "index.html").read_text()

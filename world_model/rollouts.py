@@ -1,0 +1,143 @@
+"""Rollouts: episodes played by a random (or given) policy, one compressed chunk file each.
+
+``rollouts/ep_00012.npz`` holds ``frames`` uint8 (T + 1, 64, 64, 3) (frame t is what the
+policy saw before action t; the last one is the frame after the last action), ``actions``
+float32 (T, A) or int64 (T,), ``rewards`` float32 (T,) and ``dones`` bool (T,) (true on the
+last step of a finished episode, false when cut by ``max_steps``). Episode i is seeded
+``seed + i`` and written atomically, so an interrupted collection resumes by playing only the
+missing episodes, and gives the same files.
+
+Policies: ``random`` (a fresh ``action_space.sample()`` every ``repeat`` steps), ``brownian``
+(Box actions only: a random walk inside the bounds, so a car keeps driving in one direction for
+a while; the default for Box actions), or a World Models run directory (its best controller,
+for the iterative procedure of the original).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import gymnasium
+import numpy as np
+
+from agents.executor import Executor
+from agents.fileio import atomic_path
+from world_model.frames import make_frame_env
+
+POLICIES = ("random", "brownian")
+
+
+@dataclass
+class RolloutTask:
+    """One episode to play and store (picklable: it travels to a worker process)."""
+
+    env_id: str
+    index: int
+    out_dir: str
+    seed: int = 0
+    max_steps: int = 1000
+    policy: str = "random"
+    repeat: int = 1
+    env_kwargs: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def path(self) -> Path:
+        return Path(self.out_dir) / f"ep_{self.index:05d}.npz"
+
+
+def default_policy(space: gymnasium.Space) -> str:
+    return "brownian" if isinstance(space, gymnasium.spaces.Box) else "random"
+
+
+class RandomActions:
+    """``random`` / ``brownian`` action sequences from a seeded generator."""
+
+    def __init__(self, space: gymnasium.Space, kind: str, repeat: int, seed: int) -> None:
+        if kind == "brownian" and not isinstance(space, gymnasium.spaces.Box):
+            raise ValueError("policy 'brownian' needs a Box action space; use 'random'")
+        self.space, self.kind, self.repeat = space, kind, max(1, repeat)
+        self.rng = np.random.default_rng(seed)
+        self.space.seed(int(self.rng.integers(2**31)))
+        self.t, self.current = 0, None
+
+    def __call__(self, frame: np.ndarray) -> Any:
+        if self.current is None or self.t % self.repeat == 0:
+            if self.kind == "brownian":
+                low, high = self.space.low, self.space.high
+                if self.current is None:
+                    self.current = self.rng.uniform(low, high).astype(np.float32)
+                step = self.rng.normal(0.0, 0.2, size=low.shape) * (high - low)
+                self.current = np.clip(self.current + step, low, high).astype(np.float32)
+            else:
+                self.current = self.space.sample()
+        self.t += 1
+        return self.current
+
+
+def make_policy(task: RolloutTask, env: gymnasium.Env) -> Any:
+    if task.policy in POLICIES:
+        return RandomActions(env.action_space, task.policy, task.repeat, task.seed + task.index)
+    from world_model.run import load_policy
+
+    return load_policy(task.policy)
+
+
+def play_episode(task: RolloutTask) -> dict[str, Any]:
+    """Play and store one episode (skipped if its file exists); returns its summary."""
+    path = task.path
+    if path.is_file():
+        with np.load(path) as data:
+            rewards = data["rewards"]
+        return {"index": task.index, "steps": len(rewards), "return": float(rewards.sum())}
+    env = make_frame_env(task.env_id, seed=task.seed + task.index, **task.env_kwargs)
+    policy = make_policy(task, env)
+    frame, _ = env.reset()
+    frames, actions, rewards, dones = [], [], [], []
+    for _ in range(task.max_steps):
+        action = policy(frame)
+        next_frame, reward, terminated, truncated, _ = env.step(action)
+        frames.append(frame)
+        actions.append(action)
+        rewards.append(reward)
+        dones.append(terminated or truncated)
+        frame = next_frame
+        if terminated or truncated:
+            break
+    frames.append(frame)
+    env.close()
+    discrete = isinstance(env.action_space, gymnasium.spaces.Discrete)
+    arrays = {
+        "frames": np.stack(frames).astype(np.uint8),
+        "actions": np.asarray(actions, np.int64 if discrete else np.float32),
+        "rewards": np.asarray(rewards, np.float32),
+        "dones": np.asarray(dones, bool),
+    }
+    with atomic_path(path, suffix=".npz") as tmp:
+        np.savez_compressed(tmp, **arrays)
+    return {"index": task.index, "steps": len(rewards), "return": float(arrays["rewards"].sum())}
+
+
+def collect(
+    executor: Executor,
+    env_id: str,
+    out_dir: str | Path,
+    episodes: int,
+    max_steps: int = 1000,
+    seed: int = 0,
+    policy: str = "random",
+    repeat: int = 1,
+    env_kwargs: dict[str, Any] | None = None,
+) -> list[dict[str, Any]]:
+    """Play episodes 0..episodes-1 through ``executor`` (existing files are kept)."""
+    tasks = [
+        RolloutTask(env_id, i, str(out_dir), seed, max_steps, policy, repeat, env_kwargs or {})
+        for i in range(episodes)
+    ]
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    return executor.map(play_episode, tasks)
+
+
+def episode_files(directory: str | Path) -> list[Path]:
+    return sorted(Path(directory).glob("ep_*.npz"))
