@@ -20,6 +20,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "attribute": ("interpret.attribute_cli", "integrated gradients, NMF features: a report"),
     "dissect": ("interpret.dissect_cli", "unit statistics, activation maps and interventions"),
     "imagine": ("interpret.imagine_cli", "decode a recurrent model's imagined states (GoL)"),
+    "synthesize": ("interpret.synthesis.command", "generate states of interest for an agent"),
 }
 
 

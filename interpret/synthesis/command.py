@@ -1,0 +1,328 @@
+"""Synthesize states of interest for a trained agent (Rupprecht et al., 2020).
+
+Records frames of the agent acting epsilon-greedily, computes its guided-backprop saliency on
+each, trains (or reuses a cached) generator with a saliency-weighted reconstruction loss, an
+agent-perception loss and a KL term, then optimizes latent vectors so that the agent's outputs
+on the generated states minimize a target:
+
+  T+      states the agent values highly whatever it does
+  T-      states where even the best action is bad
+  T+-     states where one action is much better than another
+  action:K                 states where the agent prefers action K
+  package.module:function  any callable on the agent's outputs dict -> energy (N,)
+
+The report shows each state with the agent's outputs on it, the nearest recorded frame, the
+pixel-space activation-maximization baseline, the "generator goggles" table (the agent playing
+while seeing reconstructions, for the full generator, the reconstruction-only variant and a
+plain VAE) and the loss curves.
+
+  python -m interpret synthesize runs/coinrun --target T- --samples 16 --out reports/coinrun-tminus
+  python -m interpret synthesize MODEL --env atari:Pong --target T- --samples 16 --out reports/pong
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from interpret.errors import InterpretError
+from interpret.synthesis.training import VARIANTS, TrainSettings
+
+SAMPLE_SEED = 0
+
+
+def default_cache_dir() -> Path:
+    root = os.environ.get("RLINTERP_CACHE") or Path.home() / ".cache" / "rlinterp"
+    return Path(root) / "synthesis"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", help="run directory, SB3 zip or zoo:NAME")
+    parser.add_argument("--env", help="env id (default: the one the model was trained on)")
+    parser.add_argument("--env-kwargs", nargs="*", default=None, metavar="KEY=VALUE")
+    parser.add_argument("--target", default="T-", help="T+, T-, T+-, action:K or module:func")
+    parser.add_argument("--samples", type=int, default=16, help="states to synthesize")
+    parser.add_argument("--out", required=True, help="report directory")
+    g = parser.add_argument_group("frames")
+    g.add_argument("--frames", type=int, default=4096, help="recorded frames to train on")
+    g.add_argument("--epsilon", type=float, default=0.1, help="random-action chance")
+    g.add_argument("--saliency-kernel", type=int, default=5, help="averaging filter size")
+    g = parser.add_argument_group("generator")
+    g.add_argument("--epochs", type=int, default=20)
+    g.add_argument("--batch-size", type=int, default=32)
+    g.add_argument("--lr", type=float, default=1e-3)
+    g.add_argument("--latent-dim", type=int, default=64)
+    g.add_argument("--kl-weight", type=float, default=1.0)
+    g.add_argument("--perception-weight", type=float, default=1000.0)
+    g.add_argument(
+        "--variants",
+        default="full,recon,vae",
+        help="generators to train; goggles compares them (full is always trained)",
+    )
+    g.add_argument("--cache-dir", type=Path, default=None, help="default: ~/.cache/rlinterp")
+    g = parser.add_argument_group("latent optimization")
+    g.add_argument("--steps", type=int, default=200, help="Adam steps")
+    g.add_argument("--restarts", type=int, default=2, help="random starts per sample")
+    g.add_argument("--latent-lr", type=float, default=0.05)
+    g.add_argument("--reg-weight", type=float, default=0.05, help="lambda of ||z||^2/2")
+    g.add_argument("--beta", type=float, default=1.0, help="sharpness of soft max/min")
+    g.add_argument("--tv-weight", type=float, default=1.0, help="pixel baseline's TV weight")
+    g = parser.add_argument_group("evaluation")
+    g.add_argument(
+        "--goggles-episodes", type=int, default=32, help="episodes per goggles row (0: skip)"
+    )
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--no-progress", action="store_true")
+
+
+def _check(args: argparse.Namespace) -> list[str]:
+    positive = ("samples", "frames", "epochs", "batch_size", "latent_dim", "restarts")
+    for name in positive:
+        if getattr(args, name) < 1:
+            raise InterpretError(f"--{name.replace('_', '-')} must be positive")
+    if args.steps < 0 or args.goggles_episodes < 0:
+        raise InterpretError("--steps and --goggles-episodes must be non-negative")
+    if not 0.0 <= args.epsilon <= 1.0:
+        raise InterpretError(f"--epsilon must be in [0, 1], got {args.epsilon}")
+    if args.saliency_kernel < 1 or args.saliency_kernel % 2 == 0:
+        raise InterpretError("--saliency-kernel must be a positive odd number")
+    if args.beta <= 0:
+        raise InterpretError("--beta must be positive")
+    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown:
+        raise InterpretError(f"unknown variant(s) {unknown}; valid: {', '.join(VARIANTS)}")
+    return ["full", *[v for v in variants if v != "full"]]
+
+
+def _digest(data: Any) -> str:
+    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _file_hash(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def run(args: argparse.Namespace) -> Path:
+    import agents
+    import envs
+    from agents.loading import resolve_model_path
+    from interpret.synthesis import frames as frames_mod
+    from interpret.synthesis.report import write_synthesis_report
+    from interpret.synthesis.targets import resolve_target
+
+    variants = _check(args)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    model_path = resolve_model_path(args.model)
+    view = agents.load(args.model, device=args.device)
+    env_id = args.env or view.metadata.get("env_id")
+    if not env_id:
+        raise InterpretError("the model does not record its env; pass --env")
+    if args.env_kwargs is None:
+        options = dict(view.metadata.get("env_kwargs") or {}) if not args.env else {}
+    else:
+        options = envs.parse_options(args.env_kwargs)
+    envs.parse_env_id(env_id)
+    space = frames_mod.frame_space(view, env_id)
+    target = resolve_target(args.target, beta=args.beta)
+    progress = not args.no_progress
+    warnings.filterwarnings("ignore", message="Setting backward hooks on ReLU")
+    timings: dict[str, float] = {}
+
+    cache = Path(args.cache_dir) if args.cache_dir else default_cache_dir()
+    frames_key = _digest(
+        {
+            "model": _file_hash(model_path),
+            "env": env_id,
+            "options": options,
+            "frames": args.frames,
+            "epsilon": args.epsilon,
+            "seed": args.seed,
+            "kernel": args.saliency_kernel,
+        }
+    )
+    started = time.perf_counter()
+    data = _frames(view, env_id, space, options, args, cache / f"frames-{frames_key}.npz", progress)
+    timings["frames_and_saliency_s"] = time.perf_counter() - started
+
+    base = TrainSettings(
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        kl_weight=args.kl_weight,
+        perception_weight=args.perception_weight,
+        latent_dim=args.latent_dim,
+        seed=args.seed,
+    )
+    generators, histories = {}, {}
+    for variant in variants:
+        started = time.perf_counter()
+        settings = base.variant(variant)
+        key = _digest({"frames": frames_key, "settings": settings.__dict__})
+        generators[variant], histories[variant], cached = _generator(
+            view, space, data, settings, cache / f"generator-{key}.safetensors", variant, progress
+        )
+        timings[f"train_{variant}_s" + ("_cached" if cached else "")] = (
+            time.perf_counter() - started
+        )
+    result = _synthesize(view, space, data, generators["full"], target, args, timings)
+    goggles = _goggles(view, space, env_id, options, generators, args, progress, timings)
+    summary = {
+        "model": str(model_path),
+        "env_id": env_id,
+        "env_options": options,
+        "target": args.target,
+        "algo": view.algo,
+        "frame_space": frames_mod.as_dict(space),
+        "frames": len(data),
+        "settings": {k: v for k, v in vars(args).items() if not k.startswith("_")},
+        "train_settings": {v: base.variant(v).__dict__ for v in variants},
+        "cache": {"frames": frames_key, "dir": str(cache)},
+        "timings": timings,
+        "loss_history": histories,
+        "goggles": goggles,
+        **result["summary"],
+    }
+    return write_synthesis_report(Path(args.out), summary, result, data, space, histories, goggles)
+
+
+def _frames(view, env_id, space, options, args, path: Path, progress: bool):
+    from interpret.synthesis.frames import FrameSet, record_frames
+    from interpret.synthesis.saliency import relu_module_count, saliency_maps
+    from interpret.synthesis.training import agent_features
+
+    if path.exists():
+        return FrameSet.load(path)
+    if relu_module_count(view.module) == 0:
+        warnings.warn("no nn.ReLU modules: guided backprop = plain gradient", stacklevel=2)
+    if progress:
+        print(f"recording {args.frames} frames of {env_id} (epsilon {args.epsilon})")
+    images = record_frames(
+        view,
+        env_id,
+        space,
+        n_frames=args.frames,
+        epsilon=args.epsilon,
+        seed=args.seed,
+        **options,
+    )
+    saliency = saliency_maps(view, space, images, args.saliency_kernel)
+    outputs = agent_features(view, space, images)
+    data = FrameSet(images, saliency, outputs, {"env_id": env_id, "options": options})
+    data.save(path)
+    return data
+
+
+def _generator(view, space, data, settings, path: Path, variant: str, progress: bool):
+    from interpret.synthesis.generator import Generator
+    from interpret.synthesis.training import train_generator
+
+    if path.exists():
+        generator, meta = Generator.load(path)
+        return generator.to(view.device), meta["history"], True
+    checkpoint = path.with_suffix(".ckpt.pt")
+    generator, history = train_generator(
+        view, space, data, settings, checkpoint, progress, desc=f"training generator ({variant})"
+    )
+    generator.save(path, {"history": history, "settings": settings.__dict__, "variant": variant})
+    checkpoint.unlink(missing_ok=True)
+    return generator, history, False
+
+
+def _synthesize(view, space, data, generator, target, args, timings) -> dict[str, Any]:
+    from interpret.synthesis.latent import agent_outputs, optimize_latents
+    from interpret.synthesis.novelty import nearest_frames, novelty_histogram
+    from interpret.synthesis.pixels import maximize_pixels
+
+    started = time.perf_counter()
+    synth = optimize_latents(
+        generator,
+        view,
+        space,
+        target,
+        args.samples,
+        restarts=args.restarts,
+        steps=args.steps,
+        lr=args.latent_lr,
+        reg_weight=args.reg_weight,
+        seed=args.seed + SAMPLE_SEED,
+    )
+    timings["latent_optimization_s"] = time.perf_counter() - started
+    started = time.perf_counter()
+    pixel_images, pixel_energy = maximize_pixels(
+        view,
+        space,
+        target,
+        min(args.samples, 8),
+        steps=args.steps,
+        tv_weight=args.tv_weight,
+        seed=args.seed,
+    )
+    timings["pixel_baseline_s"] = time.perf_counter() - started
+    nearest, share = nearest_frames(synth.images, data.images)
+    with torch.no_grad():
+        synth_out = agent_outputs(view, space, torch.as_tensor(synth.images, device=view.device))
+        pixel_out = agent_outputs(view, space, torch.as_tensor(pixel_images, device=view.device))
+        real_energy = target({k: torch.as_tensor(v) for k, v in data.outputs.items()})
+    return {
+        "synth": synth,
+        "synth_outputs": {k: v.cpu().numpy() for k, v in synth_out.items()},
+        "pixel_images": pixel_images,
+        "pixel_energy": pixel_energy,
+        "pixel_outputs": {k: v.cpu().numpy() for k, v in pixel_out.items()},
+        "nearest": nearest,
+        "novelty_share": share,
+        "summary": {
+            "samples": args.samples,
+            "energy": synth.energy.tolist(),
+            "target_energy": synth.target.tolist(),
+            "start_energy_mean": float(synth.start_energy.mean()),
+            "recorded_frames_target_energy": {
+                "mean": float(real_energy.mean()),
+                "min": float(real_energy.min()),
+            },
+            "pixel_baseline_target_energy": pixel_energy.tolist(),
+            "novelty": {
+                "mean_share_different": float(share.mean()),
+                **novelty_histogram(share),
+            },
+        },
+    }
+
+
+def _goggles(view, space, env_id, options, generators, args, progress, timings):
+    from interpret.synthesis.goggles import generator_lens, goggles_returns
+
+    if args.goggles_episodes == 0:
+        return None
+    rows = {}
+    for name, lens in [("agent", None)] + [(v, generator_lens(g)) for v, g in generators.items()]:
+        started = time.perf_counter()
+        results = goggles_returns(
+            view,
+            space,
+            env_id,
+            lens,
+            args.goggles_episodes,
+            seed=args.seed,
+            progress=progress,
+            **options,
+        )
+        rows[name] = results.summary()
+        timings[f"goggles_{name}_s"] = time.perf_counter() - started
+    return rows

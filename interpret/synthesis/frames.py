@@ -1,0 +1,244 @@
+"""Frames the generator learns from, and how its images become the agent's observations.
+
+The generator works on images (N, C, H, W) in [0, 1] ("generator space"):
+- agents that see RGB (Procgen, HWC uint8 (64, 64, 3)): the image is the observation;
+- Atari agents see a stack of k grayscale 84x84 frames. The generator works in color on the
+  stack of the k RGB frames (3k channels): ``ColorFrameStack`` records each RGB screen the
+  moment SB3's ``WarpFrame`` turns it gray (so after frame skip and max-pooling) and resizes it
+  to 84x84 with the same ``INTER_AREA`` filter; ``FrameSpace.to_obs`` converts back with the
+  same weighted sum as OpenCV's ``RGB2GRAY`` (0.299, 0.587, 0.114), differentiably. So
+  ``to_obs`` of a recorded color stack equals the agent's grayscale stack up to rounding.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from agents.fileio import atomic_path
+from agents.inspectable import Inspectable
+from interpret.errors import InterpretError
+
+GRAY_WEIGHTS = (0.299, 0.587, 0.114)  # OpenCV's RGB2GRAY, as SB3's WarpFrame uses
+
+
+@dataclass(frozen=True)
+class FrameSpace:
+    """Generator images (N, channels, height, width) in [0, 1] <-> agent observations.
+
+    ``gray_stack``: the agent sees ``channels // 3`` grayscale frames stacked on its last axis,
+    the generator their RGB versions (frame-major: RGB of the oldest frame first).
+    """
+
+    height: int
+    width: int
+    channels: int
+    gray_stack: bool = False
+
+    @property
+    def frames(self) -> int:
+        return self.channels // 3 if self.gray_stack else 1
+
+    def to_obs(self, images: torch.Tensor) -> torch.Tensor:
+        """(N, C, H, W) in [0, 1] -> observations (N, H, W, obs channels) in [0, 255], float,
+        differentiable; what ``Inspectable.preprocess`` takes."""
+        if self.gray_stack:
+            n = images.shape[0]
+            rgb = images.reshape(n, self.frames, 3, self.height, self.width)
+            weights = images.new_tensor(GRAY_WEIGHTS).view(1, 1, 3, 1, 1)
+            images = (rgb * weights).sum(dim=2)
+        return images.permute(0, 2, 3, 1) * 255.0
+
+    def from_uint8(self, frames: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """Recorded frames (N, H, W, C) uint8 -> generator images (N, C, H, W) in [0, 1]."""
+        x = torch.as_tensor(np.asarray(frames))
+        return x.permute(0, 3, 1, 2).float() / 255.0
+
+    def display(self, images: np.ndarray | torch.Tensor) -> np.ndarray:
+        """Generator images (N, C, H, W) in [0, 1] -> uint8 RGB (N, H, W, 3) of the newest frame."""
+        x = torch.as_tensor(images).detach().float()[:, -3:] if self.gray_stack else images
+        x = torch.as_tensor(x).detach().float()
+        if x.shape[1] == 1:
+            x = x.expand(-1, 3, -1, -1)
+        return (x.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+
+
+def frame_space(view: Inspectable, env_id: str) -> FrameSpace:
+    """The generator space for ``view`` playing ``env_id`` (image observations only)."""
+    import envs
+
+    family, _ = envs.parse_env_id(env_id)
+    shape = tuple(view.observation_space.shape)
+    if len(shape) != 3:
+        raise InterpretError(
+            f"synthesize needs image observations; the policy's observation space is {shape}"
+        )
+    # The env gives HWC; plain SB3 policies store the transposed CHW space.
+    hwc = shape if shape[-1] <= 12 else (shape[1], shape[2], shape[0])
+    height, width, channels = hwc
+    if family == "atari":
+        return FrameSpace(height, width, 3 * channels, gray_stack=True)
+    if channels not in (1, 3):
+        raise InterpretError(f"synthesize needs RGB or grayscale frames, not {channels} channels")
+    return FrameSpace(height, width, channels)
+
+
+class ColorFrameStack:
+    """The RGB twin of an Atari ``VecFrameStack`` observation: (n, 84, 84, 3k) uint8.
+
+    Attaches to each sub-env's SB3 ``WarpFrame`` (DummyVecEnv) and keeps the last k color
+    frames per env, zero-padded after a reset as ``VecFrameStack`` pads.
+    """
+
+    def __init__(self, venv: Any, frames: int) -> None:
+        from stable_baselines3.common.atari_wrappers import WarpFrame
+
+        self.frames = frames
+        self._latest: list[np.ndarray | None] = []
+        inner = venv
+        while not hasattr(inner, "envs"):
+            inner = inner.venv
+        for i, env in enumerate(inner.envs):
+            while not isinstance(env, WarpFrame):
+                env = env.env
+            self._latest.append(None)
+            env.observation = self._recorder(i, env, env.observation)
+        self.stack: np.ndarray | None = None
+
+    def _recorder(self, index: int, warp: Any, gray: Callable) -> Callable:
+        import cv2
+
+        def observation(frame: np.ndarray) -> np.ndarray:
+            size = (warp.width, warp.height)
+            self._latest[index] = cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
+            return gray(frame)
+
+        return observation
+
+    def reset(self) -> np.ndarray:
+        """After ``venv.reset()``: the color stacks (n, H, W, 3k)."""
+        first = self._latest[0]
+        n, (h, w) = len(self._latest), first.shape[:2]
+        self.stack = np.zeros((n, h, w, 3 * self.frames), dtype=np.uint8)
+        self._push(np.ones(n, dtype=bool))
+        return self.stack.copy()
+
+    def step(self, dones: np.ndarray) -> np.ndarray:
+        """After ``venv.step()``: the color stacks, restarted for envs that were reset."""
+        self._push(np.asarray(dones, dtype=bool))
+        return self.stack.copy()
+
+    def _push(self, reset: np.ndarray) -> None:
+        self.stack[reset] = 0
+        self.stack = np.roll(self.stack, -3, axis=-1)
+        self.stack[..., -3:] = np.stack(self._latest)
+
+
+@dataclass
+class FrameSet:
+    """Recorded frames in generator space, with what the agent made of them.
+
+    Attributes:
+        images: (N, H, W, C) uint8 generator-space frames.
+        saliency: (N, H, W) float32 in [0, 1]: blurred, normalized guided-backprop magnitude,
+            computed once per frame (``saliency.saliency_maps``); a constant in the loss.
+        outputs: the agent's outputs on each frame, e.g. {"q": (N, A)} or {"value", "logits"}.
+        metadata: env id, options, model hash, epsilon, seed.
+    """
+
+    images: np.ndarray
+    saliency: np.ndarray
+    outputs: dict[str, np.ndarray]
+    metadata: dict[str, Any]
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def save(self, path: str | Path) -> Path:
+        import json
+
+        arrays = {"images": self.images, "saliency": self.saliency}
+        arrays.update({f"out_{k}": v for k, v in self.outputs.items()})
+        arrays["metadata"] = np.array(json.dumps(self.metadata))
+        with atomic_path(Path(path), suffix=".npz") as tmp:
+            np.savez(tmp, **arrays)
+        return Path(path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> FrameSet:
+        import json
+
+        with np.load(path, allow_pickle=False) as data:
+            outputs = {k[4:]: data[k] for k in data.files if k.startswith("out_")}
+            return cls(data["images"], data["saliency"], outputs, json.loads(str(data["metadata"])))
+
+
+def record_frames(
+    view: Inspectable,
+    env_id: str,
+    space: FrameSpace,
+    *,
+    n_frames: int,
+    epsilon: float,
+    seed: int = 0,
+    n_envs: int = 8,
+    **env_options: Any,
+) -> np.ndarray:
+    """Play ``view`` epsilon-greedily around its own policy; (n_frames, H, W, C) uint8 frames.
+
+    RGB envs go through ``interpret.trajectory.record_trajectories``; Atari records the color
+    twin of each observed stack (``ColorFrameStack``).
+    """
+    n_envs = max(1, min(n_envs, n_frames))
+    n_steps = -(-n_frames // n_envs)
+    if not space.gray_stack:
+        from interpret.trajectory import record_trajectories
+
+        trajectories = record_trajectories(
+            view, env_id, n_envs=n_envs, n_steps=n_steps, seed=seed, epsilon=epsilon, **env_options
+        )
+        frames = np.stack([t.observations for t in trajectories], axis=1)  # (T, n, H, W, C)
+        return frames.reshape(-1, *frames.shape[2:])[:n_frames]
+    return _record_atari_color(view, env_id, space, n_envs, n_steps, epsilon, seed, env_options)[
+        :n_frames
+    ]
+
+
+def _record_atari_color(
+    view: Inspectable,
+    env_id: str,
+    space: FrameSpace,
+    n_envs: int,
+    n_steps: int,
+    epsilon: float,
+    seed: int,
+    env_options: dict,
+) -> np.ndarray:
+    import envs
+
+    rng = np.random.default_rng(seed)
+    venv = envs.make_vec_env(env_id, n_envs, seed, **env_options)
+    try:
+        colors = ColorFrameStack(venv, space.frames)
+        obs = venv.reset()
+        color = colors.reset()
+        recorded = []
+        for _ in range(n_steps):
+            recorded.append(color)
+            actions = view.act(obs, deterministic=False)
+            for i in np.flatnonzero(rng.random(n_envs) < epsilon):
+                actions[i] = rng.integers(venv.action_space.n)
+            obs, _, dones, _ = venv.step(actions)
+            color = colors.step(dones)
+    finally:
+        venv.close()
+    return np.concatenate(recorded)
+
+
+def as_dict(space: FrameSpace) -> dict[str, Any]:
+    return asdict(space)

@@ -1,0 +1,123 @@
+""" "Agent with generator goggles": the agent plays the real environment but sees the
+generator's reconstruction of each frame instead of the frame (Rupprecht et al., Section 4.5).
+
+Procgen: each of a fixed list of level seeds is played once (``evaluate_procgen_levels``);
+Atari: whole games (unclipped rewards, no end on life loss) on fixed seeds, the generator
+seeing the color twin of each grayscale stack (``ColorFrameStack``); other image envs:
+``evaluate_episodes``. Every goggles variant plays the same levels/seeds as the agent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from agents.evaluate import EpisodeResults, evaluate_episodes, evaluate_procgen_levels
+from agents.inspectable import Inspectable
+from interpret.synthesis.frames import ColorFrameStack, FrameSpace
+from interpret.synthesis.generator import Generator
+
+Lens = Callable[[torch.Tensor], torch.Tensor]
+EVAL_LEVEL_START = 1_000_000  # Procgen goggles levels: seeds from here (unseen in training)
+
+
+def generator_lens(generator: Generator) -> Lens:
+    """Generator images -> their deterministic reconstruction (decoded encoder mean)."""
+    generator.eval()
+    return generator.reconstruct
+
+
+class Goggles:
+    """The agent seeing ``lens(frame)``; frames are generator-space uint8 (N, H, W, C).
+
+    Has the ``act``/``device`` of an ``Inspectable``, so the evaluators in
+    ``agents.evaluate`` play it unchanged. ``lens=None`` is the agent itself.
+    """
+
+    def __init__(self, view: Inspectable, space: FrameSpace, lens: Lens | None) -> None:
+        self.view, self.space, self.lens = view, space, lens
+        self.device = view.device
+
+    @torch.no_grad()
+    def act(
+        self, frames: np.ndarray, deterministic: bool = False, generator: Any = None
+    ) -> np.ndarray:
+        if self.lens is None and not self.space.gray_stack:
+            return self.view.act(frames, deterministic, generator)
+        images = self.space.from_uint8(frames).to(self.device)
+        if self.lens is not None:
+            images = self.lens(images)
+        return self.view.act(self.space.to_obs(images), deterministic, generator)
+
+
+def goggles_returns(
+    view: Inspectable,
+    space: FrameSpace,
+    env_id: str,
+    lens: Lens | None,
+    episodes: int,
+    *,
+    seed: int = 0,
+    n_envs: int = 16,
+    deterministic: bool = False,
+    progress: bool = True,
+    **env_options: Any,
+) -> EpisodeResults:
+    """Returns of ``episodes`` episodes of the agent seeing ``lens(frame)`` (None: the frame)."""
+    import envs
+
+    agent = Goggles(view, space, lens)
+    family, _ = envs.parse_env_id(env_id)
+    if family == "procgen":
+        levels = list(range(EVAL_LEVEL_START + seed, EVAL_LEVEL_START + seed + episodes))
+        return evaluate_procgen_levels(
+            agent, env_id, levels, n_envs, deterministic, seed, progress, **env_options
+        )
+    if family == "atari":
+        return _atari_games(
+            agent, env_id, episodes, n_envs, deterministic, seed, progress, env_options
+        )
+    return evaluate_episodes(
+        agent, env_id, episodes, n_envs, deterministic, seed, progress, **env_options
+    )
+
+
+def _atari_games(
+    agent: Goggles,
+    env_id: str,
+    episodes: int,
+    n_envs: int,
+    deterministic: bool,
+    seed: int,
+    progress: bool,
+    env_options: dict,
+) -> EpisodeResults:
+    import envs
+
+    options = {**env_options, "clip_reward": False, "terminal_on_life_loss": False}
+    n_envs = min(n_envs, episodes)
+    venv = envs.make_vec_env(env_id, n_envs, seed, **options)
+    generator = torch.Generator(device=agent.device).manual_seed(seed)
+    returns: list[float] = []
+    lengths: list[int] = []
+    bar = tqdm(total=episodes, desc="goggles", unit="game", disable=None if progress else True)
+    try:
+        colors = ColorFrameStack(venv, agent.space.frames)
+        venv.reset()
+        color = colors.reset()
+        while len(returns) < episodes:
+            _, _, dones, infos = venv.step(agent.act(color, deterministic, generator))
+            color = colors.step(dones)
+            for i in np.flatnonzero(dones):
+                if "episode" in infos[i] and len(returns) < episodes:
+                    returns.append(float(infos[i]["episode"]["r"]))
+                    lengths.append(int(infos[i]["episode"]["l"]))
+                    bar.update(1)
+    finally:
+        bar.close()
+        venv.close()
+    return EpisodeResults(np.asarray(returns), np.asarray(lengths))
