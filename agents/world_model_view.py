@@ -13,6 +13,12 @@ raw outputs: ``preactivation`` (N, A) before the action mapping (continuous) or 
 ``logits`` (N, A) whose argmax is the action (discrete). ``split(layer)`` cuts the path
 frames -> encoder -> z -> C (so it takes the encoder's layers). ``act(obs)`` carries the
 recurrent state across calls, one per row of the batch, until ``reset()``.
+
+``observation_space`` is the space of the frames V sees, (64, 64, 3) uint8: raw env frames
+(e.g. CarRacing's 96x96) are cropped and resized to it by ``preprocess``, and state synthesis
+generates images in it. ``preprocess`` of a torch tensor already at 64x64 is pure torch
+(differentiable); the encoder's ReLUs in ``outputs``/``split`` are the ``nn.ReLU`` modules
+``relu_modules`` (equal to V's functional ``torch.relu``), so guided backprop can override them.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import gymnasium
 import numpy as np
 import torch
 from torch import nn
@@ -63,6 +70,10 @@ class WorldModelView:
         self.action_space = model.space
         self._keep_rows = crop_for(config["env_id"])
         self._state: State | None = None
+        # One nn.ReLU per encoder convolution, used by _encoder_stages (captum's GuidedBackprop
+        # overrides ReLU modules only; V itself calls torch.relu).
+        self.relu_modules = nn.ModuleList(nn.ReLU() for _ in range(len(ENCODER_PATH) - 1))
+        self.observation_space = gymnasium.spaces.Box(0, 255, (64, 64, 3), np.uint8)
 
     @classmethod
     def load(
@@ -108,9 +119,12 @@ class WorldModelView:
     # -- forward --------------------------------------------------------------------------
     def preprocess(self, obs: np.ndarray | torch.Tensor) -> torch.Tensor:
         """Raw env observations (N, H, W, 3) uint8 (or already 64x64 frames) -> (N, 3, 64, 64)
-        float in [0, 1] (CarRacing: dashboard cropped, then resized, as in training)."""
+        float in [0, 1] (CarRacing: dashboard cropped, then resized, as in training). A torch
+        tensor (N, 64, 64, 3) in [0, 255] is converted in torch, so gradients flow through."""
         from world_model.frames import to_frame
 
+        if isinstance(obs, torch.Tensor) and obs.ndim == 4 and tuple(obs.shape[1:]) == (64, 64, 3):
+            return obs.to(self.device).permute(0, 3, 1, 2).float() / 255.0
         if isinstance(obs, torch.Tensor):
             obs = obs.cpu().numpy()
         obs = np.asarray(obs)
@@ -140,17 +154,18 @@ class WorldModelView:
 
     def _encoder_stages(self) -> list[tuple[str, Callable[[torch.Tensor], torch.Tensor]]]:
         enc = self.module.vae.encoder
+        relus = self.relu_modules
         stages: list[tuple[str, Callable]] = []
         for i, name in enumerate(ENCODER_PATH):
             module = getattr(enc, name)
-            if name == "mu":
-                stages.append((f"vae.encoder.{name}", lambda x, m=module: m(x.flatten(1))))
-            elif i == 0:
+            if i == 0:
                 stages.append((f"vae.encoder.{name}", module))
+            elif name == "mu":  # conv4's ReLU, then flatten
+                stages.append(
+                    (f"vae.encoder.{name}", lambda x, m=module, r=relus[i - 1]: m(r(x).flatten(1)))
+                )
             else:  # the previous convolution's ReLU belongs to the start of this stage
-                stages.append((f"vae.encoder.{name}", lambda x, m=module: m(torch.relu(x))))
-        last = stages[-1][1]
-        stages[-1] = (stages[-1][0], lambda x, f=last: f(torch.relu(x)))
+                stages.append((f"vae.encoder.{name}", lambda x, m=module, r=relus[i - 1]: m(r(x))))
         return stages
 
     def outputs(self, x: torch.Tensor, state: State | None = None) -> Outputs:
@@ -190,20 +205,30 @@ class WorldModelView:
         return lower, upper
 
     # -- acting ---------------------------------------------------------------------------
-    def reset(self) -> None:
-        """Forget the recurrent state (the next ``act`` starts episodes afresh)."""
-        self._state = None
+    def reset(self, rows: list[int] | np.ndarray | None = None) -> None:
+        """Forget the recurrent state (the next ``act`` starts episodes afresh); ``rows``: only
+        those rows of the batch (episodes that just ended in a vectorized env)."""
+        if rows is None or self._state is None:
+            self._state = None
+            return
+        for part in self._state:
+            part[:, list(rows)] = 0.0
 
     @torch.no_grad()
-    def act(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
+    def act(
+        self, obs: np.ndarray, deterministic: bool = True, generator: torch.Generator | None = None
+    ) -> np.ndarray:
         """Actions for a batch of raw observations (N, H, W, 3), one episode per row: (N,)
         discrete or (N, A) continuous. The MDN-RNN's state advances on every call.
-        ``deterministic=False`` samples z from q(z|x) instead of using its mean."""
+        ``deterministic=False`` samples z from q(z|x) (with ``generator``) instead of its mean."""
         x = self.preprocess(obs)
         if self._state is None or self._state[0].shape[1] != len(x):
             self._state = self.initial_state(len(x))
         mu, logvar = self.module.vae.encoder(x)
-        z = mu if deterministic else mu + torch.randn_like(mu) * (0.5 * logvar).exp()
+        if not deterministic:
+            noise = torch.randn(mu.shape, generator=generator, device=mu.device)
+            mu = mu + noise * (0.5 * logvar).exp()
+        z = mu
         out = self._head(self._state)(z)
         ctrl = self.module.controller
         _, self._state = self.module.mdn.step(z, ctrl.encode_action(out["action"]), self._state)

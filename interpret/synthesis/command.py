@@ -11,6 +11,10 @@ on the generated states minimize a target:
   action:K                 states where the agent prefers action K
   package.module:function  any callable on the agent's outputs dict -> energy (N,)
 
+World Models agents (run directories of ``train.py worldmodel``) work through their view: the
+generator makes V's 64x64 frames, targets act on the controller's outputs (T+/T- need a value,
+which it lacks), and goggles carry its recurrent state across steps.
+
 The report shows each state with the agent's outputs on it, the nearest recorded frame, the
 pixel-space activation-maximization baseline, the "generator goggles" table (the agent playing
 while seeing reconstructions, for the full generator, the reconstruction-only variant and a
@@ -117,6 +121,14 @@ def _file_hash(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _model_hash(path: Path) -> str:
+    """A model file's hash; a World Models run directory: its config's and weights' hashes."""
+    if not path.is_dir():
+        return _file_hash(path)
+    files = [path / "config.json", *sorted(path.glob("*.safetensors"))]
+    return _digest({f.name: _file_hash(f) for f in files})
+
+
 def run(args: argparse.Namespace) -> Path:
     import agents
     import envs
@@ -128,13 +140,19 @@ def run(args: argparse.Namespace) -> Path:
     variants = _check(args)
     if args.threads:
         torch.set_num_threads(args.threads)
-    model_path = resolve_model_path(args.model)
+    model_path = Path(str(args.model))
+    world_model = model_path.is_dir() and not (model_path / "model.zip").is_file()
+    if not (world_model and (model_path / "config.json").is_file()):
+        model_path = resolve_model_path(args.model)
     view = agents.load(args.model, device=args.device)
-    env_id = args.env or view.metadata.get("env_id")
+    recorded = dict(view.metadata)
+    if frames_mod.is_recurrent(view):  # a World Models run keeps its env in its config
+        recorded = {"env_id": view.config["env_id"], "env_kwargs": view.config.get("env_kwargs")}
+    env_id = args.env or recorded.get("env_id")
     if not env_id:
         raise InterpretError("the model does not record its env; pass --env")
     if args.env_kwargs is None:
-        options = dict(view.metadata.get("env_kwargs") or {}) if not args.env else {}
+        options = dict(recorded.get("env_kwargs") or {}) if not args.env else {}
     else:
         options = envs.parse_options(args.env_kwargs)
     envs.parse_env_id(env_id)
@@ -147,7 +165,7 @@ def run(args: argparse.Namespace) -> Path:
     cache = Path(args.cache_dir) if args.cache_dir else default_cache_dir()
     frames_key = _digest(
         {
-            "model": _file_hash(model_path),
+            "model": _model_hash(model_path),
             "env": env_id,
             "options": options,
             "frames": args.frames,
@@ -208,7 +226,7 @@ def _frames(view, env_id, space, options, args, path: Path, progress: bool):
 
     if path.exists():
         return FrameSet.load(path)
-    if relu_module_count(view.module) == 0:
+    if relu_module_count(view) == 0:
         warnings.warn("no nn.ReLU modules: guided backprop = plain gradient", stacklevel=2)
     if progress:
         print(f"recording {args.frames} frames of {env_id} (epsilon {args.epsilon})")

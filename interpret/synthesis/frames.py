@@ -8,6 +8,9 @@ The generator works on images (N, C, H, W) in [0, 1] ("generator space"):
   to 84x84 with the same ``INTER_AREA`` filter; ``FrameSpace.to_obs`` converts back with the
   same weighted sum as OpenCV's ``RGB2GRAY`` (0.299, 0.587, 0.114), differentiably. So
   ``to_obs`` of a recorded color stack equals the agent's grayscale stack up to rounding.
+- World Models agents (``WorldModelView``, which keeps a recurrent state): the 64x64 RGB frames
+  V sees (its ``observation_space``); raw env frames of another size (CarRacing's 96x96) are
+  converted once by the view's own ``preprocess`` (crop and resize, as in its training).
 """
 
 from __future__ import annotations
@@ -66,6 +69,24 @@ class FrameSpace:
         if x.shape[1] == 1:
             x = x.expand(-1, 3, -1, -1)
         return (x.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+
+
+def is_recurrent(view: Inspectable) -> bool:
+    """Whether ``view.act`` carries a state across calls (the World Models agent)."""
+    return getattr(view, "algo", None) == "worldmodel"
+
+
+def env_images(view: Inspectable, space: FrameSpace, obs: np.ndarray) -> torch.Tensor:
+    """Raw env observations (N, H, W, C) uint8 -> generator images (N, C, h, w) in [0, 1]:
+    the observation itself, or (World Models, other frame sizes) the view's 64x64 frames."""
+    if obs.shape[1:3] == (space.height, space.width):
+        return space.from_uint8(obs).to(view.device)
+    if is_recurrent(view):
+        with torch.no_grad():
+            return view.preprocess(obs)
+    raise InterpretError(
+        f"observations {obs.shape[1:]} do not match the frame space {space.height}x{space.width}"
+    )
 
 
 def frame_space(view: Inspectable, env_id: str) -> FrameSpace:
@@ -196,6 +217,10 @@ def record_frames(
     """
     n_envs = max(1, min(n_envs, n_frames))
     n_steps = -(-n_frames // n_envs)
+    if is_recurrent(view):
+        return _record_recurrent(view, env_id, space, n_envs, n_steps, epsilon, seed, env_options)[
+            :n_frames
+        ]
     if not space.gray_stack:
         from interpret.trajectory import record_trajectories
 
@@ -238,6 +263,49 @@ def _record_atari_color(
     finally:
         venv.close()
     return np.concatenate(recorded)
+
+
+def _record_recurrent(
+    view: Inspectable,
+    env_id: str,
+    space: FrameSpace,
+    n_envs: int,
+    n_steps: int,
+    epsilon: float,
+    seed: int,
+    env_options: dict,
+) -> np.ndarray:
+    """A recurrent agent (World Models) playing through ``view.act``, which carries its state
+    across steps; each env's state restarts when its episode ends. Frames in generator space."""
+    import envs
+
+    rng = np.random.default_rng(seed)
+    generator = torch.Generator(device=view.device).manual_seed(seed)
+    venv = envs.make_vec_env(env_id, n_envs, seed, **env_options)
+    view.reset()
+    try:
+        obs = venv.reset()
+        recorded = []
+        for _ in range(n_steps):
+            images = env_images(view, space, obs)
+            recorded.append(space.display(images))
+            actions = view.act(obs, deterministic=False, generator=generator)
+            for i in np.flatnonzero(rng.random(n_envs) < epsilon):
+                actions[i] = _random(venv, rng)
+            obs, _, dones, _ = venv.step(actions)
+            if dones.any():
+                view.reset(np.flatnonzero(dones))
+    finally:
+        venv.close()
+        view.reset()
+    return np.concatenate(recorded)
+
+
+def _random(venv: Any, rng: np.random.Generator) -> Any:
+    space = venv.action_space
+    if hasattr(space, "n"):
+        return rng.integers(space.n)
+    return rng.uniform(space.low, space.high).astype(space.dtype)
 
 
 def as_dict(space: FrameSpace) -> dict[str, Any]:

@@ -5,6 +5,8 @@ Procgen: each of a fixed list of level seeds is played once (``evaluate_procgen_
 Atari: whole games (unclipped rewards, no end on life loss) on fixed seeds, the generator
 seeing the color twin of each grayscale stack (``ColorFrameStack``); other image envs:
 ``evaluate_episodes``. Every goggles variant plays the same levels/seeds as the agent.
+World Models agents carry their recurrent state across steps (``view.act``); it restarts for
+each env whose episode ends (``_recurrent_episodes``), and the generator sees V's 64x64 frames.
 """
 
 from __future__ import annotations
@@ -16,9 +18,14 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from agents.evaluate import EpisodeResults, evaluate_episodes, evaluate_procgen_levels
+from agents.evaluate import (
+    _LEVEL_OPTIONS,
+    EpisodeResults,
+    evaluate_episodes,
+    evaluate_procgen_levels,
+)
 from agents.inspectable import Inspectable
-from interpret.synthesis.frames import ColorFrameStack, FrameSpace
+from interpret.synthesis.frames import ColorFrameStack, FrameSpace, env_images, is_recurrent
 from interpret.synthesis.generator import Generator
 
 Lens = Callable[[torch.Tensor], torch.Tensor]
@@ -48,7 +55,7 @@ class Goggles:
     ) -> np.ndarray:
         if self.lens is None and not self.space.gray_stack:
             return self.view.act(frames, deterministic, generator)
-        images = self.space.from_uint8(frames).to(self.device)
+        images = env_images(self.view, self.space, frames)
         if self.lens is not None:
             images = self.lens(images)
         return self.view.act(self.space.to_obs(images), deterministic, generator)
@@ -72,6 +79,10 @@ def goggles_returns(
 
     agent = Goggles(view, space, lens)
     family, _ = envs.parse_env_id(env_id)
+    if is_recurrent(view):
+        return _recurrent_episodes(
+            agent, env_id, episodes, n_envs, deterministic, seed, progress, env_options
+        )
     if family == "procgen":
         levels = list(range(EVAL_LEVEL_START + seed, EVAL_LEVEL_START + seed + episodes))
         return evaluate_procgen_levels(
@@ -121,3 +132,62 @@ def _atari_games(
         bar.close()
         venv.close()
     return EpisodeResults(np.asarray(returns), np.asarray(lengths))
+
+
+def _recurrent_episodes(
+    agent: Goggles,
+    env_id: str,
+    episodes: int,
+    n_envs: int,
+    deterministic: bool,
+    seed: int,
+    progress: bool,
+    env_options: dict,
+) -> EpisodeResults:
+    """Episodes of an agent with a recurrent state, restarted per env when its episode ends.
+    Procgen: one env per level seed (``EVAL_LEVEL_START + seed`` on), each played once."""
+    import envs
+
+    family, _ = envs.parse_env_id(env_id)
+    procgen = family == "procgen"
+    if procgen:
+        seeds = np.arange(EVAL_LEVEL_START + seed, EVAL_LEVEL_START + seed + episodes)
+        n = episodes
+        options = {k: v for k, v in env_options.items() if k not in _LEVEL_OPTIONS}
+        options["levels"] = seeds.tolist()
+    else:
+        seeds, n, options = None, min(n_envs, episodes), env_options
+    venv = envs.make_vec_env(env_id, n, seed, **options)
+    generator = torch.Generator(device=agent.device).manual_seed(seed)
+    returns = np.full(episodes if procgen else 0, np.nan)
+    lengths = np.zeros(episodes if procgen else 0, dtype=np.int64)
+    completed = np.zeros(episodes if procgen else 0, dtype=bool)
+    found: list[tuple[float, int]] = []
+    bar = tqdm(total=episodes, desc="goggles", unit="episode", disable=None if progress else True)
+    agent.view.reset()
+    try:
+        obs = venv.reset()
+        while np.isnan(returns).any() if procgen else len(found) < episodes:
+            obs, _, dones, infos = venv.step(agent.act(obs, deterministic, generator))
+            ended = np.flatnonzero(dones)
+            agent.view.reset(ended)
+            for i in ended:
+                if "episode" not in infos[i]:
+                    continue
+                result = (float(infos[i]["episode"]["r"]), int(infos[i]["episode"]["l"]))
+                if procgen and np.isnan(returns[i]):
+                    returns[i], lengths[i] = result
+                    completed[i] = bool(infos[i].get("level_complete", False))
+                    bar.update(1)
+                elif not procgen and len(found) < episodes:
+                    found.append(result)
+                    bar.update(1)
+    finally:
+        bar.close()
+        venv.close()
+        agent.view.reset()
+    if procgen:
+        return EpisodeResults(returns, lengths, completed, seeds.astype(np.int64))
+    return EpisodeResults(
+        np.asarray([r for r, _ in found]), np.asarray([n for _, n in found], dtype=np.int64)
+    )

@@ -3,8 +3,10 @@
 Guided backpropagation is captum's ``GuidedBackprop``. It overrides the backward pass of
 ``nn.ReLU`` *modules* only; every ReLU in our architectures (``ConvReLU``, ``LinearReLU``,
 IMPALA's ``ResidualBlock``) and in SB3's ``NatureCNN``/MLP extractors is a module, so guided
-backprop is complete for them. A policy with functional ReLUs would get plain gradients
-through those (``relu_module_count`` lets callers warn when a policy has none at all).
+backprop is complete for them. The World Models encoder calls ``torch.relu``; its view runs the
+encoder with ``nn.ReLU`` modules (``view.relu_modules``), which ``PolicyOutput`` holds so that
+captum overrides them too. A policy with functional ReLUs would get plain gradients through
+those (``relu_module_count`` lets callers warn when a policy has none at all).
 """
 
 from __future__ import annotations
@@ -19,8 +21,8 @@ from interpret.synthesis.frames import FrameSpace
 
 def policy_scores(outputs: dict[str, torch.Tensor]) -> torch.Tensor:
     """The agent's per-action scores (N, A): Q-values, policy logits, a continuous action
-    ("action" or "mean"), or the value (N, 1) if it has nothing else."""
-    for key in ("q", "logits", "action", "mean"):
+    ("preactivation" of a World Models controller, "action" or "mean"), or the value (N, 1)."""
+    for key in ("q", "logits", "preactivation", "action", "mean"):
         if key in outputs:
             return outputs[key].reshape(len(outputs[key]), -1)
     return outputs["value"].reshape(-1, 1)
@@ -35,6 +37,7 @@ class PolicyOutput(nn.Module):
     def __init__(self, view: Inspectable, space: FrameSpace) -> None:
         super().__init__()
         self.policy = view.module
+        self.relus = nn.ModuleList(getattr(view, "relu_modules", ()))
         self.view = view
         self.space = space
 
@@ -43,7 +46,11 @@ class PolicyOutput(nn.Module):
         return policy_scores(self.view.outputs(self.view.preprocess(obs)))
 
 
-def relu_module_count(module: nn.Module) -> int:
+def relu_module_count(module: nn.Module | Inspectable) -> int:
+    """nn.ReLU modules of a module, or of a view (its ``module`` and ``relu_modules``)."""
+    if not isinstance(module, nn.Module):
+        extra = getattr(module, "relu_modules", ())
+        return relu_module_count(module.module) + sum(isinstance(m, nn.ReLU) for m in extra)
     return sum(isinstance(m, nn.ReLU) for m in module.modules())
 
 

@@ -7,7 +7,10 @@ smin(q) = -logsumexp(-beta q) / beta:
 - ``T-``: states where even the best action is bad: energy smax(q). Actor-critic: value.
 - ``T+-``: one action much better than another: energy -(smax(q) - smin(q)). Actor-critic:
   the same on the log-probabilities.
-- ``action:K``: energy -q[K]; actor-critic: -log pi(K); a continuous "action"/"mean": -a[K].
+- ``action:K``: energy -q[K]; actor-critic: -log pi(K); a continuous "action"/"mean": -a[K];
+  World Models: -log softmax(scores)[K] (discrete), or -preactivation[K] (continuous: the
+  controller's output before its monotone tanh mapping, whose clamps would stop gradients).
+  T+ and T- need a value or Q-values, which a World Models controller does not have.
 Any callable ``outputs -> (N,)`` is a target too (``module:function`` on the command line).
 """
 
@@ -62,6 +65,8 @@ def action_target(action: int) -> Target:
             scores = outputs["q"]
         elif "logits" in outputs:
             scores = torch.log_softmax(outputs["logits"], dim=1)
+        elif "preactivation" in outputs:
+            scores = outputs["preactivation"]
         elif "action" in outputs or "mean" in outputs:
             scores = outputs.get("action", outputs.get("mean"))
         else:
