@@ -154,10 +154,23 @@ class WorldModelView:
         return stages
 
     def outputs(self, x: torch.Tensor, state: State | None = None) -> Outputs:
-        """Frames (N, 3, 64, 64) -> the controller's decision given recurrent ``state``."""
-        for _, stage in self._encoder_stages():
+        """Frames (N, 3, 64, 64) -> the controller's decision given recurrent ``state``, plus
+        what V and M make of the frame, so that every layer runs (for dissection's hooks):
+        ``logvar`` (N, z_size), ``reconstruction`` (N, 3, 64, 64) (V's decoding of z) and
+        ``next_z`` (N, z_size), the mean of M's mixture for the next z after (z, action)."""
+        stages = self._encoder_stages()
+        for _, stage in stages[:-1]:
             x = stage(x)
-        return self._head(state)(x)
+        z = stages[-1][1](x)
+        out = self._head(state)(z)
+        vae, mdn, ctrl = self.module.vae, self.module.mdn, self.module.controller
+        out["logvar"] = vae.encoder.logvar(torch.relu(x).flatten(1))
+        out["reconstruction"] = vae.decoder(z)
+        state = state or self.initial_state(len(z))
+        h, _ = mdn.step(z, ctrl.encode_action(out["action"]), state)
+        mixture = mdn.mixture(h)
+        out["next_z"] = (mixture["logpi"].exp() * mixture["mu"]).sum(-1)
+        return out
 
     def split(
         self, layer: str, state: State | None = None
