@@ -153,30 +153,39 @@ class WorldModelView:
         stages[-1] = (stages[-1][0], lambda x, f=last: f(torch.relu(x)))
         return stages
 
+    def _run_stages(
+        self, x: torch.Tensor, stages: list[tuple[str, Callable]], state: State | None
+    ) -> Outputs:
+        """``x``: the input of ``stages`` (a tail of the encoder's; empty: x is z) -> outputs,
+        with V's decoding and M's next-z mean (``logvar`` only if the tail reaches ``mu``)."""
+        logvar = None
+        for name, stage in stages:
+            if name == "vae.encoder.mu":
+                logvar = self.module.vae.encoder.logvar(torch.relu(x).flatten(1))
+            x = stage(x)
+        out = self._head(state)(x)
+        if logvar is not None:
+            out["logvar"] = logvar
+        mdn, ctrl = self.module.mdn, self.module.controller
+        out["reconstruction"] = self.module.vae.decoder(x)
+        h, _ = mdn.step(x, ctrl.encode_action(out["action"]), state or self.initial_state(len(x)))
+        mixture = mdn.mixture(h)
+        out["next_z"] = (mixture["logpi"].exp() * mixture["mu"]).sum(-1)
+        return out
+
     def outputs(self, x: torch.Tensor, state: State | None = None) -> Outputs:
         """Frames (N, 3, 64, 64) -> the controller's decision given recurrent ``state``, plus
         what V and M make of the frame, so that every layer runs (for dissection's hooks):
         ``logvar`` (N, z_size), ``reconstruction`` (N, 3, 64, 64) (V's decoding of z) and
         ``next_z`` (N, z_size), the mean of M's mixture for the next z after (z, action)."""
-        stages = self._encoder_stages()
-        for _, stage in stages[:-1]:
-            x = stage(x)
-        z = stages[-1][1](x)
-        out = self._head(state)(z)
-        vae, mdn, ctrl = self.module.vae, self.module.mdn, self.module.controller
-        out["logvar"] = vae.encoder.logvar(torch.relu(x).flatten(1))
-        out["reconstruction"] = vae.decoder(z)
-        state = state or self.initial_state(len(z))
-        h, _ = mdn.step(z, ctrl.encode_action(out["action"]), state)
-        mixture = mdn.mixture(h)
-        out["next_z"] = (mixture["logpi"].exp() * mixture["mu"]).sum(-1)
-        return out
+        return self._run_stages(x, self._encoder_stages(), state)
 
     def split(
         self, layer: str, state: State | None = None
     ) -> tuple[Callable[[torch.Tensor], torch.Tensor], Callable[[torch.Tensor], Outputs]]:
         """(lower, upper) with ``upper(lower(x)) == outputs(x, state)``; ``layer`` is one of the
-        encoder's (``vae.encoder.conv1`` .. ``conv4``, ``vae.encoder.mu``)."""
+        encoder's (``vae.encoder.conv1`` .. ``conv4``, ``vae.encoder.mu``; cut at ``mu``, upper
+        has no ``logvar``, which does not depend on z)."""
         stages = self._encoder_stages()
         names = [n for n, _ in stages]
         if layer not in names:
@@ -187,8 +196,6 @@ class WorldModelView:
             )
         i = names.index(layer)
         lower_fns = [f for _, f in stages[: i + 1]]
-        upper_fns = [f for _, f in stages[i + 1 :]]
-        head = self._head(state)
 
         def lower(x: torch.Tensor) -> torch.Tensor:
             for f in lower_fns:
@@ -196,9 +203,7 @@ class WorldModelView:
             return x
 
         def upper(x: torch.Tensor) -> Outputs:
-            for f in upper_fns:
-                x = f(x)
-            return head(x)
+            return self._run_stages(x, stages[i + 1 :], state)
 
         return lower, upper
 
@@ -208,15 +213,24 @@ class WorldModelView:
         self._state = None
 
     @torch.no_grad()
-    def act(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
+    def act(
+        self,
+        obs: np.ndarray,
+        deterministic: bool = True,
+        generator: torch.Generator | None = None,
+    ) -> np.ndarray:
         """Actions for a batch of raw observations (N, H, W, 3), one episode per row: (N,)
         discrete or (N, A) continuous. The MDN-RNN's state advances on every call.
-        ``deterministic=False`` samples z from q(z|x) instead of using its mean."""
+        ``deterministic=False`` samples z from q(z|x) (with ``generator``) instead of its mean."""
         x = self.preprocess(obs)
         if self._state is None or self._state[0].shape[1] != len(x):
             self._state = self.initial_state(len(x))
         mu, logvar = self.module.vae.encoder(x)
-        z = mu if deterministic else mu + torch.randn_like(mu) * (0.5 * logvar).exp()
+        if deterministic:
+            z = mu
+        else:
+            noise = torch.randn(mu.shape, generator=generator, device=mu.device)
+            z = mu + noise * (0.5 * logvar).exp()
         out = self._head(self._state)(z)
         ctrl = self.module.controller
         _, self._state = self.module.mdn.step(z, ctrl.encode_action(out["action"]), self._state)

@@ -13,6 +13,7 @@ from test_world_model import car_view, one_torch_thread, tiny_model  # noqa: F40
 from tiny_models import saved_model
 
 from interpret.dissection import activation_maps, dead_units, unit_statistics
+from interpret.interventions import zeroed, zeroing_effects
 from interpret.wm_imagination import (
     dream,
     k_step_predictions,
@@ -172,3 +173,26 @@ def test_dissection_covers_the_world_model_view(car_view):  # noqa: F811
     assert np.allclose(lstm.per_observation_max, h[0].numpy(), atol=1e-5)
     recon = out["reconstruction"]
     assert recon.shape == (6, 3, 64, 64) and torch.allclose(recon, view.decode(out["z"]))
+
+
+def test_interventions_on_the_world_model_view(car_view):  # noqa: F811
+    view, _ = car_view
+    frames = np.random.default_rng(3).integers(0, 256, (4, 96, 96, 3), dtype=np.uint8)
+    split = zeroing_effects(view, "vae.encoder.conv2", [0, 5], frames)
+    hook = zeroing_effects(view, "vae.encoder.conv2", [0, 5], frames, use_split=False)
+    assert set(split) == set(hook) >= {"reconstruction_abs_change", "next_z_abs_change"}
+    for key in split:
+        assert np.allclose(split[key], hook[key], atol=1e-5), key
+    # zeroing LSTM unit 3 = M's head reading h with h[3] = 0 (the controller reads the old h)
+    x = view.preprocess(frames)
+    with torch.no_grad():
+        out = view.outputs(x)
+        with zeroed(view, "mdn.lstm", [3]):
+            changed = view.outputs(x)
+        mdn = view.module.mdn
+        _, (h, _) = mdn.lstm(torch.cat([out["z"], out["action"]], -1)[:, None])
+        h = h[0].clone()
+        h[:, 3] = 0.0
+        mix = mdn.mixture(h)
+    assert torch.allclose(changed["next_z"], (mix["logpi"].exp() * mix["mu"]).sum(-1), atol=1e-5)
+    assert torch.equal(changed["action"], out["action"])
