@@ -168,17 +168,39 @@ class WorldModelView:
                 stages.append((f"vae.encoder.{name}", lambda x, m=module, r=relus[i - 1]: m(r(x))))
         return stages
 
-    def outputs(self, x: torch.Tensor, state: State | None = None) -> Outputs:
-        """Frames (N, 3, 64, 64) -> the controller's decision given recurrent ``state``."""
-        for _, stage in self._encoder_stages():
+    def _run_stages(
+        self, x: torch.Tensor, stages: list[tuple[str, Callable]], state: State | None
+    ) -> Outputs:
+        """``x``: the input of ``stages`` (a tail of the encoder's; empty: x is z) -> outputs,
+        with V's decoding and M's next-z mean (``logvar`` only if the tail reaches ``mu``)."""
+        logvar = None
+        for name, stage in stages:
+            if name == "vae.encoder.mu":
+                logvar = self.module.vae.encoder.logvar(torch.relu(x).flatten(1))
             x = stage(x)
-        return self._head(state)(x)
+        out = self._head(state)(x)
+        if logvar is not None:
+            out["logvar"] = logvar
+        mdn, ctrl = self.module.mdn, self.module.controller
+        out["reconstruction"] = self.module.vae.decoder(x)
+        h, _ = mdn.step(x, ctrl.encode_action(out["action"]), state or self.initial_state(len(x)))
+        mixture = mdn.mixture(h)
+        out["next_z"] = (mixture["logpi"].exp() * mixture["mu"]).sum(-1)
+        return out
+
+    def outputs(self, x: torch.Tensor, state: State | None = None) -> Outputs:
+        """Frames (N, 3, 64, 64) -> the controller's decision given recurrent ``state``, plus
+        what V and M make of the frame, so that every layer runs (for dissection's hooks):
+        ``logvar`` (N, z_size), ``reconstruction`` (N, 3, 64, 64) (V's decoding of z) and
+        ``next_z`` (N, z_size), the mean of M's mixture for the next z after (z, action)."""
+        return self._run_stages(x, self._encoder_stages(), state)
 
     def split(
         self, layer: str, state: State | None = None
     ) -> tuple[Callable[[torch.Tensor], torch.Tensor], Callable[[torch.Tensor], Outputs]]:
         """(lower, upper) with ``upper(lower(x)) == outputs(x, state)``; ``layer`` is one of the
-        encoder's (``vae.encoder.conv1`` .. ``conv4``, ``vae.encoder.mu``)."""
+        encoder's (``vae.encoder.conv1`` .. ``conv4``, ``vae.encoder.mu``; cut at ``mu``, upper
+        has no ``logvar``, which does not depend on z)."""
         stages = self._encoder_stages()
         names = [n for n, _ in stages]
         if layer not in names:
@@ -189,8 +211,6 @@ class WorldModelView:
             )
         i = names.index(layer)
         lower_fns = [f for _, f in stages[: i + 1]]
-        upper_fns = [f for _, f in stages[i + 1 :]]
-        head = self._head(state)
 
         def lower(x: torch.Tensor) -> torch.Tensor:
             for f in lower_fns:
@@ -198,9 +218,7 @@ class WorldModelView:
             return x
 
         def upper(x: torch.Tensor) -> Outputs:
-            for f in upper_fns:
-                x = f(x)
-            return head(x)
+            return self._run_stages(x, stages[i + 1 :], state)
 
         return lower, upper
 

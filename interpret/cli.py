@@ -19,7 +19,10 @@ from envs import _quiet  # noqa: F401  (before anything imports old gym)
 VERBS: dict[str, tuple[str, str]] = {
     "attribute": ("interpret.attribute_cli", "integrated gradients, NMF features: a report"),
     "dissect": ("interpret.dissect_cli", "unit statistics, activation maps and interventions"),
-    "imagine": ("interpret.imagine_cli", "decode a recurrent model's imagined states (GoL)"),
+    "imagine": (
+        "interpret.imagine_cli",
+        "decode a recurrent model's imagined states (GoL, World Models)",
+    ),
     "synthesize": ("interpret.synthesis.command", "generate states of interest for an agent"),
 }
 

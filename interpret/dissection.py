@@ -24,7 +24,10 @@ QUANTILES = (0.01, 0.05)  # "top 1 or top 5% of activations"
 
 
 def as_units(activation: torch.Tensor) -> torch.Tensor:
-    """Layer output -> (N, U, h, w): conv maps as they are, (N, D) as D units of size 1x1."""
+    """Layer output -> (N, U, h, w): conv maps as they are, (N, D) as D units of size 1x1, a
+    recurrent layer's one-step output (N, 1, D) as (N, D)."""
+    if activation.dim() == 3 and activation.shape[1] == 1:
+        activation = activation[:, 0]
     if activation.dim() == 4:
         return activation
     if activation.dim() == 2:
@@ -44,6 +47,8 @@ def capture(view, layers: Sequence[str]) -> Iterator[dict[str, torch.Tensor]]:
 
     def hook_for(name: str):
         def hook(_module, _inputs, output):
+            if isinstance(output, tuple) and output and isinstance(output[0], torch.Tensor):
+                output = output[0]  # an LSTM's (output sequence, (h, c))
             if not isinstance(output, torch.Tensor):
                 raise InterpretError(f"layer {name!r} does not output a single tensor")
             caught[name] = as_units(output.detach())

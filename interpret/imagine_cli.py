@@ -9,8 +9,14 @@ divided by min(n, m - 2)), averaged over fresh sequences, for ``--runs`` seeds:
     python -m interpret imagine --gol --steps 3 --no-autoencoder --runs 3 --out reports/gol3-noae
 
 Training checkpoints sit beside the report (``.NAME.runK.pt``) until it is written, so an
-interrupted command resumes where it stopped. Imagination of a World Models run (MODEL) needs
-the World Models agent and is not available yet.
+interrupted command resumes where it stopped.
+
+For a World Models run directory MODEL, decodes what its MDN-RNN predicts for the next K
+frames (``--steps``/``--horizon`` K, default 10) beside the real frames, the error per step
+ahead, and a dream (see ``interpret.wm_imagine_cli``):
+
+    python -m interpret imagine runs/car --steps 10 --dream-steps 50 --out reports/car-imagine
+    python -m interpret imagine runs/car --temperature 1.0 --random-actions --out reports/car-t1
 """
 
 from __future__ import annotations
@@ -46,10 +52,34 @@ ACCURACY_CRITERION = 0.99  # the paper keeps runs with 99% training accuracy on 
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("model", nargs="?", help="World Models run directory (not available yet)")
+    parser.add_argument("model", nargs="?", help="World Models run directory")
     parser.add_argument("--gol", action="store_true", help="run the Game of Life benchmark")
     parser.add_argument("--out", type=Path, required=True, help="report directory")
-    parser.add_argument("--steps", type=int, default=3, help="GoL timesteps k (default 3)")
+    parser.add_argument(
+        "--steps",
+        "--horizon",
+        dest="steps",
+        type=int,
+        help="GoL timesteps k (default 3); for MODEL: steps ahead K (default 10)",
+    )
+    parser.add_argument(
+        "--temperature",
+        type=float,
+        help="MODEL: sample M at this temperature "
+        "(0: the likeliest component's mean; default: the mixture mean)",
+    )
+    parser.add_argument("--episodes", type=int, default=1, help="MODEL: episodes to play")
+    parser.add_argument("--max-steps", type=int, default=200, help="MODEL: steps per episode")
+    parser.add_argument("--dream-steps", type=int, default=30, help="MODEL: dream length N")
+    parser.add_argument(
+        "--dream-actions",
+        choices=("controller", "recorded"),
+        default="controller",
+        help="MODEL: who acts in the dream (default: the controller)",
+    )
+    parser.add_argument(
+        "--random-actions", action="store_true", help="MODEL: play random actions, not C"
+    )
     parser.add_argument("--model-steps", type=int, help="RNN timesteps (default: --steps)")
     parser.add_argument("--no-autoencoder", action="store_true", help="no autoencoder loss")
     parser.add_argument("--no-rnn", action="store_true", help="separate weights per timestep")
@@ -71,13 +101,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _validate(args: argparse.Namespace) -> None:
-    if args.model is not None:
-        raise InterpretError(
-            "imagine MODEL (decoding a World Models run's MDN-RNN) is not available yet; "
-            "use --gol for the Game of Life benchmark"
-        )
     if not args.gol:
-        raise InterpretError("nothing to imagine: give --gol (the Game of Life benchmark)")
+        raise InterpretError(
+            "nothing to imagine: give MODEL (a World Models run) or --gol (the Game of Life)"
+        )
     model_steps = args.model_steps if args.model_steps is not None else args.steps
     if args.steps < 2 or model_steps < 2:
         raise InterpretError(
@@ -93,6 +120,12 @@ def _validate(args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> Path:
+    if args.model is not None:
+        from interpret import wm_imagine_cli
+
+        args.steps = wm_imagine_cli.DEFAULT_HORIZON if args.steps is None else args.steps
+        return wm_imagine_cli.run(args)
+    args.steps = 3 if args.steps is None else args.steps
     _validate(args)
     if args.threads:
         torch.set_num_threads(args.threads)  # 0: torch's default

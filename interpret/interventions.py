@@ -26,7 +26,14 @@ def intervene(view, layer: str, values: Mapping[int, float]) -> Iterator[None]:
     is removed on exit, so the model computes exactly what it did before."""
     settings = {int(u): float(v) for u, v in values.items()}
 
-    def hook(_module, _inputs, output: torch.Tensor) -> torch.Tensor:
+    def hook(_module, _inputs, output: torch.Tensor | tuple) -> torch.Tensor | tuple:
+        if isinstance(output, tuple):  # an LSTM's (sequence (N, T, H), (h, c) (1, N, H))
+            sequence, (h, c) = output
+            sequence, h = sequence.clone(), h.clone()
+            for unit, value in settings.items():
+                sequence[..., unit] = value
+                h[..., unit] = value
+            return sequence, (h, c)
         changed = output.clone()
         for unit, value in settings.items():
             changed[:, unit] = value
@@ -55,9 +62,12 @@ def output_change(before: Outputs, after: Outputs) -> dict[str, torch.Tensor]:
     ``logits``: KL(pi_before || pi_after) in nats and whether the most likely action changed;
     ``q``: mean |dQ| and whether the greedy action changed; ``value``: the signed change;
     any other output (a Gaussian's mean, a decoded image): mean |change| over its elements.
+    Outputs missing from ``after`` (a split's upper part may not compute them) are skipped.
     """
     effects: dict[str, torch.Tensor] = {}
     for key, old in before.items():
+        if key not in after:
+            continue
         new = after[key].float()
         old = old.float()
         if key == "logits":

@@ -134,7 +134,8 @@ def _scores_and_values(view: Inspectable, obs: np.ndarray) -> tuple[np.ndarray, 
     if "q" in out:
         q = out["q"].float()
         return q.cpu().numpy(), q.max(dim=1).values.cpu().numpy(), "q"
-    key = "logits" if "logits" in out else "mean"
+    # logits (discrete), a Gaussian's mean, or a World Models controller's preactivation
+    key = next(k for k in ("logits", "mean", "preactivation") if k in out)
     value = out["value"].float().cpu().numpy() if "value" in out else np.full(len(obs), np.nan)
     return out[key].float().cpu().numpy(), value, key
 

@@ -135,7 +135,7 @@ def run_cli(*args):
 def test_imagine_world_models_run_is_a_one_line_error(tmp_path):
     result = run_cli("runs/some-world-model", "--out", tmp_path / "r")
     assert result.returncode == 2 and result.stderr.count("\n") == 1
-    assert "not available yet" in result.stderr
+    assert "not a World Models run directory" in result.stderr
     result = run_cli("--gol", "--steps", "1", "--out", tmp_path / "r")
     assert result.returncode == 2 and "--steps" in result.stderr
 
