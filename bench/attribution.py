@@ -12,12 +12,13 @@ LayerIntegratedGradients takes its baseline in input space, so its layer baselin
 A(zero observation); ours is given that same layer baseline here, so both compute the same
 attribution (the interface's default baseline is zero activations; the cost is identical).
 Same model (a freshly built interpretable-CNN PPO policy), same CoinRun observations (random
-play), same batch size, same torch threads. Timing: both sides in one process after a warm-up,
-alternating, ``--rounds`` times; each side's fastest round counts (the least disturbed by other
-processes); throughput per CPU-second is reported too. Peak memory: each side once more in its
-own fresh child process: its peak resident set size (``VmHWM``, reset through
-``/proc/self/clear_refs`` just before) above its resident size just before attributing
-(torch's CPU tensors are invisible to tracemalloc). Also: NMF
+play), same batch size, same torch threads, and both with the malloc setting that
+``python -m interpret`` applies (``agents.runtime.keep_freed_memory``). Timing: both sides in
+one process after a warm-up, alternating, ``--rounds`` times; each side's fastest round
+counts (the least disturbed by other processes); throughput per CPU-second is reported too.
+Peak memory: each side once more in its own fresh child process: its peak resident set size
+(``VmHWM``, reset through ``/proc/self/clear_refs`` just before) above its resident size just
+before attributing (torch's CPU tensors are invisible to tracemalloc). Also: NMF
 (scikit-learn, k = 8, the library's default row cap) on the attributions of 4,096
 observations. The last line of stdout is a JSON summary.
 
@@ -42,6 +43,8 @@ from pathlib import Path
 import numpy as np
 import psutil
 import torch
+
+from agents.runtime import keep_freed_memory
 
 LAYER, STEPS, SEED = "2b", 10, 0
 
@@ -137,6 +140,7 @@ def timing(observations: np.ndarray, batch: int, rounds: int) -> tuple[dict, dic
 
 def _peak_child(name: str, obs_path: str, batch: int, threads: int, queue) -> None:
     torch.set_num_threads(threads)
+    keep_freed_memory()
     observations = np.load(obs_path)
     fn = make_sides(build_view(), batch)[name]
     _reset_peak()
@@ -201,6 +205,7 @@ def main() -> None:
     args.rounds = args.rounds or (2 if args.quick else 3)
 
     torch.set_num_threads(args.threads)
+    keep_freed_memory()
     load_before = os.getloadavg()[0]
     observations = coinrun_observations(n)
     stats, outputs = timing(observations, args.batch_size, args.rounds)

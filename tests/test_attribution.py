@@ -90,7 +90,9 @@ def test_matches_plain_torch_integral(interpretable, coinrun_obs):
         (grad,) = torch.autograd.grad(upper(scaled)["value"].sum(), scaled)
         grads.append(grad)
     expected = (torch.stack(grads).mean(0) * a).numpy()
-    np.testing.assert_allclose(ours, expected, atol=1e-6 * np.abs(expected).max())
+    # float32, one batch of all alphas vs one pass per alpha: the reduction order (and so the
+    # last bits) depends on batch size and thread count; a wrong alpha would be off by ~10%.
+    np.testing.assert_allclose(ours, expected, atol=1e-5 * np.abs(expected).max())
 
 
 @pytest.mark.parametrize("target", ["value", "logit:2"])
