@@ -65,6 +65,19 @@ def test_l2_pool_is_root_mean_square():
     assert torch.allclose(L2Pool2d(2, eps=0.0)(x).squeeze(), expected)
 
 
+@pytest.mark.parametrize("shape", [(3, 4, 6, 8), (2, 3, 5, 7)])
+def test_l2_pool_gradient(shape):
+    """The hand-written backward against numerical differentiation and against autograd's
+    own chain of sqrt(avgpool(x^2) + eps) (odd sizes take autograd's path)."""
+    x = torch.randn(*shape, dtype=torch.float64, requires_grad=True)
+    pool = L2Pool2d(2, eps=1e-8)
+    assert torch.autograd.gradcheck(pool, (x,))
+    (ours,) = torch.autograd.grad(pool(x).sum(), x)
+    chain = torch.sqrt(torch.nn.functional.avg_pool2d(x * x, 2, 2) + 1e-8)
+    (reference,) = torch.autograd.grad(chain.sum(), x)
+    assert torch.allclose(ours, reference, rtol=1e-12, atol=1e-15)
+
+
 def test_input_stage_reads_hwc_and_is_channels_last():
     extractor = HWCFeatures(IMAGE_64, "interpretable")
     x = torch.randint(0, 256, (2, 64, 64, 3)).float()
