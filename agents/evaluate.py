@@ -112,6 +112,20 @@ def evaluate_procgen_levels(
     return EpisodeResults(returns, lengths, completed, np.asarray(seeds, dtype=np.int64))
 
 
+def record_finished(
+    dones: np.ndarray, infos: list[dict], returns: list[float], lengths: list[int], limit: int
+) -> int:
+    """Append the Monitor return and length of each episode that ended this step, until
+    ``limit`` episodes are recorded; returns how many were added."""
+    added = 0
+    for i in np.flatnonzero(dones):
+        if "episode" in infos[i] and len(returns) < limit:
+            returns.append(float(infos[i]["episode"]["r"]))
+            lengths.append(int(infos[i]["episode"]["l"]))
+            added += 1
+    return added
+
+
 def evaluate_episodes(
     agent: Inspectable,
     env_id: str,
@@ -140,11 +154,7 @@ def evaluate_episodes(
     try:
         while len(returns) < n_episodes:
             obs, _, dones, infos = venv.step(agent.act(obs, deterministic, generator))
-            for i in np.flatnonzero(dones):
-                if "episode" in infos[i] and len(returns) < n_episodes:
-                    returns.append(float(infos[i]["episode"]["r"]))
-                    lengths.append(int(infos[i]["episode"]["l"]))
-                    bar.update(1)
+            bar.update(record_finished(dones, infos, returns, lengths, n_episodes))
     finally:
         bar.close()
         venv.close()

@@ -181,18 +181,15 @@ def action_names(env_id: str, view: Any) -> list[str]:
 
     n = int(getattr(view.action_space, "n", 0))
     family, _ = envs.parse_env_id(env_id)
-    try:
-        if family == "procgen":
-            from procgen.env import ProcgenGym3Env
+    if family == "procgen":
+        from procgen.env import ProcgenGym3Env
 
-            combos = ProcgenGym3Env.get_combos(None)  # a constant table; needs no instance
-            return ["+".join(c) or "NOOP" for c in combos][:n]
-        if family == "atari":
-            env = envs.make_env(env_id, 0)
-            try:
-                return list(env.unwrapped.get_action_meanings())[:n]
-            finally:
-                env.close()
-    except Exception:  # names are a convenience; fall back to numbers
-        pass
+        combos = ProcgenGym3Env.get_combos(None)  # a constant table; needs no instance
+        return ["+".join(c) or "NOOP" for c in combos][:n]
+    if family == "atari":
+        env = envs.make_env(env_id, 0)
+        try:
+            return list(env.unwrapped.get_action_meanings())[:n]
+        finally:
+            env.close()
     return [str(i) for i in range(n)]

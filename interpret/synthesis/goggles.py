@@ -23,6 +23,7 @@ from agents.evaluate import (
     EpisodeResults,
     evaluate_episodes,
     evaluate_procgen_levels,
+    record_finished,
 )
 from agents.inspectable import Inspectable
 from interpret.synthesis.frames import ColorFrameStack, FrameSpace, env_images, is_recurrent
@@ -123,11 +124,7 @@ def _atari_games(
         while len(returns) < episodes:
             _, _, dones, infos = venv.step(agent.act(color, deterministic, generator))
             color = colors.step(dones)
-            for i in np.flatnonzero(dones):
-                if "episode" in infos[i] and len(returns) < episodes:
-                    returns.append(float(infos[i]["episode"]["r"]))
-                    lengths.append(int(infos[i]["episode"]["l"]))
-                    bar.update(1)
+            bar.update(record_finished(dones, infos, returns, lengths, episodes))
     finally:
         bar.close()
         venv.close()
