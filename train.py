@@ -22,7 +22,6 @@ import time
 from pathlib import Path
 from typing import Any, NoReturn
 
-import numpy as np
 import torch
 
 import envs
@@ -33,7 +32,6 @@ from world_model import cli as world_model_cli
 
 USER_ERRORS: tuple[type[Exception], ...] = (envs.EnvSpecError,)
 _HYPERPARAMS = sorted({k for preset in PRESETS.values() for k in preset} - {"n_envs"})
-_UNLIMITED_TEST_START = 2**30  # with num_levels=0 any level may be trained on; test far away
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -120,24 +118,9 @@ def config_from_args(args: argparse.Namespace) -> Any:
     )
 
 
-def procgen_eval_levels(env_kwargs: dict[str, Any], n: int, seed: int) -> dict[str, list[int]]:
-    """Level seeds to evaluate: unseen ones right after the training range, and (when the
-    training levels are limited) up to ``n`` of the training levels."""
-    num_levels = int(env_kwargs.get("num_levels", 0))
-    start = int(env_kwargs.get("start_level", 0))
-    if num_levels == 0:
-        return {"test": list(range(_UNLIMITED_TEST_START, _UNLIMITED_TEST_START + n))}
-    rng = np.random.default_rng(seed)
-    train = start + rng.choice(num_levels, size=min(n, num_levels), replace=False)
-    return {
-        "train": sorted(int(s) for s in train),
-        "test": list(range(start + num_levels, start + num_levels + n)),
-    }
-
-
 def evaluate_run(model: Any, config: Any, run_dir: Path, parallel: int, progress: bool) -> dict:
     """Evaluate the trained model, write eval.json, return the summary."""
-    from agents.evaluate import evaluate_episodes, evaluate_procgen_levels
+    from agents.evaluate import evaluate_episodes, evaluate_procgen_levels, procgen_eval_levels
     from agents.fileio import write_json
     from agents.inspectable import Inspectable
 

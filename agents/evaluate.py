@@ -14,6 +14,7 @@ from agents.inspectable import Inspectable
 
 # Level options that select levels; evaluation sets the levels itself.
 _LEVEL_OPTIONS = ("num_levels", "start_level", "levels", "use_sequential_levels")
+UNLIMITED_TEST_START = 2**30  # with num_levels=0 any level may be trained on; test far away
 
 
 @dataclass
@@ -45,6 +46,21 @@ class EpisodeResults:
         return {
             k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in asdict(self).items()
         }
+
+
+def procgen_eval_levels(env_kwargs: dict[str, Any], n: int, seed: int) -> dict[str, list[int]]:
+    """Level seeds to evaluate: unseen ones right after the training range, and (when the
+    training levels are limited) up to ``n`` of the training levels."""
+    num_levels = int(env_kwargs.get("num_levels", 0))
+    start = int(env_kwargs.get("start_level", 0))
+    if num_levels == 0:
+        return {"test": list(range(UNLIMITED_TEST_START, UNLIMITED_TEST_START + n))}
+    rng = np.random.default_rng(seed)
+    train = start + rng.choice(num_levels, size=min(n, num_levels), replace=False)
+    return {
+        "train": sorted(int(s) for s in train),
+        "test": list(range(start + num_levels, start + num_levels + n)),
+    }
 
 
 def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:

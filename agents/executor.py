@@ -1,4 +1,5 @@
-"""One small interface for parallel work: ``Executor.map(fn, items) -> list``.
+"""One small interface for parallel work: ``Executor.map(fn, items) -> list`` (and ``imap``,
+the same results one by one as they are done, in order).
 
 ``fn`` must be a picklable top-level function and ``items`` picklable values; results come back
 in the order of ``items``. Backends: ``SerialExecutor`` (in this process), ``LocalExecutor`` (a
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 import abc
 import multiprocessing
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
@@ -32,6 +33,11 @@ class Executor(abc.ABC):
     @abc.abstractmethod
     def map(self, fn: Callable[[Any], Any], items: Iterable[Any]) -> list[Any]:
         """[fn(item) for item in items], computed wherever this executor runs calls."""
+
+    def imap(self, fn: Callable[[Any], Any], items: Iterable[Any]) -> Iterator[Any]:
+        """The results of `map` one by one, in order, each as soon as it and those before it
+        are done (for progress bars); the default waits for all of them."""
+        return iter(self.map(fn, items))
 
     def close(self) -> None:  # noqa: B027  (a no-op default: serial runs hold nothing)
         """Release the workers (idempotent)."""
@@ -69,10 +75,13 @@ class LocalExecutor(Executor):
         self._pool: ProcessPoolExecutor | None = None
 
     def map(self, fn: Callable[[Any], Any], items: Iterable[Any]) -> list[Any]:
+        return list(self.imap(fn, items))
+
+    def imap(self, fn: Callable[[Any], Any], items: Iterable[Any]) -> Iterator[Any]:
         if self._pool is None:
             ctx = multiprocessing.get_context(self.context)
             self._pool = ProcessPoolExecutor(self.workers, mp_context=ctx)
-        return list(self._pool.map(fn, items))
+        return self._pool.map(fn, items)
 
     def close(self) -> None:
         if self._pool is not None:
@@ -116,10 +125,16 @@ class RayExecutor(Executor):
         self._remote_cache: dict[Callable, Any] = {}
 
     def map(self, fn: Callable[[Any], Any], items: Iterable[Any]) -> list[Any]:
+        return self._ray.get(self._submit(fn, items))
+
+    def imap(self, fn: Callable[[Any], Any], items: Iterable[Any]) -> Iterator[Any]:
+        return (self._ray.get(ref) for ref in self._submit(fn, items))
+
+    def _submit(self, fn: Callable[[Any], Any], items: Iterable[Any]) -> list[Any]:
         remote = self._remote_cache.get(fn)
         if remote is None:
             remote = self._remote_cache[fn] = self._ray.remote(num_cpus=1)(fn)
-        return self._ray.get([remote.remote(item) for item in items])
+        return [remote.remote(item) for item in items]
 
     def close(self) -> None:
         if self._started:

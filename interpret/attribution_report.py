@@ -494,8 +494,18 @@ function setup() {
     bm.appendChild(button);
   }
 }
+// Deep links: index.html#trajectory=2&step=117 opens that step (the audit links fatal steps).
+function seekHash() {
+  const p = new URLSearchParams(location.hash.slice(1));
+  const traj = p.has('trajectory') ? Number(p.get('trajectory')) : undefined;
+  if (traj !== undefined && !(traj >= 0 && traj < D.trajectories.length)) return;
+  if (p.has('step') || traj !== undefined) seek(Number(p.get('step') || 0), traj);
+}
+window.addEventListener('hashchange', seekHash);
 setup();
-loadAll().then(() => { S.ready = true; render(); document.body.dataset.ready = '1'; });
+loadAll().then(() => {
+  S.ready = true; seekHash(); render(); document.body.dataset.ready = '1';
+});
 """
 
 

@@ -1,7 +1,7 @@
 """``python -m interpret VERB MODEL [...]``: one subcommand per interpreter.
 
 Each verb lives in its own module, which exposes ``add_arguments(parser)`` and
-``run(args) -> Path`` (the output directory it wrote). Bad input raises one of
+``run(args) -> Path | None`` (what it wrote; None when it only printed). Bad input raises one of
 ``interpret.errors.user_errors()`` and is reported here in one line, exit status 2.
 """
 
@@ -17,6 +17,8 @@ from envs import _quiet  # noqa: F401  (before anything imports old gym)
 
 # verb -> (module, one-line help). A new interpreter is one new line here.
 VERBS: dict[str, tuple[str, str]] = {
+    "audit": ("interpret.audit_cli", "play N CoinRun levels: failures by cause, a report"),
+    "compare": ("interpret.compare_cli", "two models on the same levels: failure tables"),
     "attribute": ("interpret.attribute_cli", "integrated gradients, NMF features: a report"),
     "dissect": ("interpret.dissect_cli", "unit statistics, activation maps and interventions"),
     "imagine": (
@@ -57,9 +59,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     keep_freed_memory()  # backward passes reuse freed buffers: ~1.8x faster attribution on CPU
     try:
-        out: Path = args._module.run(args)
+        out: Path | None = args._module.run(args)
     except user_errors() as err:
         print(f"python -m interpret {args.verb}: error: {err}", file=sys.stderr)
         return 2
-    print(f"wrote {out}")
+    if out is not None:
+        print(f"wrote {out}")
     return 0

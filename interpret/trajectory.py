@@ -79,16 +79,20 @@ class Trajectory:
         "advantages",
     )
 
-    def save(self, path: str | Path) -> Path:
-        """Write an ``.npz`` (atomically, compressed, no pickle)."""
+    def file_arrays(self) -> dict[str, np.ndarray]:
+        """The arrays of its ``.npz`` file (what `save` writes and `load` reads)."""
         arrays = {name: getattr(self, name) for name in self._ARRAYS}
         arrays["metadata"] = np.array(json.dumps(self.metadata))
         if self.states is not None:
             arrays["state_bytes"] = np.frombuffer(b"".join(self.states), dtype=np.uint8)
             arrays["state_offsets"] = np.cumsum([0] + [len(s) for s in self.states])
+        return arrays
+
+    def save(self, path: str | Path) -> Path:
+        """Write an ``.npz`` (atomically, compressed, no pickle)."""
         path = Path(path)
         with atomic_path(path, suffix=".npz") as tmp:
-            np.savez_compressed(tmp, **arrays)
+            np.savez_compressed(tmp, **self.file_arrays())
         return path
 
     @classmethod

@@ -115,6 +115,11 @@ def test_report_in_headless_chromium(report, tmp_path):
             page.keyboard.press("ArrowLeft")
             assert page.evaluate("window.attributionState.step") == 4
 
+            page.evaluate("location.hash = '#trajectory=1&step=7'")  # the audit's deep links
+            page.wait_for_function("window.attributionState.traj === 1", timeout=10_000)
+            assert page.evaluate("window.attributionState.step") == 7
+            assert page.evaluate("document.getElementById('traj').value") == "1"
+
             overlay = canvas("pos") + canvas("neg")
             page.hover(".legend-item[data-feature='0']")
             assert page.evaluate("window.attributionState.isolate") == 0

@@ -87,3 +87,21 @@ def saved_model(name: str, directory: Path):
     path = Path(directory) / "model.zip"
     model.save(path)
     return model, path
+
+
+def coinrun_runner(name: str, directory: Path, jump_right: float = 0.6, right: float = 0.3):
+    """(model, path) of a tiny saved CoinRun PPO whose policy ignores the screen: jump right
+    with probability `jump_right`, run right with `right`, any other action with the rest.
+    Its CoinRun episodes end within ~30-60 steps (coin or hazard), which keeps audits short;
+    greedy, it always jumps right."""
+    import numpy as np
+    import torch
+
+    model, path = saved_model(name, directory)
+    probs = np.full(15, (1.0 - jump_right - right) / 13)
+    probs[8], probs[7] = jump_right, right  # procgen's combos: 7 RIGHT, 8 RIGHT+UP
+    with torch.no_grad():
+        model.policy.action_net.weight.zero_()
+        model.policy.action_net.bias.copy_(torch.as_tensor(np.log(probs)))
+    model.save(path)
+    return model, path

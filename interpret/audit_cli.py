@@ -1,0 +1,311 @@
+"""Audit a CoinRun policy: completion rate, failures by cause, failed episodes, surprises.
+
+Plays N levels once each (seeded: the same command gives the same levels and outcomes, with
+any number of workers), labels every episode that ends without the coin by what ended it
+(buzzsaw, enemy moving left or right, lava, timeout, or several), and writes a report with the
+failure-by-cause table of Hilton et al. (2020), the first failed episodes as trajectories with
+links into the attribution interface at their fatal steps, and the steps with the most extreme
+GAE advantage.
+
+example:
+  python -m interpret audit runs/demo --env procgen:coinrun \\
+      --env-kwargs distribution_mode=easy paint_vel_info=true \\
+      --levels 500 --features reports/demo-attribution --out reports/demo-audit
+
+Files in the report directory:
+  index.html          the report (opens from disk, no network)
+  summary.json        settings, completion, failure table with 95% CIs, every failure's cause,
+                      extreme-advantage steps, timings
+  arrays.npz          per level: level_seeds, completed, returns, lengths, category (index
+                      into the table's columns, -1 completed), causes (levels x 5 bools), and
+                      the states before each fatal step (fatal_state_bytes/offsets)
+  failures/           the kept failed episodes' last steps (Trajectory .npz files)
+  attribution/        the attribution interface of those episodes (unless --no-attribution)
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from interpret.errors import InterpretError
+
+AUDITED_GAME = "procgen:coinrun"
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options shared by `audit` and `compare`: which levels, how they are played."""
+    parser.add_argument("--env", help="env id (default: the model's; must be procgen:coinrun)")
+    parser.add_argument("--env-kwargs", nargs="*", default=None, metavar="KEY=VALUE")
+    parser.add_argument("--levels", type=int, default=1000, help="levels to play (N)")
+    parser.add_argument(
+        "--start-level", type=int, help="first level seed (default: levels unseen in training)"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of the action sampling")
+    parser.add_argument("--deterministic", action="store_true", help="greedy actions")
+    parser.add_argument(
+        "--level-edit",
+        choices=("invisible-buzzsaws", "no-buzzsaws", "no-enemies", "no-hazards"),
+        help="play counterfactual levels (the paper's controls)",
+    )
+    parser.add_argument("--workers", type=int, default=2, help="parallel workers")
+    parser.add_argument("--executor", choices=("local", "serial", "ray"), default="local")
+    parser.add_argument("--n-envs", type=int, default=16, help="envs per worker")
+    parser.add_argument("--trust-pickle", action="store_true", help="load with SB3's unpickler")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", help="run directory, SB3 .zip or zoo:NAME")
+    add_model_arguments(parser)
+    parser.add_argument("--show", type=int, default=12, help="failed episodes kept and shown")
+    parser.add_argument("--context", type=int, default=128, help="steps kept per failure")
+    parser.add_argument("--extremes", type=int, default=8, help="extreme-advantage steps shown")
+    parser.add_argument(
+        "--features", help="attribution report whose NMF features to use (default: fit new)"
+    )
+    parser.add_argument("--layer", help="layer for the attribution (default: 2b / --features')")
+    parser.add_argument("--nmf-features", type=int, default=8, help="k when fitting features")
+    parser.add_argument("--no-attribution", action="store_true", help="skip the attribution")
+    parser.add_argument("--out", default="reports/audit", help="report directory")
+
+
+def check_model_arguments(args: argparse.Namespace) -> None:
+    for name in ("levels", "workers", "n_envs"):
+        if getattr(args, name) < 1:
+            raise InterpretError(f"--{name.replace('_', '-')} must be positive")
+    if args.start_level is not None and args.start_level < 0:
+        raise InterpretError("--start-level must be >= 0")
+
+
+def resolve_env(view: Any, args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
+    """(env id, options) from the flags or the model's training record; CoinRun only."""
+    import envs
+
+    env_id = args.env or view.metadata.get("env_id")
+    if not env_id:
+        raise InterpretError("the model does not record its env; pass --env procgen:coinrun")
+    if args.env_kwargs is not None:
+        options = envs.parse_options(args.env_kwargs)
+    else:
+        options = dict(view.metadata.get("env_kwargs") or {})
+    envs.parse_env_id(env_id)
+    if env_id != AUDITED_GAME:
+        raise InterpretError(f"the audit labels failures of {AUDITED_GAME} only, not {env_id}")
+    envs.make_vec_env(env_id, 1, 0, **options).close()  # bad options fail here, in one line
+    return env_id, options
+
+
+def level_seeds(options: dict[str, Any], args: argparse.Namespace) -> list[int]:
+    """N level seeds: from --start-level, else levels the model was not trained on."""
+    from agents.evaluate import procgen_eval_levels
+
+    if args.start_level is not None:
+        return list(range(args.start_level, args.start_level + args.levels))
+    return procgen_eval_levels(options, args.levels, args.seed)["test"]
+
+
+def play(view: Any, args: argparse.Namespace, env_id: str, options: dict[str, Any], **kw: Any):
+    """Run the audit of `view` (loaded from ``args.model`` or ``kw["model"]``) with a bar."""
+    from agents.executor import make_executor
+    from interpret.audit import run_audit
+
+    seeds = level_seeds(options, args)
+    model = str(kw.pop("model", args.model))
+    bar = tqdm(total=len(seeds), desc=kw.pop("desc", "auditing"), unit="level", leave=False)
+    try:
+        with make_executor(args.executor, args.workers) as executor:
+            result = run_audit(
+                model, env_id, seeds, env_options=options, seed=args.seed, executor=executor,
+                n_envs=args.n_envs, deterministic=args.deterministic,
+                level_edit=args.level_edit, trust_pickle=args.trust_pickle,
+                progress=bar.update, **kw,
+            )  # fmt: skip
+    finally:
+        bar.close()
+    result.settings.update(
+        model=str(view.source) if view.source is not None else model,
+        env_id=env_id,
+        env_options=options,
+        levels=len(seeds),
+        first_level=seeds[0],
+        seed=args.seed,
+        deterministic=args.deterministic,
+        level_edit=args.level_edit,
+        workers=args.workers,
+        executor=args.executor,
+        n_envs=args.n_envs,
+    )
+    return result
+
+
+def run(args: argparse.Namespace) -> Path:
+    import agents
+    from interpret.audit_report import (
+        arrays_dict,
+        failure_name,
+        render_page,
+        summary_dict,
+        trajectory_bytes,
+    )
+    from interpret.report import write_report
+
+    check_model_arguments(args)
+    for name in ("show", "context", "nmf_features"):
+        if getattr(args, name) < 1:
+            raise InterpretError(f"--{name.replace('_', '-')} must be positive")
+    if args.extremes < 0:
+        raise InterpretError("--extremes must be >= 0")
+    view = agents.load(args.model, trust_pickle=args.trust_pickle)
+    env_id, options = resolve_env(view, args)
+    features = _load_features(args.features) if args.features else None
+    attribution = not args.no_attribution and _attributable(view, args, features)
+
+    result = play(
+        view, args, env_id, options, keep_failures=args.show, context=args.context,
+        extremes=args.extremes,
+    )  # fmt: skip
+    files: dict[str, bytes] = {
+        failure_name(int(t.level_seeds[0])): trajectory_bytes(t) for _, t in result.failures
+    }
+    attribution = attribution and bool(result.failures)
+    if attribution:
+        clock = time.perf_counter()
+        files.update(_attribution_files(view, args, result, env_id, options, features))
+        result.timings["attribution_s"] = time.perf_counter() - clock
+    summary = summary_dict(result, attribution)
+    from interpret.attribute_cli import action_names
+
+    index = render_page(result, summary, action_names(env_id, view), attribution)
+    out = write_report(args.out, index, summary, arrays_dict(result), files)
+    print(format_table(result))
+    return out
+
+
+def _attributable(view: Any, args: argparse.Namespace, features: Any) -> bool:
+    layer = args.layer or (features.layer if features else ("2b" if "2b" in view.layers() else ""))
+    if not layer:
+        print("no --layer given and the model has no layer 2b: the report has no attribution")
+        return False
+    if layer not in view.layers():
+        raise InterpretError(f"unknown layer {layer!r}; this model's: {', '.join(view.layers())}")
+    if features is not None and features.layer != layer:
+        raise InterpretError(f"--features are at layer {features.layer!r}, not {layer!r}")
+    args.layer = layer
+    return True
+
+
+def _load_features(report: str) -> Any:
+    """`NMFFeatures` (with the report's target in ``.target``) from an attribute report."""
+    from agents.fileio import read_json
+    from interpret.nmf_features import NMFFeatures
+
+    summary_path = Path(report) / "summary.json"
+    if not summary_path.is_file():
+        raise InterpretError(f"{report} is not an attribution report (no summary.json)")
+    summary = read_json(summary_path)
+    try:
+        features = NMFFeatures(
+            layer=summary["layer"],
+            directions=np.asarray(summary["directions"], np.float32),
+            source=summary.get("nmf_on", "attribution"),
+            reconstruction_error=float(summary.get("nmf_reconstruction_error", float("nan"))),
+            labels=list(summary.get("labels") or []),
+        )
+    except (KeyError, TypeError, ValueError) as err:
+        raise InterpretError(f"{summary_path} lacks NMF features ({err})") from None
+    features.target = summary.get("target")  # type: ignore[attr-defined]
+    return features
+
+
+def _attribution_files(
+    view: Any,
+    args: argparse.Namespace,
+    result: Any,
+    env_id: str,
+    options: dict[str, Any],
+    features: Any,
+) -> dict[str, bytes]:
+    """The attribution interface of the kept failures, as files under ``attribution/``."""
+    from interpret.attribute_cli import action_names
+    from interpret.attribution import HiddenLayerIntegratedGradients
+    from interpret.attribution_report import build_report
+    from interpret.nmf_features import fit_nmf
+
+    target = getattr(features, "target", None) if features is not None else None
+    if target in ("value", "max-q"):
+        target = None  # the default for the model's kind
+    ig = HiddenLayerIntegratedGradients(view, args.layer, target=target)
+    trajectories = [t for _, t in result.failures]
+    attributions = [ig.attribute(t.observations) for t in trajectories]
+    sample = np.concatenate([a.attributions for a in attributions])
+    if features is None:
+        features = fit_nmf(sample, args.layer, min(args.nmf_features, sample.shape[1]))
+    elif features.directions.shape[1] != sample.shape[1]:
+        raise InterpretError(
+            f"--features have {features.directions.shape[1]} channels; layer {args.layer!r} of "
+            f"this model has {sample.shape[1]}"
+        )
+    merged = _concat_attributions(attributions)
+    settings = {
+        "model": result.settings["model"],
+        "env_id": env_id,
+        "env_options": options,
+        "layer": args.layer,
+        "target": ig.target_name,
+        "n_steps": ig.n_steps,
+        "alphas": ig.alphas,
+        "baseline": "zero",
+        "features": features.k,
+        "nmf_on": features.source,
+        "features_from": args.features or "fitted on these failures",
+        "sample_observations": len(sample),
+        "smooth_sigma": 1.0,
+        "seed": args.seed,
+        "trajectories_are": "the audit's failed episodes (last steps), fatal step last",
+    }
+    with tempfile.TemporaryDirectory(prefix="audit-attribution-") as tmp:
+        out = Path(tmp) / "attribution"
+        build_report(
+            out, settings=settings, features=features,
+            sample_observations=np.concatenate([t.observations for t in trajectories]),
+            sample_attribution=merged, trajectories=trajectories, attributions=attributions,
+            maps=[features.maps(a.attributions) for a in attributions],
+            action_names=action_names(env_id, view),
+        )  # fmt: skip
+        return {
+            f"attribution/{path.relative_to(out)}": path.read_bytes()
+            for path in sorted(out.rglob("*"))
+            if path.is_file()
+        }
+
+
+def _concat_attributions(parts: list[Any]) -> Any:
+    from dataclasses import fields
+
+    first = parts[0]
+    merged = {}
+    for f in fields(first):
+        values = [getattr(p, f.name) for p in parts]
+        if isinstance(values[0], np.ndarray):
+            merged[f.name] = np.concatenate(values)
+        else:
+            merged[f.name] = values[0]
+    return type(first)(**merged)
+
+
+def format_table(result: Any) -> str:
+    """Completion and the failure-by-cause table of one audit as plain text."""
+    from interpret.audit_report import percent, text_table
+
+    lines = [["", "episodes", "% of levels (95% CI)"]]
+    c = result.completion()
+    lines.append(["completed", str(c["completed"]), percent({**c, "count": c["completed"]})])
+    for column, rate in result.failure_table().items():
+        lines.append([f"failed: {column}", str(rate["count"]), percent(rate)])
+    return text_table(lines) + f"\n({result.n} levels, 95% Wilson intervals)"

@@ -1,0 +1,193 @@
+"""The audit and compare commands: real CoinRun levels played by tiny real policies.
+
+Checked against independent answers: the evaluation loop of ``agents.evaluate`` (greedy
+outcomes level by level), the real game stepped from each recorded fatal state, the cause
+labels' own invariants, and the same outcomes however the levels are split among workers.
+"""
+
+import json
+
+import numpy as np
+import pytest
+from tiny_models import COINRUN, coinrun_runner
+
+import agents
+import envs
+from agents.evaluate import evaluate_procgen_levels
+from agents.executor import LocalExecutor
+from interpret.audit import chunk_levels, run_audit
+from interpret.cli import main
+from interpret.compare_cli import two_proportion_p
+from interpret.failure_causes import TABLE_COLUMNS
+from interpret.trajectory import Trajectory
+
+HARD = {"distribution_mode": "hard"}
+LEVELS = list(range(500, 508))  # the runner completes 5, fails 3 (hard mode)
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    _, path = coinrun_runner("ours-ppo-nature", tmp_path_factory.mktemp("model"))
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def audit(model):
+    return run_audit(model, COINRUN, LEVELS, env_options=HARD, n_envs=3, keep_failures=10)
+
+
+def outcomes(result):
+    return (
+        result.completed.tolist(),
+        result.lengths.tolist(),
+        [c.label if c else None for c in result.causes],
+    )
+
+
+def test_chunks_cover_the_levels_in_order():
+    parts = chunk_levels([7, 8, 9, 10, 11], 3)
+    assert [len(p) for p in parts] == [2, 1, 2]
+    assert [pair for part in parts for pair in part] == list(enumerate([7, 8, 9, 10, 11]))
+    assert len(chunk_levels([1, 2], 5)) == 2  # never an empty chunk
+
+
+def test_outcomes_do_not_depend_on_the_split(model, audit):
+    split = run_audit(model, COINRUN, LEVELS, env_options=HARD, n_envs=2, chunks=3)
+    assert outcomes(split) == outcomes(audit)
+    np.testing.assert_array_equal(split.level_seeds, LEVELS)
+
+
+def test_every_failure_is_labelled_and_counted_once(audit):
+    failed = [c for c in audit.causes if c is not None]
+    assert len(failed) == int((~audit.completed).sum()) > 0
+    assert all(c.causes for c in failed)  # each fatal step has a cause
+    table = audit.failure_table()
+    assert sum(table[c]["count"] for c in TABLE_COLUMNS) == len(failed)
+    assert table["all failures"]["count"] == len(failed)
+    completion = audit.completion()
+    assert completion["completed"] + len(failed) == len(LEVELS)
+    lo, hi = completion["ci95"]
+    assert lo <= completion["rate"] <= hi
+
+
+def test_fatal_states_really_end_the_episode(audit):
+    """Replaying the recorded pre-step state and the last action in a fresh game fails."""
+    env = envs.make_env(COINRUN, seed=0, **HARD)
+    env.reset()
+    try:
+        assert audit.failures
+        for index, trajectory in audit.failures:
+            env.set_state(audit.fatal_states[index])
+            _, _, done, _, info = env.step(int(trajectory.actions[-1]))
+            assert done and not info["level_complete"]
+            assert trajectory.level_seeds[0] == audit.level_seeds[index]
+            assert len(trajectory) == min(128, audit.lengths[index])
+            assert trajectory.dones[-1] and not trajectory.dones[:-1].any()
+    finally:
+        env.close()
+
+
+def test_greedy_audit_matches_the_evaluation_loop(model):
+    result = run_audit(model, COINRUN, LEVELS[:4], env_options=HARD, deterministic=True)
+    reference = evaluate_procgen_levels(
+        agents.load(model), COINRUN, LEVELS[:4], 4, deterministic=True, progress=False, **HARD
+    )
+    np.testing.assert_array_equal(result.completed, reference.completed)
+    np.testing.assert_array_equal(result.lengths, reference.lengths)
+    np.testing.assert_allclose(result.returns, reference.returns)
+
+
+def test_extreme_advantages_are_sorted_and_from_finished_episodes(audit):
+    negative = [e.advantage for e in audit.most_negative]
+    positive = [e.advantage for e in audit.most_positive]
+    assert negative == sorted(negative) and positive == sorted(positive, reverse=True)
+    assert negative[0] <= positive[-1]
+    for e in audit.most_negative + audit.most_positive:
+        assert e.observation.shape == (64, 64, 3) and 0 <= e.step < e.episode_length
+
+
+def test_two_proportion_test_known_value():
+    # 10/100 vs 20/100: pooled 0.15, z = 0.1 / sqrt(0.15 * 0.85 * 0.02) = 1.980, p = 0.0477
+    assert two_proportion_p(10, 100, 20, 100) == pytest.approx(0.0477, abs=2e-4)
+    assert two_proportion_p(5, 50, 5, 50) == 1.0
+    assert two_proportion_p(0, 10, 0, 10) == 1.0
+
+
+@pytest.mark.slow
+def test_counterfactual_levels_without_hazards_only_time_out(model):
+    result = run_audit(
+        model, COINRUN, LEVELS[:2], env_options=HARD, level_edit="no-hazards", n_envs=2
+    )
+    for cause in result.causes:
+        assert cause is None or cause.causes == ("timeout",)
+
+
+@pytest.mark.slow
+def test_two_worker_processes_give_the_same_outcomes(model, audit):
+    with LocalExecutor(2) as executor:
+        parallel = run_audit(model, COINRUN, LEVELS, env_options=HARD, n_envs=3, executor=executor)
+    assert outcomes(parallel) == outcomes(audit)
+
+
+@pytest.mark.slow
+def test_audit_command_writes_the_report(tmp_path, capsys):
+    _, path = coinrun_runner("ours-ppo-interpretable", tmp_path)
+    out = tmp_path / "audit"
+    args = ["audit", str(path), "--env", COINRUN, "--env-kwargs", "distribution_mode=hard"]
+    args += ["--levels", "4", "--start-level", "500", "--executor", "serial", "--n-envs", "4"]
+    assert (
+        main([*args, "--show", "2", "--context", "24", "--nmf-features", "3", "--out", str(out)])
+        == 0
+    )
+    printed = capsys.readouterr().out
+    assert "failed: buzzsaw" in printed and "completed" in printed
+    summary = json.loads((out / "summary.json").read_text())
+    n_failed = len(summary["failures"])
+    assert summary["completion"]["completed"] + n_failed == 4
+    assert n_failed > 0 and len(summary["failures_shown"]) == min(2, n_failed)
+    page = (out / "index.html").read_text()
+    for shown in summary["failures_shown"]:
+        trajectory = Trajectory.load(out / shown["file"])
+        assert len(trajectory) == shown["steps_kept"] == shown["fatal_step"] + 1
+        link = shown["attribution_link"]
+        assert (
+            link
+            == f"attribution/index.html#trajectory={shown['trajectory']}&step={shown['fatal_step']}"
+        )
+        assert link.replace("&", "&amp;") in page or link in page
+    attribution = json.loads((out / "attribution" / "summary.json").read_text())
+    assert attribution["layer"] == "2b" and len(attribution["trajectories"]) == len(
+        summary["failures_shown"]
+    )
+    with np.load(out / "arrays.npz") as arrays:
+        assert arrays["level_seeds"].tolist() == [500, 501, 502, 503]
+        assert (arrays["category"] >= 0).sum() == n_failed
+
+
+@pytest.mark.slow
+def test_compare_a_model_with_itself(model, tmp_path, capsys):
+    args = ["compare", model, model, "--env", COINRUN, "--env-kwargs", "distribution_mode=hard"]
+    args += ["--levels", "3", "--start-level", "500", "--executor", "serial"]
+    assert main([*args, "--out", str(tmp_path / "cmp")]) == 0
+    assert "B - A" in capsys.readouterr().out
+    rows = json.loads((tmp_path / "cmp" / "summary.json").read_text())["rows"]
+    assert [r["row"] for r in rows] == ["completed", *TABLE_COLUMNS, "all failures"]
+    for r in rows:
+        assert r["a"] == r["b"] and r["difference"] == 0 and r["p_value"] == 1.0
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--env", "procgen:bigfish"], "procgen:coinrun only"),
+        (["--levels", "0"], "--levels must be positive"),
+        (["--env-kwargs", "distribution_mode=wrong"], "distribution_mode"),
+        (["--features", "/nonexistent"], "not an attribution report"),
+    ],
+)
+def test_bad_input_is_one_line(model, tmp_path, capsys, extra, message):
+    args = ["audit", model, "--env", COINRUN, *extra, "--out", str(tmp_path / "x")]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and "\n" not in err
+    assert not (tmp_path / "x").exists()
