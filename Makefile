@@ -9,24 +9,39 @@ install: .venv/.installed
 .venv/.installed: pyproject.toml scripts/install.sh
 	PYTHON=$(PYTHON) bash scripts/install.sh
 
-# Trains into runs/demo (resumes a killed run; skipped once runs/demo/model.zip exists, FORCE=1
-# retrains from scratch), then writes the attribution report of that agent.
+# The demo agent: the zoo's CoinRun agent if it is there, else one trained into runs/demo
+# (resumes a killed run; skipped once runs/demo/model.zip exists, FORCE=1 retrains from scratch).
+# Then: its attribution report, an audit of DEMO_LEVELS unseen levels, the edit that projects out
+# the feature with the strongest negative attribution on hazards, and both models compared.
+ZOO_COINRUN := zoo/coinrun-ppo/model.zip
+DEMO_MODEL := $(if $(wildcard $(ZOO_COINRUN)),zoo:coinrun-ppo,runs/demo)
+DEMO_LEVELS ?= 300
+
 demo: install
-	@if [ -n "$(FORCE)" ]; then rm -rf runs/demo; fi
-	@if [ -f runs/demo/model.zip ]; then \
-		echo "runs/demo/model.zip exists: not retraining (FORCE=1 make demo retrains)"; \
-	elif [ -f runs/demo/config.json ]; then \
-		$(BIN)/python train.py ppo --resume --out runs/demo; \
+	@if [ "$(DEMO_MODEL)" != runs/demo ]; then \
+		echo "using the zoo's CoinRun agent ($(ZOO_COINRUN))"; \
 	else \
-		$(BIN)/python train.py ppo --env procgen:coinrun --arch interpretable \
-			--env-kwargs distribution_mode=easy paint_vel_info=true \
-			--timesteps $(DEMO_STEPS) --n-envs 32 --n-steps 128 --batch-size 1024 \
-			--eval-episodes 100 --out runs/demo; \
+		if [ -n "$(FORCE)" ]; then rm -rf runs/demo; fi; \
+		if [ -f runs/demo/model.zip ]; then \
+			echo "runs/demo/model.zip exists: not retraining (FORCE=1 make demo retrains)"; \
+		elif [ -f runs/demo/config.json ]; then \
+			$(BIN)/python train.py ppo --resume --out runs/demo; \
+		else \
+			$(BIN)/python train.py ppo --env procgen:coinrun --arch interpretable \
+				--env-kwargs distribution_mode=easy paint_vel_info=true \
+				--timesteps $(DEMO_STEPS) --n-envs 32 --n-steps 128 --batch-size 1024 \
+				--eval-episodes 100 --out runs/demo; \
+		fi; \
 	fi
-	$(BIN)/python -m interpret attribute runs/demo --env procgen:coinrun \
-		--env-kwargs distribution_mode=easy paint_vel_info=true \
-		--layer 2b --features 8 --out reports/demo-attribution
-	@echo "open reports/demo-attribution/index.html in a browser"
+	$(BIN)/python -m interpret attribute $(DEMO_MODEL) --layer 2b --features 8 \
+		--out reports/demo-attribution
+	$(BIN)/python -m interpret audit $(DEMO_MODEL) --levels $(DEMO_LEVELS) \
+		--features reports/demo-attribution --out reports/demo-audit
+	$(BIN)/python -m interpret edit $(DEMO_MODEL) --features reports/demo-attribution \
+		--feature hazards --out runs/demo-edited --force
+	$(BIN)/python -m interpret compare $(DEMO_MODEL) runs/demo-edited --levels $(DEMO_LEVELS) \
+		--out reports/demo-compare
+	@echo "open reports/demo-attribution/index.html and reports/demo-audit/index.html"
 
 lint: install
 	$(BIN)/ruff check .

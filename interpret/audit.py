@@ -65,7 +65,7 @@ class AuditTask:
     n_envs: int = 16
     deterministic: bool = False
     context: int = 128  # steps kept before the end of each kept failed episode
-    keep_failures: int = 12  # failed episodes kept per chunk (lowest level index first)
+    keep_failures: int = 12  # failed episodes kept: those of lowest level index
     extremes: int = 8  # steps kept per sign of advantage
     level_edit: str | None = None
     trust_pickle: bool = False
@@ -99,7 +99,7 @@ class ChunkResult:
     lengths: np.ndarray
     causes: list[FailureCause | None]
     fatal_states: list[bytes | None]
-    failures: list[tuple[int, Trajectory]]  # (level index, last `context` steps)
+    failures: list[tuple[int, Trajectory]]  # (level index, last `context` steps), lowest first
     most_negative: list[ExtremeStep]
     most_positive: list[ExtremeStep]
     steps: int = 0
@@ -332,8 +332,8 @@ def play_levels(task: AuditTask) -> ChunkResult:
                     timings["label_s"] += time.perf_counter() - clock
                     fatal_states[k] = episode.state
                 advantages = _finish(episode, bool(completed[k]), task, negative, positive)
-                if not completed[k] and len(failures) < task.keep_failures:
-                    failures.append((episode.index, _trajectory(episode, advantages, task)))
+                if not completed[k]:
+                    _keep_lowest(failures, episode, advantages, task)
                 finished += 1
                 running[slot] = None
                 if next_level < n:
@@ -354,7 +354,7 @@ def play_levels(task: AuditTask) -> ChunkResult:
         lengths=lengths,
         causes=causes,
         fatal_states=fatal_states,
-        failures=failures,
+        failures=sorted(failures, key=lambda f: f[0]),
         most_negative=[e[-1] for e in negative],
         most_positive=[e[-1] for e in positive],
         steps=int(timings["steps"]),
@@ -368,30 +368,45 @@ def play_levels(task: AuditTask) -> ChunkResult:
 def _finish(
     episode: _Episode, completed: bool, task: AuditTask, negative: list, positive: list
 ) -> np.ndarray:
-    """GAE of the finished episode (no bootstrap: it ended); offer its steps to the extremes."""
+    """GAE of the finished episode (no bootstrap: it ended); offer its most negative and most
+    positive step to the extremes (at most one per episode each, as the paper's bookmarks)."""
     rewards = np.asarray(episode.rewards, np.float32)
     values = np.asarray(episode.values, np.float32)
     dones = np.zeros(len(rewards), bool)
     dones[-1] = True
     advantages = gae_advantages(rewards, values, dones, 0.0, GAMMA, GAE_LAMBDA)
-    if task.extremes and np.isfinite(advantages).all():
-        for order, heap, sign in ((np.argsort(advantages), negative, -1.0),
-                                  (np.argsort(-advantages), positive, 1.0)):  # fmt: skip
-            for t in order[: task.extremes]:
-                item = ExtremeStep(
-                    advantage=float(advantages[t]),
-                    value=float(values[t]),
-                    reward=float(rewards[t]),
-                    action=episode.actions[t],
-                    level_index=episode.index,
-                    level_seed=episode.level_seed,
-                    step=int(t),
-                    episode_length=len(rewards),
-                    completed=completed,
-                    observation=episode.obs[t],
-                )
-                _push(heap, item, sign * float(advantages[t]), task.extremes)
+    if task.extremes and np.isfinite(advantages).all():  # one step per episode and sign
+        for t, heap, sign in ((int(np.argmin(advantages)), negative, -1.0),
+                              (int(np.argmax(advantages)), positive, 1.0)):  # fmt: skip
+            item = ExtremeStep(
+                advantage=float(advantages[t]),
+                value=float(values[t]),
+                reward=float(rewards[t]),
+                action=episode.actions[t],
+                level_index=episode.index,
+                level_seed=episode.level_seed,
+                step=t,
+                episode_length=len(rewards),
+                completed=completed,
+                observation=episode.obs[t],
+            )
+            _push(heap, item, sign * item.advantage, task.extremes)
     return advantages
+
+
+def _keep_lowest(
+    kept: list[tuple[int, Trajectory]], episode: _Episode, advantages: np.ndarray, task: AuditTask
+) -> None:
+    """Keep the `task.keep_failures` failed episodes of lowest level index seen so far (so the
+    merged audit keeps the first ones by level order, however the levels were split)."""
+    if task.keep_failures < 1:
+        return
+    if len(kept) >= task.keep_failures:
+        worst = max(range(len(kept)), key=lambda i: kept[i][0])
+        if kept[worst][0] < episode.index:
+            return
+        del kept[worst]
+    kept.append((episode.index, _trajectory(episode, advantages, task)))
 
 
 def _trajectory(episode: _Episode, advantages: np.ndarray, task: AuditTask) -> Trajectory:

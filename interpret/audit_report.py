@@ -214,8 +214,8 @@ def _failures_html(result: AuditResult, action_names: list[str], attribution: bo
             "</td></tr>"
         )
     note = (
-        f"<p class=muted>The first {len(result.failures)} of {n_failed} failures by level order"
-        " (the frame is the last one the agent acted on).</p>"
+        f"<p class=muted>The first {len(result.failures)} of the {n_failed} failures by level"
+        " order (the frame is the last one the agent acted on).</p>"
     )
     return note + "<table>" + "".join(rows) + "</table>"
 

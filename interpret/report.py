@@ -83,6 +83,7 @@ def write_report(
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    staging.chmod(0o755)  # mkdtemp makes it private; a report is meant to be shared
     try:
         (staging / "index.html").write_text(index_html, encoding="utf-8")
         write_json(staging / "summary.json", summary)

@@ -102,6 +102,8 @@ def test_extreme_advantages_are_sorted_and_from_finished_episodes(audit):
     positive = [e.advantage for e in audit.most_positive]
     assert negative == sorted(negative) and positive == sorted(positive, reverse=True)
     assert negative[0] <= positive[-1]
+    for steps in (audit.most_negative, audit.most_positive):  # at most one per episode
+        assert len({e.level_index for e in steps}) == len(steps)
     for e in audit.most_negative + audit.most_positive:
         assert e.observation.shape == (64, 64, 3) and 0 <= e.step < e.episode_length
 
@@ -125,8 +127,15 @@ def test_counterfactual_levels_without_hazards_only_time_out(model):
 @pytest.mark.slow
 def test_two_worker_processes_give_the_same_outcomes(model, audit):
     with LocalExecutor(2) as executor:
-        parallel = run_audit(model, COINRUN, LEVELS, env_options=HARD, n_envs=3, executor=executor)
+        parallel = run_audit(
+            model, COINRUN, LEVELS, env_options=HARD, n_envs=3, executor=executor,
+            keep_failures=2,
+        )  # fmt: skip
     assert outcomes(parallel) == outcomes(audit)
+    failed = [i for i, c in enumerate(audit.causes) if c is not None]
+    assert [i for i, _ in parallel.failures] == failed[:2]  # the first by level order
+    for (_, a), (_, b) in zip(parallel.failures, audit.failures, strict=False):
+        np.testing.assert_array_equal(a.observations, b.observations)
 
 
 @pytest.mark.slow
