@@ -19,6 +19,7 @@ from envs import _quiet  # noqa: F401  (before anything imports old gym)
 VERBS: dict[str, tuple[str, str]] = {
     "attribute": ("interpret.attribute_cli", "integrated gradients, NMF features: a report"),
     "dissect": ("interpret.dissect_cli", "unit statistics, activation maps and interventions"),
+    "edit": ("interpret.edit_cli", "blind a policy to NMF features: a new run directory"),
     "imagine": (
         "interpret.imagine_cli",
         "decode a recurrent model's imagined states (GoL, World Models)",
