@@ -188,6 +188,8 @@ def measure_hazard_attribution(
     target: str = "value",
     n_steps: int = 10,
     batch_size: int = 32,
+    n_envs: int = 8,
+    steps_per_round: int = 64,
 ) -> HazardAttribution:
     """`hazard_attribution` with the frames and masks it used (see there)."""
     import envs
@@ -200,8 +202,9 @@ def measure_hazard_attribution(
         raise InterpretError(f"n_observations must be positive, got {n_observations}")
     ig = HiddenLayerIntegratedGradients(view, features.layer, target=target, n_steps=n_steps)
     observations, masks, played = sample_hazard_frames(
-        view, env_id, env_options, n_observations, seed, kinds
-    )
+        view, env_id, env_options, n_observations, seed, kinds,
+        n_envs=n_envs, steps_per_round=steps_per_round,
+    )  # fmt: skip
     attribution = ig.attribute(observations, batch_size=batch_size)
     if attribution.attributions.shape[1] != features.directions.shape[1]:
         raise InterpretError(
@@ -223,6 +226,8 @@ def hazard_attribution(
     kinds: Iterable[str] = HAZARD_KINDS,
     target: str = "value",
     n_steps: int = 10,
+    n_envs: int = 8,
+    steps_per_round: int = 64,
 ) -> np.ndarray:
     """(k,) each NMF feature's negative attribution on CoinRun hazards; argmin = hazard feature.
 
@@ -230,9 +235,11 @@ def hazard_attribution(
     `seed` until `n_observations` frames show a hazard of `kinds`, attributes `target` to
     ``features.layer`` with integrated gradients (`n_steps`, zero baseline: the attribute
     report's settings), and returns `hazard_scores`: minus the mean per frame of each feature's
-    negative attribution inside the hazard pixels, in the target's units (<= 0).
+    negative attribution inside the hazard pixels, in the target's units (<= 0). Frames are
+    played in rounds of `n_envs` envs x `steps_per_round` steps (every 2nd step kept).
     """
     return measure_hazard_attribution(
         view, features, env_id, env_options, n_observations, seed,
-        kinds=kinds, target=target, n_steps=n_steps,
+        kinds=kinds, target=target, n_steps=n_steps, n_envs=n_envs,
+        steps_per_round=steps_per_round,
     ).scores  # fmt: skip
