@@ -137,6 +137,11 @@ def test_several_features_project_out_their_span(setup, capsys):
     assert record["rank"] == 2 and record["feature_indices"] == [0, 3]
     assert record["feature_labels"] == ["buzzsaw", "enemy right"]
     assert_blind(view, "pool2", [directions[0], directions[3]])
+    again = root / "span-then-1"  # an edit of an edited run keeps the history
+    assert edit(out, "--features", report, "--feature", "1", "--out", again) == 0
+    twice = agents.load(again)
+    assert twice.metadata["edit"]["previous_edit"] == record
+    assert_blind(twice, "pool2", [directions[1], directions[1]])  # W P_span P_1: blind to v1
 
 
 def test_direction_file_at_a_dense_layer(setup, tmp_path):
