@@ -168,14 +168,20 @@ def _hazard_feature(view: Any, report: Any, args: argparse.Namespace) -> tuple[i
         kinds=args.hazard_kinds, target=report.target, n_steps=report.n_steps,
     )  # fmt: skip
     index = measured.feature
-    for i, score in enumerate(measured.scores):
+    print(
+        f"hazard attribution at {report.features.layer} on {len(measured.observations)} frames "
+        f"with {'/'.join(args.hazard_kinds)} in view ({measured.steps_recorded} steps played):"
+    )
+    for i, (score, share) in enumerate(zip(measured.scores, measured.shares, strict=True)):
         mark = "  <- most negative" if i == index else ""
-        print(f"hazard attribution {report.name(i):>16}: {score:+.6f}{mark}")
+        print(f"  {report.name(i):>16}: {score:+.6f} ({share:.1%} of its bad news){mark}")
     return index, {
         "scores": [float(s) for s in measured.scores],
+        "shares": [float(s) for s in measured.shares],
         "chosen": index,
-        "meaning": "minus each feature's negative attribution inside hazard pixels, mean per "
-        "frame (target units); the most negative is the hazard feature",
+        "meaning": "scores: minus each feature's negative attribution inside hazard pixels, "
+        "mean per frame (target units), the most negative is the hazard feature; shares: the "
+        "part of each feature's negative attribution on those frames inside hazard pixels",
         "env_id": env_id,
         "env_options": options,
         "kinds": list(args.hazard_kinds),

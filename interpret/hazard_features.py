@@ -96,9 +96,15 @@ def hazard_scores(features: NMFFeatures, attributions: np.ndarray, masks: np.nda
     """
     if len(attributions) != len(masks) or len(masks) == 0:
         raise InterpretError(f"{len(attributions)} attributions for {len(masks)} hazard masks")
-    negative = features.maps(attributions).negative.astype(np.float64)  # (N, k, H, W), >= 0
+    inside, _ = _negative_inside(features.maps(attributions).negative, masks)
+    return -inside / len(masks)
+
+
+def _negative_inside(negative: np.ndarray, masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(k,) each feature's negative attribution inside the masks, and in all, summed over N."""
+    negative = negative.astype(np.float64)  # (N, k, H, W), >= 0
     area = area_fractions(masks, negative.shape[2:]).astype(np.float64)  # (N, H, W)
-    return -np.einsum("nkyx,nyx->k", negative, area) / len(masks)
+    return np.einsum("nkyx,nyx->k", negative, area), negative.sum(axis=(0, 2, 3))
 
 
 @dataclass
@@ -107,12 +113,15 @@ class HazardAttribution:
 
     Attributes:
         scores: (k,) `hazard_scores`; the most negative is the hazard feature.
+        shares: (k,) the part of each feature's negative attribution (over these frames) that
+            lies on hazard pixels, in [0, 1] (how specific to hazards its bad news is).
         observations: (N, 64, 64, 3) uint8, the sampled frames with a hazard in view.
         masks: (N, 64, 64) bool, their hazard pixels.
         steps_recorded: steps played to find them.
     """
 
     scores: np.ndarray
+    shares: np.ndarray
     observations: np.ndarray
     masks: np.ndarray
     steps_recorded: int
@@ -211,8 +220,9 @@ def measure_hazard_attribution(
             f"layer {features.layer!r} has {attribution.attributions.shape[1]} channels, the "
             f"features {features.directions.shape[1]}"
         )
-    scores = hazard_scores(features, attribution.attributions, masks)
-    return HazardAttribution(scores, observations, masks, played)
+    inside, total = _negative_inside(features.maps(attribution.attributions).negative, masks)
+    shares = inside / np.maximum(total, 1e-30)
+    return HazardAttribution(-inside / len(masks), shares, observations, masks, played)
 
 
 def hazard_attribution(

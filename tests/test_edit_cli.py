@@ -232,6 +232,7 @@ def test_real_report_hazard_feature_and_the_edited_run_in_attribute(tmp_path, ca
     record = agents.load(out).metadata["edit"]
     hazard = record["hazard_attribution"]
     assert len(hazard["scores"]) == 3 and np.isfinite(hazard["scores"]).all()
+    assert all(0 <= share <= 1 for share in hazard["shares"])
     assert record["feature_indices"] == [int(np.argmin(hazard["scores"]))] == [hazard["chosen"]]
     assert hazard["observations"] == 6 and hazard["n_steps"] == 4
     assert hazard["env_options"] == {"distribution_mode": "easy"}

@@ -8,6 +8,7 @@ from tiny_models import COINRUN, MODELS
 import agents
 import envs
 from envs.coinrun_state import ENEMY, LAVA_TOP, SAW, CoinRunState
+from interpret.attribution import HiddenLayerIntegratedGradients
 from interpret.errors import InterpretError
 from interpret.hazard_features import (
     area_fractions,
@@ -15,6 +16,7 @@ from interpret.hazard_features import (
     hazard_masks,
     hazard_remover,
     hazard_scores,
+    measure_hazard_attribution,
 )
 from interpret.nmf_features import NMFFeatures
 
@@ -130,5 +132,14 @@ def test_hazard_attribution_on_a_tiny_agent(tmp_path):
     scores = hazard_attribution(view, features, COINRUN, options, 6, 0, **small)
     assert scores.shape == (4,) and np.isfinite(scores).all() and (scores <= 0).all()
     assert scores.min() < 0
+
+    measured = measure_hazard_attribution(view, features, COINRUN, options, 6, 0, **small)
+    np.testing.assert_allclose(measured.scores, scores, rtol=1e-5)  # seeded: the same frames
+    assert measured.observations.shape == (6, 64, 64, 3) and measured.masks.any(axis=(1, 2)).all()
+    assert ((measured.shares > 0) & (measured.shares < 1)).all()
+    # the scores are those of the sampled frames' own attributions and masks
+    again = HiddenLayerIntegratedGradients(view, "2b", n_steps=4).attribute(measured.observations)
+    expected = hazard_scores(features, again.attributions, measured.masks)
+    np.testing.assert_allclose(measured.scores, expected, rtol=1e-4)
     with pytest.raises(InterpretError, match="CoinRun"):
         hazard_attribution(view, features, "procgen:bigfish", {}, 8, 0)
