@@ -6,7 +6,7 @@ buzzsaws. To choose that feature by measurement: the frame the game draws for a 
 as it is, and for the same state with its hazards removed (`envs.coinrun_state`: buzzsaws,
 enemies, lava), differ exactly on the hazards' pixels, so no camera geometry is re-implemented
 here. Each feature's negative ("bad news") attribution map (`NMFFeatures.maps`, layer
-resolution) is weighed by those masks, averaged down to the layer's resolution, and summed over
+resolution) is weighed by those masks (averaged down to the layer's resolution) and summed over
 a sample of states with a hazard in view. The most negative score marks the hazard feature.
 """
 
