@@ -12,6 +12,8 @@ from tiny_models import COINRUN, MODELS, saved_model
 
 import agents
 from interpret.cli import main
+from interpret.errors import InterpretError
+from interpret.features_report import read_features_report
 
 LABELS = ["buzzsaw", "", "enemy left", "enemy right"]
 
@@ -241,3 +243,18 @@ def test_real_report_hazard_feature_and_the_edited_run_in_attribute(tmp_path, ca
     assert main(["attribute", str(out), *env, *small, "--out", str(again)]) == 0
     summary = json.loads((again / "summary.json").read_text())
     assert summary["model"] == str(out / "model.zip")
+
+
+def test_label_selection_rules(tmp_path):
+    directions = np.eye(4, 8, dtype=np.float32)
+    path = write_report(tmp_path / "r", directions, ["enemy", "enemy left", "", "Buzzsaw"], "x")
+    report = read_features_report(path)
+    assert report.select(["enemy"]) == [0]  # an exact label wins over containing ones
+    assert report.select(["LEFT", "buzzsaw", "2", "1"]) == [1, 3, 2]  # duplicates once
+    assert [report.name(i) for i in range(4)] == ["enemy", "enemy left", "feature 2", "Buzzsaw"]
+    np.testing.assert_array_equal(report.features.directions, directions)
+    assert report.target == "value" and report.layer_shape == (32, 32, 32)
+    with pytest.raises(InterpretError, match="matches several"):
+        report.select(["en"])
+    with pytest.raises(InterpretError, match="out of range"):
+        report.select(["-1"])
