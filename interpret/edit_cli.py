@@ -58,9 +58,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=["buzzsaw", "enemy", "lava"], help="hazards whose pixels count",
     )  # fmt: skip
     hazards.add_argument(
-        "--hazard-observations", type=int, default=128, help="frames with a hazard in view"
+        "--hazard-observations", type=int, default=128, help="frames with a hazard in view (128)"
     )
-    hazards.add_argument("--seed", type=int, default=0)
+    hazards.add_argument("--seed", type=int, default=0, help="seed of the levels played (0)")
 
 
 def run(args: argparse.Namespace) -> Path:
