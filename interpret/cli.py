@@ -21,6 +21,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "compare": ("interpret.compare_cli", "two models on the same levels: failure tables"),
     "attribute": ("interpret.attribute_cli", "integrated gradients, NMF features: a report"),
     "dissect": ("interpret.dissect_cli", "unit statistics, activation maps and interventions"),
+    "edit": ("interpret.edit_cli", "blind a policy to NMF features: a new run directory"),
     "imagine": (
         "interpret.imagine_cli",
         "decode a recurrent model's imagined states (GoL, World Models)",
