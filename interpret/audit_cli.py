@@ -153,6 +153,7 @@ def run(args: argparse.Namespace) -> Path:
         summary_dict,
         trajectory_bytes,
     )
+    from interpret.features_report import read_features_report
     from interpret.report import write_report
 
     check_model_arguments(args)
@@ -163,7 +164,8 @@ def run(args: argparse.Namespace) -> Path:
         raise InterpretError("--extremes must be >= 0")
     view = agents.load(args.model, trust_pickle=args.trust_pickle)
     env_id, options = resolve_env(view, args)
-    features = _load_features(args.features) if args.features else None
+    report = read_features_report(args.features) if args.features else None
+    features = report.features if report else None
     attribution = not args.no_attribution and _attributable(view, args, features)
 
     result = play(
@@ -176,7 +178,7 @@ def run(args: argparse.Namespace) -> Path:
     attribution = attribution and bool(result.failures)
     if attribution:
         clock = time.perf_counter()
-        files.update(_attribution_files(view, args, result, env_id, options, features))
+        files.update(_attribution_files(view, args, result, env_id, options, report))
         result.timings["attribution_s"] = time.perf_counter() - clock
     summary = summary_dict(result, attribution)
     from interpret.attribute_cli import action_names
@@ -200,47 +202,25 @@ def _attributable(view: Any, args: argparse.Namespace, features: Any) -> bool:
     return True
 
 
-def _load_features(report: str) -> Any:
-    """`NMFFeatures` (with the report's target in ``.target``) from an attribute report."""
-    from agents.fileio import read_json
-    from interpret.nmf_features import NMFFeatures
-
-    summary_path = Path(report) / "summary.json"
-    if not summary_path.is_file():
-        raise InterpretError(f"{report} is not an attribution report (no summary.json)")
-    summary = read_json(summary_path)
-    try:
-        features = NMFFeatures(
-            layer=summary["layer"],
-            directions=np.asarray(summary["directions"], np.float32),
-            source=summary.get("nmf_on", "attribution"),
-            reconstruction_error=float(summary.get("nmf_reconstruction_error", float("nan"))),
-            labels=list(summary.get("labels") or []),
-        )
-    except (KeyError, TypeError, ValueError) as err:
-        raise InterpretError(f"{summary_path} lacks NMF features ({err})") from None
-    features.target = summary.get("target")  # type: ignore[attr-defined]
-    return features
-
-
 def _attribution_files(
     view: Any,
     args: argparse.Namespace,
     result: Any,
     env_id: str,
     options: dict[str, Any],
-    features: Any,
+    report: Any,
 ) -> dict[str, bytes]:
-    """The attribution interface of the kept failures, as files under ``attribution/``."""
+    """The attribution interface of the kept failures, as files under ``attribution/``, with
+    the features (and target) of the attribution `report`, or features fitted on them."""
     from interpret.attribute_cli import action_names
     from interpret.attribution import HiddenLayerIntegratedGradients
     from interpret.attribution_report import build_report
     from interpret.nmf_features import fit_nmf
 
-    target = getattr(features, "target", None) if features is not None else None
-    if target in ("value", "max-q"):
-        target = None  # the default for the model's kind
-    ig = HiddenLayerIntegratedGradients(view, args.layer, target=target)
+    features = report.features if report is not None else None
+    target = report.target if report is not None else None
+    n_steps = report.n_steps if report is not None else 10
+    ig = HiddenLayerIntegratedGradients(view, args.layer, target=target, n_steps=n_steps)
     trajectories = [t for _, t in result.failures]
     attributions = [ig.attribute(t.observations) for t in trajectories]
     sample = np.concatenate([a.attributions for a in attributions])

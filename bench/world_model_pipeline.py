@@ -10,22 +10,12 @@ alternating order (``--rounds``) and the best kept. Prints one line per measurem
 a JSON summary with the ratios and ``other_processes_cpu_share`` (CPU used by other processes
 meanwhile, as a share of the machine; above ~0.1 the numbers are noise).
 
-    python bench/world_model.py --quick     # ~2-3 minutes on 2 idle cores
-    python bench/world_model.py             # ~10 minutes
+    python bench/world_model_pipeline.py --quick     # ~2-3 minutes on 2 idle cores
+    python bench/world_model_pipeline.py             # ~10 minutes
 """
 
-# ruff: noqa: E402  (sys.path is fixed before the project imports; see below)
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-# This file's name shadows the ``world_model`` package when run as a script: import from the
-# repository root instead of from ``bench/``.
-_HERE, _ROOT = Path(__file__).resolve().parent, Path(__file__).resolve().parent.parent
-sys.path[:] = [str(_ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != _HERE]
-
-# isort: split
 from envs import _quiet  # noqa: F401  (first: silences old gym's banner)
 
 # isort: split
@@ -36,6 +26,7 @@ import shutil
 import tempfile
 import time
 from dataclasses import asdict
+from pathlib import Path
 
 import numpy as np
 import torch
