@@ -15,7 +15,7 @@ install: .venv/.installed
 # the feature with the strongest negative attribution on hazards, and both models compared.
 ZOO_COINRUN := zoo/coinrun-ppo/model.zip
 DEMO_MODEL := $(if $(wildcard $(ZOO_COINRUN)),zoo:coinrun-ppo,runs/demo)
-DEMO_LEVELS ?= 300
+DEMO_LEVELS ?= 200
 
 demo: install
 	@if [ "$(DEMO_MODEL)" != runs/demo ]; then \
