@@ -198,6 +198,8 @@ class _Policy:
         self.view = view
         self.deterministic = deterministic
         self.recurrent = hasattr(view, "reset")
+        if self.recurrent:
+            view.reset()  # a cached view may carry the state of an earlier chunk
 
     @torch.no_grad()
     def __call__(
