@@ -225,20 +225,7 @@ def measure_hazard_attribution(
     return HazardAttribution(-inside / len(masks), shares, observations, masks, played)
 
 
-def hazard_attribution(
-    view: Any,
-    features: NMFFeatures,
-    env_id: str = COINRUN,
-    env_options: dict[str, Any] | None = None,
-    n_observations: int = 128,
-    seed: int = 0,
-    *,
-    kinds: Iterable[str] = HAZARD_KINDS,
-    target: str = "value",
-    n_steps: int = 10,
-    n_envs: int = 8,
-    steps_per_round: int = 64,
-) -> np.ndarray:
+def hazard_attribution(view: Any, features: NMFFeatures, *args: Any, **kwargs: Any) -> np.ndarray:
     """(k,) each NMF feature's negative attribution on CoinRun hazards; argmin = hazard feature.
 
     Plays `view` on `env_id` (CoinRun, with `env_options` such as ``distribution_mode``) from
@@ -247,9 +234,8 @@ def hazard_attribution(
     report's settings), and returns `hazard_scores`: minus the mean per frame of each feature's
     negative attribution inside the hazard pixels, in the target's units (<= 0). Frames are
     played in rounds of `n_envs` envs x `steps_per_round` steps (every 2nd step kept).
+    Takes the arguments of `measure_hazard_attribution`: ``(view, features, env_id=COINRUN,
+    env_options=None, n_observations=128, seed=0, *, kinds, target, n_steps, batch_size,
+    n_envs, steps_per_round)``.
     """
-    return measure_hazard_attribution(
-        view, features, env_id, env_options, n_observations, seed,
-        kinds=kinds, target=target, n_steps=n_steps, n_envs=n_envs,
-        steps_per_round=steps_per_round,
-    ).scores  # fmt: skip
+    return measure_hazard_attribution(view, features, *args, **kwargs).scores

@@ -18,13 +18,7 @@ from interpret.features_report import read_features_report
 LABELS = ["buzzsaw", "", "enemy left", "enemy right"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny batches: one torch thread is many times faster on a shared 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def write_report(path, directions, labels, layer="2b", layer_shape=(32, 32, 32)):

@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-import torch
 from tiny_models import COINRUN, MODELS
 
 import agents
@@ -20,14 +19,7 @@ from interpret.hazard_features import (
 )
 from interpret.nmf_features import NMFFeatures
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny batches: one torch thread is many times faster on a shared 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
