@@ -69,23 +69,16 @@ def _check(args: argparse.Namespace) -> None:
 
 def run(args: argparse.Namespace) -> Path:
     import agents
-    import envs
     from interpret.attribution import HiddenLayerIntegratedGradients
     from interpret.attribution_report import build_report
+    from interpret.model_env import resolve_env
     from interpret.nmf_features import fit_nmf
     from interpret.trajectory import record_trajectories
 
     _check(args)
     torch.manual_seed(args.seed)
     view = agents.load(args.model, trust_pickle=args.trust_pickle)
-    env_id = args.env or view.metadata.get("env_id")
-    if not env_id:
-        raise InterpretError("the model does not record its env; pass --env")
-    if args.env_kwargs is not None:
-        env_options = envs.parse_options(args.env_kwargs)
-    else:
-        env_options = dict(view.metadata.get("env_kwargs") or {})
-    envs.parse_env_id(env_id)
+    env_id, env_options = resolve_env(view, args.env, args.env_kwargs)
     layer = args.layer or ("2b" if "2b" in view.layers() else None)
     if layer is None:
         raise InterpretError(f"pass --layer; this model's layers: {', '.join(view.layers())}")

@@ -86,15 +86,9 @@ def check_model_arguments(args: argparse.Namespace) -> None:
 def resolve_env(view: Any, args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
     """(env id, options) from the flags or the model's training record; CoinRun only."""
     import envs
+    from interpret.model_env import resolve_env
 
-    env_id = args.env or view.metadata.get("env_id")
-    if not env_id:
-        raise InterpretError("the model does not record its env; pass --env procgen:coinrun")
-    if args.env_kwargs is not None:
-        options = envs.parse_options(args.env_kwargs)
-    else:
-        options = dict(view.metadata.get("env_kwargs") or {})
-    envs.parse_env_id(env_id)
+    env_id, options = resolve_env(view, args.env, args.env_kwargs)
     if env_id != AUDITED_GAME:
         raise InterpretError(f"the audit labels failures of {AUDITED_GAME} only, not {env_id}")
     envs.make_vec_env(env_id, 1, 0, **options).close()  # bad options fail here, in one line

@@ -24,7 +24,6 @@ import numpy as np
 from tqdm import tqdm
 
 import agents
-import envs
 from interpret.dissection import (
     UnitStatistics,
     activation_maps,
@@ -80,6 +79,8 @@ def load_observations(
     view, args: argparse.Namespace
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
     """(observations (N, ...), episode id (N,), step within the episode (N,), source info)."""
+    from interpret.model_env import resolve_env
+
     if args.trajectory:
         trajectories = []
         for path in args.trajectory:
@@ -89,15 +90,7 @@ def load_observations(
                 raise InterpretError(f"cannot read trajectory {path}: {err}") from err
         source = {"trajectories": [str(p) for p in args.trajectory]}
     else:
-        env_id = args.env or view.metadata.get("env_id")
-        if not env_id:
-            raise InterpretError("--env is required: the model does not record its env")
-        if args.env_kwargs is not None:
-            options = envs.parse_options(args.env_kwargs)
-        elif args.env:
-            options = {}
-        else:  # the model's own training env, with its options
-            options = dict(view.metadata.get("env_kwargs") or {})
+        env_id, options = resolve_env(view, args.env, args.env_kwargs)
         trajectories = record_trajectories(
             view, env_id, n_envs=args.n_envs, n_steps=args.n_steps, seed=args.seed, **options
         )

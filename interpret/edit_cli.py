@@ -149,18 +149,12 @@ def _from_report(view: Any, args: argparse.Namespace) -> tuple[str, np.ndarray, 
 
 
 def _hazard_feature(view: Any, report: Any, args: argparse.Namespace) -> tuple[int, dict[str, Any]]:
-    import envs
     from interpret.hazard_features import measure_hazard_attribution
+    from interpret.model_env import resolve_env
 
-    env_id = args.env or report.env_id or view.metadata.get("env_id")
-    if not env_id:
-        raise InterpretError("--feature hazards: pass --env (neither report nor model names it)")
-    if args.env_kwargs is not None:
-        options = envs.parse_options(args.env_kwargs)
-    elif report.env_id == env_id:
-        options = report.env_options
-    else:
-        options = dict(view.metadata.get("env_kwargs") or {})
+    env_id, options = resolve_env(
+        view, args.env, args.env_kwargs, preferred=(report.env_id, report.env_options)
+    )
     if args.hazard_observations < 1:
         raise InterpretError("--hazard-observations must be positive")
     measured = measure_hazard_attribution(
