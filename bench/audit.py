@@ -5,7 +5,9 @@ pool of 1 worker process and once with 2 (`agents.executor.LocalExecutor`), chec
 give the same outcome for every level (actions are sampled per level, so the split does not
 matter), and reports levels/s and env steps/s of each. From the same runs: the seconds spent
 reading the game state before every step and labelling each failure's cause, as a share of
-the workers' playing time. The model is `--model` (a run directory or zip) or, without one, a
+the workers' playing time. Each worker runs torch with cpus / workers threads, and procgen
+steps every env of a chunk in a thread of its own, so even 1 worker uses every core: on a
+2-core machine expect no gain from a second worker; it pays off with more cores. The model is `--model` (a run directory or zip) or, without one, a
 freshly initialised interpretable-CNN PPO policy (speed does not depend on the weights; an
 untrained policy plays longer episodes, so per-level figures are lower than a trained
 agent's).
@@ -96,8 +98,8 @@ def main() -> None:
     reads = sum(r.timings["state_read_s"] for r in results.values())
     labels = sum(r.timings["label_s"] for r in results.values())
     failures = sum(int((~r.completed).sum()) for r in results.values())
-    own = os.times()
-    own_cpu = own.user + own.system + own.children_user + own.children_system
+    own = os.times()  # pool workers are the forkserver's children: they report their own CPU
+    own_cpu = own.user + own.system + sum(r.timings["worker_cpu_s"] for r in results.values())
     summary = {
         "levels": args.levels,
         "mode": args.mode,

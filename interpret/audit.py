@@ -107,6 +107,7 @@ class ChunkResult:
     state_read_s: float = 0.0  # reading the pre-step state every step (for labelling)
     label_s: float = 0.0  # labelling fatal steps
     setup_s: float = 0.0
+    cpu_s: float = 0.0  # CPU time of the worker process (all its threads) for this chunk
 
 
 @dataclass
@@ -258,7 +259,7 @@ def play_levels(task: AuditTask) -> ChunkResult:
     """Play every level of `task` once (a worker's job); label the failures."""
     import envs
 
-    began = time.perf_counter()
+    began, cpu_began = time.perf_counter(), time.process_time()
     if task.threads:
         torch.set_num_threads(task.threads)
     view = _cached_view(task.model, task.trust_pickle)
@@ -364,6 +365,7 @@ def play_levels(task: AuditTask) -> ChunkResult:
         state_read_s=timings["state_read_s"],
         label_s=timings["label_s"],
         setup_s=setup_s,
+        cpu_s=time.process_time() - cpu_began,
     )
 
 
@@ -541,6 +543,7 @@ def merge_chunks(
         "wall_s": wall_s,
         "worker_play_s": sum(r.play_s for r in results),
         "worker_setup_s": sum(r.setup_s for r in results),
+        "worker_cpu_s": sum(r.cpu_s for r in results),
         "state_read_s": sum(r.state_read_s for r in results),
         "label_s": sum(r.label_s for r in results),
         "steps": steps,
