@@ -1,6 +1,7 @@
 """Game of Life rules on known patterns, the imagination metric on the paper's appendix B
 examples, and the imagination model's training (shapes, resuming after a crash)."""
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -10,7 +11,13 @@ import pytest
 import torch
 
 from interpret.game_of_life import LifeBoards, imagination_metric, life_sequence, life_step
-from interpret.imagination import GoLConfig, ImaginationNet, evaluate_gol, train_gol
+from interpret.imagination import (
+    GoLConfig,
+    ImaginationNet,
+    evaluate_gol,
+    train_gol,
+    validation_loss,
+)
 
 
 def board(cells, size=8):
@@ -122,6 +129,18 @@ def test_training_resumes_exactly_after_a_crash(tmp_path):
         and 0.0 <= result["metric"] <= 1.0
         and 0.0 <= result["final_pixel_accuracy"] <= 1.0
     )
+
+
+def test_training_ends_on_the_weights_with_the_lowest_validation_loss():
+    config = GoLConfig(steps=2, channels=4, board=6, train_steps=40, batch=8, lr=0.05)
+    torch.set_num_threads(1)
+    trained = train_gol(config, log_every=4)
+    losses = [h["validation_loss"] for h in trained.history]
+    assert trained.best_step == trained.history[losses.index(min(losses))]["step"]
+    probe = config.boards().sample(512, torch.Generator().manual_seed(10_000 + config.seed))
+    assert validation_loss(trained.model, probe) == pytest.approx(min(losses), abs=1e-6)
+    last = train_gol(dataclasses.replace(config, keep_best=False), log_every=4)
+    assert validation_loss(last.model, probe) == pytest.approx(losses[-1], abs=1e-6)
 
 
 def run_cli(*args):
