@@ -360,3 +360,37 @@ def evaluate_gol(
 
 def config_dict(config: GoLConfig) -> dict[str, Any]:
     return dataclasses.asdict(config) | {"rnn_steps": config.rnn_steps}
+
+
+@torch.no_grad()
+def linear_probe_accuracy(
+    model: ImaginationNet, config: GoLConfig, sequences: int = 400, seed: int = 54321
+) -> list[list[float]]:
+    """A diagnostic beside the metric: is GoL state j linearly readable, pixel by pixel, from
+    hidden state i by *some* 1x1 decoder? ``[i][j]``: held-out pixel accuracy of a logistic
+    regression (scikit-learn) fitted on half of ``sequences`` fresh sequences, tested on the
+    other half. High where the model's own decoder fails means the state is represented but
+    in another direction than the one the shared decoder reads."""
+    from sklearn.linear_model import LogisticRegression
+
+    seq = config.boards().sample(sequences, torch.Generator().manual_seed(seed))
+    half = sequences // 2
+    table = []
+    for h in model.hidden_states(seq[:, :1]):
+        features = h.permute(0, 2, 3, 1).numpy()  # (N, H, W, C)
+        train, test = (
+            features[:half].reshape(-1, h.shape[1]),
+            features[half:].reshape(-1, h.shape[1]),
+        )
+        scale = max(float(train.std()), 1e-6)  # one scale for all channels keeps the fit cheap
+        row = []
+        for j in range(seq.shape[1]):
+            target = seq[:, j].numpy()
+            y_train, y_test = target[:half].reshape(-1), target[half:].reshape(-1)
+            if len(set(y_train.tolist())) < 2:  # a constant target: predict it
+                row.append(float((y_test == y_train[0]).mean()))
+                continue
+            probe = LogisticRegression(max_iter=500).fit(train / scale, y_train)
+            row.append(float((probe.predict(test / scale) == y_test).mean()))
+        table.append(row)
+    return table

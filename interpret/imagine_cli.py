@@ -35,7 +35,13 @@ from tqdm import tqdm
 
 from interpret.errors import InterpretError
 from interpret.game_of_life import imagination_metric
-from interpret.imagination import GoLConfig, config_dict, evaluate_gol, train_gol
+from interpret.imagination import (
+    GoLConfig,
+    config_dict,
+    evaluate_gol,
+    linear_probe_accuracy,
+    train_gol,
+)
 from interpret.report import page, png_data_uri, write_report
 
 # Table 1 and 2 of the paper (mean metric; number of runs), for the report's comparison.
@@ -231,6 +237,8 @@ def _evaluate_run(trained, sequences: int) -> dict[str, Any]:
             "all_dead_metric": result["all_dead_metric"],
         }
     row["meets_accuracy_criterion"] = row["final_pixel_accuracy"] >= ACCURACY_CRITERION
+    # [i][j]: GoL state j read from hidden state i by a fitted 1x1 logistic probe (diagnostic)
+    row["linear_probe_accuracy"] = linear_probe_accuracy(model, config)
     row["first_step_98"] = _first_steps(trained.history, 0.98)
     row["history"] = trained.history
     row["eval_seconds"] = round(time.perf_counter() - started, 1)
@@ -342,6 +350,7 @@ def _html(summary: dict[str, Any], runs: list[dict[str, Any]], examples) -> str:
             f"<td>{r['train_seconds']}</td></tr>"
         )
     parts.append("</table>")
+    parts.append(_probe_table(runs[0]["linear_probe_accuracy"]))
     parts.append(_curves(runs[0]["history"]))
     parts.append(
         "<h2>Examples (first run)</h2><p class='muted'>Top row: the GoL states s_1..s_m. "
@@ -358,6 +367,22 @@ def _html(summary: dict[str, Any], runs: list[dict[str, Any]], examples) -> str:
         )
     parts.append("</table>")
     return page("Game of Life imagination", "\n".join(parts))
+
+
+def _probe_table(table: list[list[float]]) -> str:
+    """Held-out pixel accuracy of 1x1 logistic probes: rows hidden states, columns GoL states."""
+    head = "".join(f"<th>s_{j + 1}</th>" for j in range(len(table[0])))
+    rows = "".join(
+        f"<tr><th>h_{i}</th>" + "".join(f"<td>{a:.3f}</td>" for a in row) + "</tr>"
+        for i, row in enumerate(table)
+    )
+    return (
+        "<h2>Linear probes (first run)</h2><p class='muted'>Pixel accuracy of a logistic "
+        "regression fitted to read GoL state s_j from hidden state h_i (h_0: the encoder's "
+        "output), tested on held-out boards. A state readable here but not by the model's own "
+        "decoder is represented in another direction than the one the decoder reads.</p>"
+        f"<table><tr><th></th>{head}</tr>{rows}</table>"
+    )
 
 
 def _curves(history: list[dict[str, Any]]) -> str:

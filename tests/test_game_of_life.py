@@ -15,6 +15,7 @@ from interpret.imagination import (
     GoLConfig,
     ImaginationNet,
     evaluate_gol,
+    linear_probe_accuracy,
     train_gol,
     validation_loss,
 )
@@ -143,6 +144,19 @@ def test_training_ends_on_the_weights_with_the_lowest_validation_loss():
     assert validation_loss(last.model, probe) == pytest.approx(losses[-1], abs=1e-6)
 
 
+def test_linear_probe_reads_a_state_the_hidden_state_holds_and_not_one_it_lacks():
+    config = GoLConfig(steps=2, channels=3, board=8)
+    net = ImaginationNet(3, 2)
+    with torch.no_grad():  # channel 0 of the encoder's output is the board itself
+        net.encoder[0].weight.zero_()
+        net.encoder[0].bias.zero_()
+        net.encoder[0].weight[0] = 1.0
+    table = linear_probe_accuracy(net, config, sequences=60)
+    assert len(table) == 3 and all(len(row) == 3 for row in table)
+    assert table[0][0] == 1.0  # s_1 is in h_0
+    assert table[0][1] < 0.95  # s_2 depends on the neighbours, which a 1x1 probe of h_0 lacks
+
+
 def run_cli(*args):
     return subprocess.run(
         [sys.executable, "-m", "interpret", "imagine", *map(str, args)],
@@ -189,6 +203,8 @@ def test_imagine_gol_writes_a_report(tmp_path):
     assert summary["paper"]["metric"] == 0.73  # Table 2: 2 GoL steps, 3 model steps
     for r in summary["per_run"]:
         assert r["metric"] == max(r["metric_with_adversarial"], r["metric_without_adversarial"])
+        probes = np.array(r["linear_probe_accuracy"])  # 4 hidden states x 3 GoL states
+        assert probes.shape == (4, 3) and probes[0, 0] >= 0.99  # the autoencoded first state
     assert (out / "model_run1.pt").exists() and not list(tmp_path.glob(".gol.run*.pt"))
     state = torch.load(out / "model_run0.pt", weights_only=True)
     ImaginationNet(4, 3).load_state_dict(state)
