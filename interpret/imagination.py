@@ -44,6 +44,7 @@ class GoLConfig:
     lr: float = 3e-3
     schedule: str = "cosine"  # "cosine": lr decays to 0 over train_steps; "constant"
     clip: float = 1.0  # gradient norm clip (0: none)
+    weight_decay: float = 0.0  # AdamW's decoupled weight decay (0: plain Adam)
     loss: str = "mse"  # prediction loss: "mse" (L2, like the autoencoder's) or "bce"
     keep_best: bool = True  # end on the weights with the lowest validation prediction loss
     seed: int = 0
@@ -185,7 +186,9 @@ def train_gol(
     torch.manual_seed(config.seed)
     data = torch.Generator().manual_seed(config.seed)
     model = ImaginationNet(config.channels, config.rnn_steps, config.rnn)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=config.lr, weight_decay=config.weight_decay
+    )
     scheduler = _scheduler(optimizer, config)
     boards = config.boards()
     probe = boards.sample(512, torch.Generator().manual_seed(10_000 + config.seed))

@@ -104,6 +104,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--clip", type=float, default=GoLConfig.clip, help="gradient norm clip (0: none)"
     )
     parser.add_argument(
+        "--weight-decay", type=float, default=0.0, help="AdamW weight decay (0: plain Adam)"
+    )
+    parser.add_argument(
         "--loss",
         choices=("bce", "mse"),
         default=GoLConfig.loss,
@@ -141,8 +144,10 @@ def _validate(args: argparse.Namespace) -> None:
             raise InterpretError(f"--{name.replace('_', '-')} must be positive")
     if args.board < 3:
         raise InterpretError("--board must be at least 3 cells")
-    if args.adversarial_steps < 0 or args.warmup < 0 or args.threads < 0 or args.clip < 0:
-        raise InterpretError("--adversarial-steps, --warmup, --threads and --clip must be >= 0")
+    if min(args.adversarial_steps, args.warmup, args.threads, args.clip, args.weight_decay) < 0:
+        raise InterpretError(
+            "--adversarial-steps, --warmup, --threads, --clip and --weight-decay must be >= 0"
+        )
 
 
 def run(args: argparse.Namespace) -> Path:
@@ -169,6 +174,7 @@ def run(args: argparse.Namespace) -> Path:
             lr=args.lr,
             schedule=args.schedule,
             clip=args.clip,
+            weight_decay=args.weight_decay,
             loss=args.loss,
             keep_best=not args.keep_last,
             seed=args.seed + i,
