@@ -263,7 +263,7 @@ def _scheduler(optimizer: torch.optim.Optimizer, config: GoLConfig):
 
 
 @torch.no_grad()
-def validation_loss(model: ImaginationNet, seq: torch.Tensor, kind: str = "bce") -> float:
+def validation_loss(model: ImaginationNet, seq: torch.Tensor, kind: str = "mse") -> float:
     """Prediction loss of the k-th state on fixed sequences (N, k + 1, H, W)."""
     hidden = model.hidden_states(seq[:, :1])
     return _prediction_loss(model, hidden[-1], seq[:, -1:], kind).item()

@@ -139,9 +139,11 @@ def test_training_ends_on_the_weights_with_the_lowest_validation_loss():
     losses = [h["validation_loss"] for h in trained.history]
     assert trained.best_step == trained.history[losses.index(min(losses))]["step"]
     probe = config.boards().sample(512, torch.Generator().manual_seed(10_000 + config.seed))
-    assert validation_loss(trained.model, probe) == pytest.approx(min(losses), abs=1e-6)
+    assert validation_loss(trained.model, probe, config.loss) == pytest.approx(
+        min(losses), abs=1e-6
+    )
     last = train_gol(dataclasses.replace(config, keep_best=False), log_every=4)
-    assert validation_loss(last.model, probe) == pytest.approx(losses[-1], abs=1e-6)
+    assert validation_loss(last.model, probe, config.loss) == pytest.approx(losses[-1], abs=1e-6)
 
 
 def test_linear_probe_reads_a_state_the_hidden_state_holds_and_not_one_it_lacks():
