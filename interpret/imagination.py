@@ -45,6 +45,7 @@ class GoLConfig:
     schedule: str = "cosine"  # "cosine": lr decays to 0 over train_steps; "constant"
     clip: float = 1.0  # gradient norm clip (0: none)
     weight_decay: float = 0.0  # AdamW's decoupled weight decay (0: plain Adam)
+    linear_cell_output: bool = False  # no ReLU after the RNN cell's last convolution
     loss: str = "mse"  # prediction loss: "mse" (L2, like the autoencoder's) or "bce"
     keep_best: bool = True  # end on the weights with the lowest validation prediction loss
     seed: int = 0
@@ -62,13 +63,13 @@ def _conv(c_in: int, c_out: int, kernel: int) -> nn.Conv2d:
 
 
 class RNNCell(nn.Module):
-    """One model timestep: hidden (N, C, H, W) -> next hidden, a 3x3 then a 1x1 convolution."""
+    """One model timestep: hidden (N, C, H, W) -> next hidden, a 3x3 then a 1x1 convolution,
+    each followed by a ReLU (``linear_output``: none after the 1x1)."""
 
-    def __init__(self, channels: int) -> None:
+    def __init__(self, channels: int, linear_output: bool = False) -> None:
         super().__init__()
-        self.net = nn.Sequential(
-            _conv(channels, channels, 3), nn.ReLU(), _conv(channels, channels, 1), nn.ReLU()
-        )
+        layers = [_conv(channels, channels, 3), nn.ReLU(), _conv(channels, channels, 1)]
+        self.net = nn.Sequential(*layers, *([] if linear_output else [nn.ReLU()]))
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         return self.net(h)
@@ -78,12 +79,14 @@ class ImaginationNet(nn.Module):
     """Encoder (one conv) -> ``rnn_steps`` cells (shared weights if ``rnn``) -> decoder (one
     conv, sigmoid). Boards (N, 1, H, W) in [0, 1]; all convolutions wrap around like the board."""
 
-    def __init__(self, channels: int = 20, rnn_steps: int = 3, rnn: bool = True) -> None:
+    def __init__(
+        self, channels: int = 20, rnn_steps: int = 3, rnn: bool = True, linear_output=False
+    ) -> None:
         super().__init__()
         self.rnn_steps = rnn_steps
         self.encoder = nn.Sequential(_conv(1, channels, 1), nn.ReLU())
         n_cells = 1 if rnn else rnn_steps
-        self.cells = nn.ModuleList(RNNCell(channels) for _ in range(n_cells))
+        self.cells = nn.ModuleList(RNNCell(channels, linear_output) for _ in range(n_cells))
         self.decoder = _conv(channels, 1, 1)
 
     def hidden_states(self, boards: torch.Tensor) -> list[torch.Tensor]:
@@ -185,7 +188,7 @@ def train_gol(
     """
     torch.manual_seed(config.seed)
     data = torch.Generator().manual_seed(config.seed)
-    model = ImaginationNet(config.channels, config.rnn_steps, config.rnn)
+    model = ImaginationNet(config.channels, config.rnn_steps, config.rnn, config.linear_cell_output)
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=config.lr, weight_decay=config.weight_decay
     )

@@ -104,6 +104,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--clip", type=float, default=GoLConfig.clip, help="gradient norm clip (0: none)"
     )
     parser.add_argument(
+        "--linear-cell-output",
+        action="store_true",
+        help="no ReLU after the RNN cell's last convolution",
+    )
+    parser.add_argument(
         "--weight-decay", type=float, default=0.0, help="AdamW weight decay (0: plain Adam)"
     )
     parser.add_argument(
@@ -175,6 +180,7 @@ def run(args: argparse.Namespace) -> Path:
             schedule=args.schedule,
             clip=args.clip,
             weight_decay=args.weight_decay,
+            linear_cell_output=args.linear_cell_output,
             loss=args.loss,
             keep_best=not args.keep_last,
             seed=args.seed + i,

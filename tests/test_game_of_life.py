@@ -101,6 +101,12 @@ def test_imagination_net_shapes():
     assert [h.shape for h in net.hidden_states(boards)] == [(5, 6, 12, 12)] * 5
     assert net.imagine(boards).shape == (5, 5, 12, 12)
     assert len(net.cells) == 4 and len(ImaginationNet(6, 4, rnn=True).cells) == 1
+    torch.manual_seed(0)
+    noise = torch.randn(5, 1, 12, 12)
+    assert all((h >= 0).all() for h in net.hidden_states(noise))
+    linear = ImaginationNet(channels=6, rnn_steps=2, linear_output=True)
+    assert (linear.hidden_states(noise)[-1] < 0).any()  # no ReLU after the cell's 1x1 conv
+    assert set(linear.state_dict()) == set(ImaginationNet(6, 2).state_dict())
 
 
 class Crash(Exception):
