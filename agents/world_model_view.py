@@ -95,7 +95,13 @@ class WorldModelView:
         if not has_c:
             torch.nn.init.zeros_(model.controller.linear.weight)
             torch.nn.init.zeros_(model.controller.linear.bias)
-        metadata = {**config.get("metadata", {}), "controller": c_file if has_c else None}
+        metadata = {
+            # the training env, where interpreters play by default (as for PPO/DQN runs)
+            "env_id": config["env_id"],
+            "env_kwargs": dict(config.get("env_kwargs") or {}),
+            **config.get("metadata", {}),
+            "controller": c_file if has_c else None,
+        }
         return cls(model.to(device), config, run_dir, metadata)
 
     @property
@@ -223,6 +229,12 @@ class WorldModelView:
         return lower, upper
 
     # -- acting ---------------------------------------------------------------------------
+    @property
+    def state(self) -> State | None:
+        """The recurrent state (h, c) the next ``act`` starts from, each (1, N, hidden); None
+        at the start of episodes (the zero state)."""
+        return self._state
+
     def reset(self, rows: list[int] | np.ndarray | None = None) -> None:
         """Forget the recurrent state (the next ``act`` starts episodes afresh); ``rows``: only
         those rows of the batch (episodes that just ended in a vectorized env)."""
@@ -274,7 +286,8 @@ class WorldModelView:
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         config = {**self.config, "metadata": {**self.metadata, **(metadata or {})}}
-        config["metadata"].pop("controller", None)
+        for derived in ("controller", "env_id", "env_kwargs"):  # read from the run on load
+            config["metadata"].pop(derived, None)
         save_weights(self.module.vae, path / "vae.safetensors")
         save_weights(self.module.mdn, path / "mdn.safetensors")
         save_weights(self.module.controller, path / CONTROLLER_FILE)

@@ -35,7 +35,13 @@ from tqdm import tqdm
 
 from interpret.errors import InterpretError
 from interpret.game_of_life import imagination_metric
-from interpret.imagination import GoLConfig, config_dict, evaluate_gol, train_gol
+from interpret.imagination import (
+    GoLConfig,
+    config_dict,
+    evaluate_gol,
+    linear_probe_accuracy,
+    train_gol,
+)
 from interpret.report import page, png_data_uri, write_report
 
 # Table 1 and 2 of the paper (mean metric; number of runs), for the report's comparison.
@@ -88,6 +94,34 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--train-steps", type=int, default=GoLConfig.train_steps)
     parser.add_argument("--lr", type=float, default=GoLConfig.lr, help="Adam learning rate")
+    parser.add_argument(
+        "--schedule",
+        choices=("cosine", "constant"),
+        default=GoLConfig.schedule,
+        help="learning rate schedule (cosine: decays to 0 over --train-steps)",
+    )
+    parser.add_argument(
+        "--clip", type=float, default=GoLConfig.clip, help="gradient norm clip (0: none)"
+    )
+    parser.add_argument(
+        "--linear-cell-output",
+        action="store_true",
+        help="no ReLU after the RNN cell's last convolution",
+    )
+    parser.add_argument(
+        "--weight-decay", type=float, default=0.0, help="AdamW weight decay (0: plain Adam)"
+    )
+    parser.add_argument(
+        "--loss",
+        choices=("bce", "mse"),
+        default=GoLConfig.loss,
+        help="prediction loss on the k-th state (the paper does not name it)",
+    )
+    parser.add_argument(
+        "--keep-last",
+        action="store_true",
+        help="end on the last weights, not those with the lowest validation loss",
+    )
     parser.add_argument("--board", type=int, default=GoLConfig.board, help="board side, cells")
     parser.add_argument("--channels", type=int, default=GoLConfig.channels)
     parser.add_argument("--warmup", type=int, default=0, help="rule steps before the first state")
@@ -115,8 +149,10 @@ def _validate(args: argparse.Namespace) -> None:
             raise InterpretError(f"--{name.replace('_', '-')} must be positive")
     if args.board < 3:
         raise InterpretError("--board must be at least 3 cells")
-    if args.adversarial_steps < 0 or args.warmup < 0 or args.threads < 0:
-        raise InterpretError("--adversarial-steps, --warmup and --threads must be >= 0")
+    if min(args.adversarial_steps, args.warmup, args.threads, args.clip, args.weight_decay) < 0:
+        raise InterpretError(
+            "--adversarial-steps, --warmup, --threads, --clip and --weight-decay must be >= 0"
+        )
 
 
 def run(args: argparse.Namespace) -> Path:
@@ -141,6 +177,12 @@ def run(args: argparse.Namespace) -> Path:
             warmup=args.warmup,
             train_steps=args.train_steps,
             lr=args.lr,
+            schedule=args.schedule,
+            clip=args.clip,
+            weight_decay=args.weight_decay,
+            linear_cell_output=args.linear_cell_output,
+            loss=args.loss,
+            keep_best=not args.keep_last,
             seed=args.seed + i,
         )
         for i in range(args.runs)
@@ -177,7 +219,11 @@ def run(args: argparse.Namespace) -> Path:
 def _evaluate_run(trained, sequences: int) -> dict[str, Any]:
     model, config = trained.model, trained.config
     started = time.perf_counter()
-    row: dict[str, Any] = {"seed": config.seed, "train_seconds": round(trained.seconds, 1)}
+    row: dict[str, Any] = {
+        "seed": config.seed,
+        "train_seconds": round(trained.seconds, 1),
+        "weights_from_step": trained.best_step if config.keep_best else config.train_steps,
+    }
     if trained.decoder_before_adversarial is not None:
         adversarial = {k: v.clone() for k, v in model.decoder.state_dict().items()}
         model.decoder.load_state_dict(trained.decoder_before_adversarial)
@@ -203,6 +249,8 @@ def _evaluate_run(trained, sequences: int) -> dict[str, Any]:
             "all_dead_metric": result["all_dead_metric"],
         }
     row["meets_accuracy_criterion"] = row["final_pixel_accuracy"] >= ACCURACY_CRITERION
+    # [i][j]: GoL state j read from hidden state i by a fitted 1x1 logistic probe (diagnostic)
+    row["linear_probe_accuracy"] = linear_probe_accuracy(model, config)
     row["first_step_98"] = _first_steps(trained.history, 0.98)
     row["history"] = trained.history
     row["eval_seconds"] = round(time.perf_counter() - started, 1)
@@ -288,7 +336,10 @@ def _html(summary: dict[str, Any], runs: list[dict[str, Any]], examples) -> str:
         f"autoencoder loss: {config['autoencoder']}, RNN (shared weights): {config['rnn']}, "
         f"adversarial decoder steps: {config['adversarial_steps']}, {config['channels']} "
         f"channels, {config['board']}x{config['board']} torus, {config['train_steps']} "
-        f"training steps of {config['batch']} boards.</p>",
+        f"training steps of {config['batch']} boards ({config['loss']} prediction loss, Adam "
+        f"lr {config['lr']:g} with {config['schedule']} schedule, gradient clip "
+        f"{config['clip']:g}; weights kept: "
+        f"{'lowest validation loss' if config['keep_best'] else 'last'}).</p>",
         f"<p>Mean metric over {summary['runs']} run(s), {summary['sequences_per_run']} "
         f"sequences each: <b>{_fmt(summary['mean_metric'])}</b> (the max of with/without "
         f"adversarial training per run, as in the paper); runs with final-state pixel accuracy "
@@ -297,7 +348,8 @@ def _html(summary: dict[str, Any], runs: list[dict[str, Any]], examples) -> str:
         f"imagines empty boards scores {_fmt(summary['all_dead_metric'])}.</p>",
         "<h2>Runs</h2><table><tr><th>seed</th><th>metric</th><th>without adversarial</th>"
         "<th>with adversarial</th><th>final pixel acc.</th><th>final exact</th>"
-        "<th>first step with 98% per decoded state</th><th>train s</th></tr>",
+        "<th>first step with 98% per decoded state</th><th>weights from step</th>"
+        "<th>train s</th></tr>",
     ]
     for r in runs:
         firsts = ", ".join(f"{k[3:]}: {v}" for k, v in r["first_step_98"].items())
@@ -306,9 +358,11 @@ def _html(summary: dict[str, Any], runs: list[dict[str, Any]], examples) -> str:
             f"<td>{_fmt(r['metric_without_adversarial'])}</td>"
             f"<td>{_fmt(r['metric_with_adversarial'])}</td>"
             f"<td>{_fmt(r['final_pixel_accuracy'])}</td><td>{_fmt(r['final_exact'])}</td>"
-            f"<td>{html.escape(firsts)}</td><td>{r['train_seconds']}</td></tr>"
+            f"<td>{html.escape(firsts)}</td><td>{r['weights_from_step']}</td>"
+            f"<td>{r['train_seconds']}</td></tr>"
         )
     parts.append("</table>")
+    parts.append(_probe_table(runs[0]["linear_probe_accuracy"]))
     parts.append(_curves(runs[0]["history"]))
     parts.append(
         "<h2>Examples (first run)</h2><p class='muted'>Top row: the GoL states s_1..s_m. "
@@ -325,6 +379,22 @@ def _html(summary: dict[str, Any], runs: list[dict[str, Any]], examples) -> str:
         )
     parts.append("</table>")
     return page("Game of Life imagination", "\n".join(parts))
+
+
+def _probe_table(table: list[list[float]]) -> str:
+    """Held-out pixel accuracy of 1x1 logistic probes: rows hidden states, columns GoL states."""
+    head = "".join(f"<th>s_{j + 1}</th>" for j in range(len(table[0])))
+    rows = "".join(
+        f"<tr><th>h_{i}</th>" + "".join(f"<td>{a:.3f}</td>" for a in row) + "</tr>"
+        for i, row in enumerate(table)
+    )
+    return (
+        "<h2>Linear probes (first run)</h2><p class='muted'>Pixel accuracy of a logistic "
+        "regression fitted to read GoL state s_j from hidden state h_i (h_0: the encoder's "
+        "output), tested on held-out boards. A state readable here but not by the model's own "
+        "decoder is represented in another direction than the one the decoder reads.</p>"
+        f"<table><tr><th></th>{head}</tr>{rows}</table>"
+    )
 
 
 def _curves(history: list[dict[str, Any]]) -> str:

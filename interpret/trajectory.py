@@ -133,8 +133,11 @@ def gae_advantages(
 
 
 @torch.no_grad()
-def _scores_and_values(view: Inspectable, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray, str]:
-    out = view.outputs(view.preprocess(obs))
+def _scores_and_values(
+    view: Inspectable, obs: np.ndarray, state: Any = None
+) -> tuple[np.ndarray, np.ndarray, str]:
+    x = view.preprocess(obs)
+    out = view.outputs(x) if state is None else view.outputs(x, state)
     if "q" in out:
         q = out["q"].float()
         return q.cpu().numpy(), q.max(dim=1).values.cpu().numpy(), "q"
@@ -160,7 +163,11 @@ def record_trajectories(
 ) -> list[Trajectory]:
     """Play ``view`` for ``n_steps`` in ``n_envs`` envs; one ``Trajectory`` per env.
 
-    :param epsilon: chance per step of a uniformly random action instead of the agent's
+    A recurrent view (World Models) acts with its state carried from step to step and reset
+    for each env whose episode ended; ``values`` are NaN when the view has no value head.
+
+    :param epsilon: chance per step of a uniformly random action instead of the agent's (a
+        recurrent view's state still advances with the action the agent chose)
     :param record_states: keep Procgen's state bytes before each step (Procgen only)
     :param env_options: passed to ``envs.make_vec_env`` (e.g. ``distribution_mode="easy"``)
     """
@@ -176,13 +183,22 @@ def record_trajectories(
     vec = envs.make_vec_env(env_id, n_envs, seed, **env_options)
     rng = np.random.default_rng(seed)
     generator = torch.Generator(device=view.device).manual_seed(seed)
+    # A view with a recurrent state (World Models: ``state``, ``reset(rows)``) acts through
+    # ``act``, which carries it; scores come from ``outputs`` at that same state.
+    recurrent = hasattr(view, "state") and callable(getattr(view, "reset", None))
+    if recurrent:
+        view.reset()
     try:
         obs = vec.reset()
         steps: dict[str, list] = {k: [] for k in ("obs", "act", "rew", "done", "val", "sc")}
         steps.update(seed=[], complete=[], states=[])
         for _ in range(n_steps):
-            scores, values, kind = _scores_and_values(view, obs)
-            actions = _choose(view, obs, scores, kind, deterministic, generator)
+            if recurrent:
+                scores, values, kind = _scores_and_values(view, obs, view.state)
+                actions = view.act(obs, deterministic=deterministic, generator=generator)
+            else:
+                scores, values, kind = _scores_and_values(view, obs)
+                actions = _choose(view, obs, scores, kind, deterministic, generator)
             random_mask = rng.random(n_envs) < epsilon
             for i in np.flatnonzero(random_mask):
                 actions[i] = _random_action(vec.action_space, rng)
@@ -200,8 +216,10 @@ def record_trajectories(
             steps["val"].append(values)
             steps["sc"].append(scores)
             steps["complete"].append([bool(info.get("level_complete", False)) for info in infos])
+            if recurrent and np.any(dones):
+                view.reset(np.flatnonzero(dones))  # those envs start a new episode
             obs = new_obs
-        _, last_values, _ = _scores_and_values(view, obs)
+        _, last_values, _ = _scores_and_values(view, obs, view.state if recurrent else None)
     finally:
         vec.close()
 

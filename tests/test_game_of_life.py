@@ -1,6 +1,7 @@
 """Game of Life rules on known patterns, the imagination metric on the paper's appendix B
 examples, and the imagination model's training (shapes, resuming after a crash)."""
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -10,7 +11,14 @@ import pytest
 import torch
 
 from interpret.game_of_life import LifeBoards, imagination_metric, life_sequence, life_step
-from interpret.imagination import GoLConfig, ImaginationNet, evaluate_gol, train_gol
+from interpret.imagination import (
+    GoLConfig,
+    ImaginationNet,
+    evaluate_gol,
+    linear_probe_accuracy,
+    train_gol,
+    validation_loss,
+)
 
 
 def board(cells, size=8):
@@ -93,6 +101,12 @@ def test_imagination_net_shapes():
     assert [h.shape for h in net.hidden_states(boards)] == [(5, 6, 12, 12)] * 5
     assert net.imagine(boards).shape == (5, 5, 12, 12)
     assert len(net.cells) == 4 and len(ImaginationNet(6, 4, rnn=True).cells) == 1
+    torch.manual_seed(0)
+    noise = torch.randn(5, 1, 12, 12)
+    assert all((h >= 0).all() for h in net.hidden_states(noise))
+    linear = ImaginationNet(channels=6, rnn_steps=2, linear_output=True)
+    assert (linear.hidden_states(noise)[-1] < 0).any()  # no ReLU after the cell's 1x1 conv
+    assert set(linear.state_dict()) == set(ImaginationNet(6, 2).state_dict())
 
 
 class Crash(Exception):
@@ -122,6 +136,33 @@ def test_training_resumes_exactly_after_a_crash(tmp_path):
         and 0.0 <= result["metric"] <= 1.0
         and 0.0 <= result["final_pixel_accuracy"] <= 1.0
     )
+
+
+def test_training_ends_on_the_weights_with_the_lowest_validation_loss():
+    config = GoLConfig(steps=2, channels=4, board=6, train_steps=40, batch=8, lr=0.05)
+    torch.set_num_threads(1)
+    trained = train_gol(config, log_every=4)
+    losses = [h["validation_loss"] for h in trained.history]
+    assert trained.best_step == trained.history[losses.index(min(losses))]["step"]
+    probe = config.boards().sample(512, torch.Generator().manual_seed(10_000 + config.seed))
+    assert validation_loss(trained.model, probe, config.loss) == pytest.approx(
+        min(losses), abs=1e-6
+    )
+    last = train_gol(dataclasses.replace(config, keep_best=False), log_every=4)
+    assert validation_loss(last.model, probe, config.loss) == pytest.approx(losses[-1], abs=1e-6)
+
+
+def test_linear_probe_reads_a_state_the_hidden_state_holds_and_not_one_it_lacks():
+    config = GoLConfig(steps=2, channels=3, board=8)
+    net = ImaginationNet(3, 2)
+    with torch.no_grad():  # channel 0 of the encoder's output is the board itself
+        net.encoder[0].weight.zero_()
+        net.encoder[0].bias.zero_()
+        net.encoder[0].weight[0] = 1.0
+    table = linear_probe_accuracy(net, config, sequences=60)
+    assert len(table) == 3 and all(len(row) == 3 for row in table)
+    assert table[0][0] == 1.0  # s_1 is in h_0
+    assert table[0][1] < 0.95  # s_2 depends on the neighbours, which a 1x1 probe of h_0 lacks
 
 
 def run_cli(*args):
@@ -170,6 +211,8 @@ def test_imagine_gol_writes_a_report(tmp_path):
     assert summary["paper"]["metric"] == 0.73  # Table 2: 2 GoL steps, 3 model steps
     for r in summary["per_run"]:
         assert r["metric"] == max(r["metric_with_adversarial"], r["metric_without_adversarial"])
+        probes = np.array(r["linear_probe_accuracy"])  # 4 hidden states x 3 GoL states
+        assert probes.shape == (4, 3) and probes[0, 0] >= 0.99  # the autoencoded first state
     assert (out / "model_run1.pt").exists() and not list(tmp_path.glob(".gol.run*.pt"))
     state = torch.load(out / "model_run0.pt", weights_only=True)
     ImaginationNet(4, 3).load_state_dict(state)

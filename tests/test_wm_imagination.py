@@ -196,3 +196,31 @@ def test_interventions_on_the_world_model_view(car_view):  # noqa: F811
         mix = mdn.mixture(h)
     assert torch.allclose(changed["next_z"], (mix["logpi"].exp() * mix["mu"]).sum(-1), atol=1e-5)
     assert torch.equal(changed["action"], out["action"])
+
+
+def test_recording_a_world_model_carries_its_recurrent_state(car_view):  # noqa: F811
+    from interpret.trajectory import record_trajectories
+
+    view, _ = car_view
+    # 7-step episodes: the 16 recorded steps cross two episode ends per env
+    trajs = record_trajectories(
+        view, "box2d:CarRacing-v3", n_envs=2, n_steps=16, deterministic=True, max_episode_steps=7
+    )
+    assert [t.dones.nonzero()[0].tolist() for t in trajs] == [[6, 13], [6, 13]]
+    assert view.metadata["env_id"] == "box2d:CarRacing-v3"  # dissect plays it without --env
+    stateless_differs = False
+    for traj in trajs:  # replay each env alone through act, resetting where an episode ended
+        view.reset()
+        for t in range(16):
+            x = view.preprocess(traj.observations[t : t + 1])
+            with torch.no_grad():
+                expected = view.outputs(x, view.state)["preactivation"].numpy()
+                stateless = view.outputs(x)["action"].numpy()
+            action = view.act(traj.observations[t : t + 1], deterministic=True)
+            np.testing.assert_allclose(traj.actions[t], action[0], atol=1e-5)
+            np.testing.assert_allclose(traj.logits[t], expected[0], atol=1e-5)
+            stateless_differs |= not np.allclose(stateless[0], action[0], atol=1e-4)
+            if traj.dones[t]:
+                view.reset()
+        assert np.isnan(traj.values).all()  # no value head
+    assert stateless_differs  # M's state does change C's decisions here
