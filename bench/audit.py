@@ -6,11 +6,11 @@ give the same outcome for every level (actions are sampled per level, so the spl
 matter), and reports levels/s and env steps/s of each. From the same runs: the seconds spent
 reading the game state before every step and labelling each failure's cause, as a share of
 the workers' playing time. Each worker runs torch with cpus / workers threads, and procgen
-steps every env of a chunk in a thread of its own, so even 1 worker uses every core: on a
-2-core machine expect no gain from a second worker; it pays off with more cores. The model is `--model` (a run directory or zip) or, without one, a
-freshly initialised interpretable-CNN PPO policy (speed does not depend on the weights; an
-untrained policy plays longer episodes, so per-level figures are lower than a trained
-agent's).
+steps every env of a chunk in a thread of its own, so even 1 worker uses every core: on 2
+cores a second worker gains little (and the ratio moves with load); more cores pay off. The
+model is `--model` (a run directory or zip) or, without one, a freshly initialised
+interpretable-CNN PPO policy (speed does not depend on the weights; an untrained policy plays
+longer episodes, so per-level figures are lower than a trained agent's).
 
     python bench/audit.py --levels 200            # ~3-6 min on 2 idle cores
     python bench/audit.py --model runs/demo --levels 500
