@@ -72,7 +72,8 @@ def output_change(before: Outputs, after: Outputs) -> dict[str, torch.Tensor]:
         old = old.float()
         if key == "logits":
             log_p, log_q = torch.log_softmax(old, dim=1), torch.log_softmax(new, dim=1)
-            effects["policy_kl"] = (log_p.exp() * (log_p - log_q)).sum(dim=1)
+            kl = (log_p.exp() * (log_p - log_q)).sum(dim=1)
+            effects["policy_kl"] = kl.clamp(min=0.0)  # >= 0; rounding can give -1e-9
             effects["action_changed"] = (old.argmax(1) != new.argmax(1)).float()
         elif key == "q":
             effects["q_change"] = (new - old).abs().mean(dim=1)
