@@ -17,11 +17,11 @@ from envs import _quiet  # noqa: F401  (before anything imports old gym)
 
 # verb -> (module, one-line help). A new interpreter is one new line here.
 VERBS: dict[str, tuple[str, str]] = {
+    "attribute": ("interpret.attribute_cli", "integrated gradients, NMF features: a report"),
     "audit": ("interpret.audit_cli", "play N CoinRun levels: failures by cause, a report"),
     "compare": ("interpret.compare_cli", "two models on the same levels: failure tables"),
-    "attribute": ("interpret.attribute_cli", "integrated gradients, NMF features: a report"),
-    "dissect": ("interpret.dissect_cli", "unit statistics, activation maps and interventions"),
     "edit": ("interpret.edit_cli", "blind a policy to NMF features: a new run directory"),
+    "dissect": ("interpret.dissect_cli", "unit statistics, activation maps and interventions"),
     "imagine": (
         "interpret.imagine_cli",
         "decode a recurrent model's imagined states (GoL, World Models)",
