@@ -21,36 +21,33 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
 import torch
 
 from agents.evaluate import wilson_interval
+from envs.coinrun_state import ENEMY, SAW, invisible_buzzsaws, without_hazards
 from interpret.failure_causes import CAUSES, TABLE_COLUMNS, FailureCause
 from interpret.trajectory import GAE_LAMBDA, GAMMA, Trajectory, gae_advantages
 
 # Level edits for counterfactual audits (the paper's controls): name -> state edit.
-LEVEL_EDITS = ("invisible-buzzsaws", "no-buzzsaws", "no-enemies", "no-hazards")
+LEVEL_EDITS: dict[str, Callable[[bytes], bytes]] = {
+    "invisible-buzzsaws": invisible_buzzsaws,
+    "no-buzzsaws": partial(without_hazards, types=(SAW,)),
+    "no-enemies": partial(without_hazards, types=(ENEMY,)),
+    "no-hazards": partial(without_hazards, types=(SAW, ENEMY), lava=True),
+}
 
 
 def level_edit(name: str | None) -> Callable[[bytes], bytes] | None:
-    """The state edit called `name` (one of `LEVEL_EDITS`), or None for None."""
+    """The state edit called `name` (a key of `LEVEL_EDITS`), or None for None."""
     if name is None:
         return None
-    from functools import partial
-
-    from envs.coinrun_state import ENEMY, SAW, invisible_buzzsaws, without_hazards
-
-    edits = {
-        "invisible-buzzsaws": invisible_buzzsaws,
-        "no-buzzsaws": partial(without_hazards, types=(SAW,)),
-        "no-enemies": partial(without_hazards, types=(ENEMY,)),
-        "no-hazards": partial(without_hazards, types=(SAW, ENEMY), lava=True),
-    }
-    if name not in edits:
+    if name not in LEVEL_EDITS:
         raise ValueError(f"unknown level edit {name!r}; valid: {', '.join(LEVEL_EDITS)}")
-    return edits[name]
+    return LEVEL_EDITS[name]
 
 
 @dataclass(frozen=True)

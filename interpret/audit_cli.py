@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from interpret.audit import LEVEL_EDITS
 from interpret.errors import InterpretError
 
 AUDITED_GAME = "procgen:coinrun"
@@ -51,7 +52,7 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--deterministic", action="store_true", help="greedy actions")
     parser.add_argument(
         "--level-edit",
-        choices=("invisible-buzzsaws", "no-buzzsaws", "no-enemies", "no-hazards"),
+        choices=tuple(LEVEL_EDITS),
         help="play counterfactual levels (the paper's controls)",
     )
     parser.add_argument("--workers", type=int, default=2, help="parallel workers")
@@ -104,21 +105,34 @@ def level_seeds(options: dict[str, Any], args: argparse.Namespace) -> list[int]:
     return procgen_eval_levels(options, args.levels, args.seed)["test"]
 
 
-def play(view: Any, args: argparse.Namespace, env_id: str, options: dict[str, Any], **kw: Any):
-    """Run the audit of `view` (loaded from ``args.model`` or ``kw["model"]``) with a bar."""
+def play(
+    view: Any,
+    args: argparse.Namespace,
+    env_id: str,
+    options: dict[str, Any],
+    *,
+    model: str | None = None,
+    desc: str = "auditing",
+    keep_failures: int = 0,
+    context: int = 128,
+    extremes: int = 0,
+) -> Any:
+    """The `AuditResult` of `view` (loaded from `model`, default ``args.model``) on the
+    levels and settings of `args`, with a progress bar."""
     from agents.executor import make_executor
     from interpret.audit import run_audit
 
     seeds = level_seeds(options, args)
-    model = str(kw.pop("model", args.model))
-    bar = tqdm(total=len(seeds), desc=kw.pop("desc", "auditing"), unit="level", leave=False)
+    model = str(model or args.model)
+    bar = tqdm(total=len(seeds), desc=desc, unit="level", leave=False)
     try:
         with make_executor(args.executor, args.workers) as executor:
             result = run_audit(
                 model, env_id, seeds, env_options=options, seed=args.seed, executor=executor,
                 n_envs=args.n_envs, deterministic=args.deterministic,
                 level_edit=args.level_edit, trust_pickle=args.trust_pickle,
-                progress=bar.update, **kw,
+                keep_failures=keep_failures, context=context, extremes=extremes,
+                progress=bar.update,
             )  # fmt: skip
     finally:
         bar.close()
@@ -160,7 +174,7 @@ def run(args: argparse.Namespace) -> Path:
     env_id, options = resolve_env(view, args)
     report = read_features_report(args.features) if args.features else None
     features = report.features if report else None
-    attribution = not args.no_attribution and _attributable(view, args, features)
+    layer = None if args.no_attribution else _attribution_layer(view, args.layer, features)
 
     result = play(
         view, args, env_id, options, keep_failures=args.show, context=args.context,
@@ -169,10 +183,10 @@ def run(args: argparse.Namespace) -> Path:
     files: dict[str, bytes] = {
         failure_name(int(t.level_seeds[0])): trajectory_bytes(t) for _, t in result.failures
     }
-    attribution = attribution and bool(result.failures)
+    attribution = layer is not None and bool(result.failures)
     if attribution:
         clock = time.perf_counter()
-        files.update(_attribution_files(view, args, result, env_id, options, report))
+        files.update(_attribution_files(view, args, layer, result, env_id, options, report))
         result.timings["attribution_s"] = time.perf_counter() - clock
     summary = summary_dict(result, attribution)
     from interpret.attribute_cli import action_names
@@ -183,22 +197,23 @@ def run(args: argparse.Namespace) -> Path:
     return out
 
 
-def _attributable(view: Any, args: argparse.Namespace, features: Any) -> bool:
-    layer = args.layer or (features.layer if features else ("2b" if "2b" in view.layers() else ""))
-    if not layer:
+def _attribution_layer(view: Any, layer: str | None, features: Any) -> str | None:
+    """The layer to attribute at (--layer, else the features', else 2b), or None for none."""
+    layer = layer or (features.layer if features else ("2b" if "2b" in view.layers() else None))
+    if layer is None:
         print("no --layer given and the model has no layer 2b: the report has no attribution")
-        return False
+        return None
     if layer not in view.layers():
         raise InterpretError(f"unknown layer {layer!r}; this model's: {', '.join(view.layers())}")
     if features is not None and features.layer != layer:
         raise InterpretError(f"--features are at layer {features.layer!r}, not {layer!r}")
-    args.layer = layer
-    return True
+    return layer
 
 
 def _attribution_files(
     view: Any,
     args: argparse.Namespace,
+    layer: str,
     result: Any,
     env_id: str,
     options: dict[str, Any],
@@ -214,15 +229,15 @@ def _attribution_files(
     features = report.features if report is not None else None
     target = report.target if report is not None else None
     n_steps = report.n_steps if report is not None else 10
-    ig = HiddenLayerIntegratedGradients(view, args.layer, target=target, n_steps=n_steps)
+    ig = HiddenLayerIntegratedGradients(view, layer, target=target, n_steps=n_steps)
     trajectories = [t for _, t in result.failures]
     attributions = [ig.attribute(t.observations) for t in trajectories]
     sample = np.concatenate([a.attributions for a in attributions])
     if features is None:
-        features = fit_nmf(sample, args.layer, min(args.nmf_features, sample.shape[1]))
+        features = fit_nmf(sample, layer, min(args.nmf_features, sample.shape[1]))
     elif features.directions.shape[1] != sample.shape[1]:
         raise InterpretError(
-            f"--features have {features.directions.shape[1]} channels; layer {args.layer!r} of "
+            f"--features have {features.directions.shape[1]} channels; layer {layer!r} of "
             f"this model has {sample.shape[1]}"
         )
     merged = _concat_attributions(attributions)
@@ -230,7 +245,7 @@ def _attribution_files(
         "model": result.settings["model"],
         "env_id": env_id,
         "env_options": options,
-        "layer": args.layer,
+        "layer": layer,
         "target": ig.target_name,
         "n_steps": ig.n_steps,
         "alphas": ig.alphas,

@@ -87,10 +87,8 @@ def run(args: argparse.Namespace) -> Path | None:
     view_a = agents.load(args.model, trust_pickle=args.trust_pickle)
     view_b = agents.load(args.model_b, trust_pickle=args.trust_pickle)
     env_id, options = resolve_env(view_a, args)
-    result_a = play(view_a, args, env_id, options, desc="auditing A", keep_failures=0)
-    result_b = play(
-        view_b, args, env_id, options, model=args.model_b, desc="auditing B", keep_failures=0
-    )
+    result_a = play(view_a, args, env_id, options, desc="auditing A")
+    result_b = play(view_b, args, env_id, options, model=args.model_b, desc="auditing B")
     rows = comparison_rows(result_a, result_b)
     text = format_comparison(rows, args.model, args.model_b, result_a.n)
     print(text)
