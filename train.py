@@ -26,6 +26,7 @@ import torch
 
 import envs
 from agents.architectures import ARCHS
+from agents.precision import PRECISIONS
 from agents.presets import PRESETS, default_arch, default_preset
 from envs import _quiet  # noqa: F401  (before anything imports old gym)
 from world_model import cli as world_model_cli
@@ -60,10 +61,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, help="run directory (default runs/<algo>-<env>-<time>)")
     parser.add_argument("--env-kwargs", nargs="*", default=[], metavar="KEY=VALUE")
-    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], help="default auto")
+    parser.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        help="fp32 (default) or bf16 autocast in the image network (fast only on CPUs with "
+        "AVX512-BF16/AMX and on GPUs); may change on --resume",
+    )
     parser.add_argument("--preset", choices=sorted(PRESETS), help="hyperparameter preset")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out")
-    parser.add_argument("--checkpoint-minutes", type=float, default=5.0)
+    parser.add_argument(
+        "--checkpoint-minutes", type=float, help="minutes between checkpoints (default 5)"
+    )
     parser.add_argument(
         "--eval-episodes",
         type=int,
@@ -71,6 +80,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--eval-parallel", type=int, default=32, help="envs used to evaluate")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.add_argument(
+        "--piece-minutes",
+        type=float,
+        help="end this piece after about M minutes at an exact checkpoint (resume it later "
+        "with --resume), then evaluate it into evals/step_N.json",
+    )
+    parser.add_argument(
+        "--piece-eval",
+        type=int,
+        help="levels/episodes of the evaluation after a piece (default 200 Procgen, else 20)",
+    )
     group = parser.add_argument_group("hyperparameters (override the preset)")
     for name in _HYPERPARAMS:
         flag = "--" + name.replace("_", "-")
@@ -96,8 +116,7 @@ def config_from_args(args: argparse.Namespace) -> Any:
     overrides.update(envs.parse_options(args.hp))
     if args.eval_episodes < 0:
         raise envs.EnvSpecError(f"--eval-episodes must be >= 0, got {args.eval_episodes}")
-    if args.device == "cuda" and not torch.cuda.is_available():
-        raise envs.EnvSpecError("--device cuda: no CUDA device is available here (use auto or cpu)")
+    check_device(args.device)
     if args.n_envs is not None:
         if args.n_envs <= 0:
             raise envs.EnvSpecError(f"--n-envs must be positive, got {args.n_envs}")
@@ -111,21 +130,78 @@ def config_from_args(args: argparse.Namespace) -> Any:
         preset=preset,
         env_kwargs=envs.parse_options(args.env_kwargs),
         hyperparams={**PRESETS[preset], **overrides},
-        device=args.device,
-        checkpoint_minutes=args.checkpoint_minutes,
+        device=args.device or "auto",
+        precision=args.precision or "fp32",
+        checkpoint_minutes=5.0 if args.checkpoint_minutes is None else args.checkpoint_minutes,
         eval_episodes=args.eval_episodes,
-        command=shlex.join(["python", "train.py", *sys.argv[1:]]),
+        command=shlex.join(["python", "train.py", *sys.argv[1:]]),  # the first piece's
     )
 
 
-def evaluate_run(model: Any, config: Any, run_dir: Path, parallel: int, progress: bool) -> dict:
-    """Evaluate the trained model, write eval.json, return the summary."""
+def check_device(device: str | None) -> None:
+    if device == "cuda" and not torch.cuda.is_available():
+        raise envs.EnvSpecError("--device cuda: no CUDA device is available here (use auto or cpu)")
+
+
+# What may change when a run resumes; everything else is the run's saved config.
+RESUMABLE_FLAGS = ("timesteps", "precision", "checkpoint_minutes", "device", "eval_episodes")
+
+
+def resumed_config(args: argparse.Namespace) -> Any:
+    """The saved config of ``--out``, with the flags a resume may change applied."""
+    from agents.fileio import read_json
+    from agents.training import CONFIG_FILE, RunError, TrainConfig
+
+    if args.out is None:
+        raise RunError("--resume needs --out RUN_DIR")
+    fixed = (
+        [
+            "--" + name.removeprefix("hp_").replace("_", "-")
+            for name, value in vars(args).items()
+            if value not in (None, [])
+            and (name.startswith("hp_") or name in ("env", "arch", "n_envs", "preset"))
+        ]
+        + (["--env-kwargs"] if args.env_kwargs else [])
+        + (["--hp"] if args.hp else [])
+    )
+    if fixed:
+        allowed = ", ".join("--" + f.replace("_", "-") for f in RESUMABLE_FLAGS)
+        raise RunError(
+            f"--resume keeps the run's settings; drop {', '.join(fixed)} ({allowed} may change)"
+        )
+    path = args.out / CONFIG_FILE
+    if not path.exists():
+        raise RunError(f"nothing to resume: {path} does not exist")
+    config = TrainConfig.from_dict(read_json(path))
+    if args.timesteps is not None:
+        if args.timesteps <= 0:
+            raise RunError(f"--timesteps must be a positive integer, got {args.timesteps}")
+        config.timesteps = args.timesteps
+    check_device(args.device)
+    for name in ("precision", "checkpoint_minutes", "device", "eval_episodes"):
+        if getattr(args, name) is not None:
+            setattr(config, name, getattr(args, name))
+    if config.eval_episodes < 0:
+        raise RunError(f"--eval-episodes must be >= 0, got {config.eval_episodes}")
+    return config
+
+
+def evaluate_run(
+    model: Any,
+    config: Any,
+    out: Path,
+    parallel: int,
+    progress: bool,
+    episodes: int | None = None,
+) -> dict:
+    """Evaluate the model on ``episodes`` (default: the config's) levels or episodes, write
+    the summary to ``out`` (JSON) and return it."""
     from agents.evaluate import evaluate_episodes, evaluate_procgen_levels, procgen_eval_levels
     from agents.fileio import write_json
     from agents.inspectable import Inspectable
 
     agent = Inspectable.from_model(model)
-    n = config.eval_episodes
+    n = config.eval_episodes if episodes is None else episodes
     summary: dict[str, Any] = {"env_id": config.env_id, "num_timesteps": int(model.num_timesteps)}
     started = time.monotonic()
     if envs.parse_env_id(config.env_id)[0] == "procgen":
@@ -146,7 +222,7 @@ def evaluate_run(model: Any, config: Any, run_dir: Path, parallel: int, progress
         )
         summary["test"] = results.summary()
     summary["eval_seconds"] = round(time.monotonic() - started, 1)
-    write_json(run_dir / "eval.json", summary)
+    write_json(out, summary)
     return summary
 
 
@@ -175,34 +251,49 @@ def main(argv: list[str] | None = None) -> int:
     if foreign:
         print(f"train.py: error: {', '.join(foreign)}: worldmodel options only", file=sys.stderr)
         return 2
-    if args.eval_episodes is None:
-        args.eval_episodes = 100
     from agents.sb3_zip import ModelFileError
-    from agents.training import CONFIG_FILE, RunError, TrainConfig, train
+    from agents.training import RunError, train
 
     errors = (*USER_ERRORS, RunError, ModelFileError)
+    command = shlex.join(["python", "train.py", *(sys.argv[1:] if argv is None else argv)])
     try:
         if args.resume:
-            if args.out is None:
-                raise RunError("--resume needs --out RUN_DIR")
-            from agents.fileio import read_json
-
-            path = args.out / CONFIG_FILE
-            if not path.exists():
-                raise RunError(f"nothing to resume: {path} does not exist")
-            config = TrainConfig.from_dict(read_json(path))
+            config = resumed_config(args)
         else:
+            if args.eval_episodes is None:
+                args.eval_episodes = 100
             config = config_from_args(args)
         run_dir = args.out or Path("runs") / (
             f"{config.algo}-{config.env_id.replace(':', '-')}-{time.strftime('%Y%m%d-%H%M%S')}"
         )
-        model = train(config, run_dir, resume=args.resume, progress=not args.no_progress)
+        if args.piece_minutes is not None and args.piece_minutes <= 0:
+            raise RunError(f"--piece-minutes must be positive, got {args.piece_minutes}")
+        if args.piece_eval is not None and args.piece_eval < 0:
+            raise RunError(f"--piece-eval must be >= 0, got {args.piece_eval}")
+        model = train(
+            config,
+            run_dir,
+            resume=args.resume,
+            progress=not args.no_progress,
+            command=command,
+            piece_minutes=args.piece_minutes,
+        )
     except errors as err:
         print(f"train.py: error: {err}", file=sys.stderr)
         return 2
+    progress = not args.no_progress
+    if model.num_timesteps < config.timesteps:  # a piece ended at its checkpoint
+        print(f"piece ended at step {model.num_timesteps} (checkpoint in {run_dir}/checkpoints)")
+        procgen = envs.parse_env_id(config.env_id)[0] == "procgen"
+        n = args.piece_eval if args.piece_eval is not None else (200 if procgen else 20)
+        if n > 0:
+            out = run_dir / "evals" / f"step_{model.num_timesteps:012d}.json"
+            report(evaluate_run(model, config, out, args.eval_parallel, progress, episodes=n))
+        print(f"continue with: python train.py {config.algo} --resume --out {run_dir}")
+        return 0
     print(f"trained {model.num_timesteps} steps")
     if config.eval_episodes > 0:
-        report(evaluate_run(model, config, run_dir, args.eval_parallel, not args.no_progress))
+        report(evaluate_run(model, config, run_dir / "eval.json", args.eval_parallel, progress))
     print(f"run directory: {run_dir}")
     return 0
 

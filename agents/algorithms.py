@@ -25,9 +25,17 @@ def _wrap_env_keep_layout(env: Any, verbose: int = 0, monitor_wrapper: bool = Tr
 
 
 class PPO(sb3.PPO):
-    """SB3 PPO for HWC policies; rollouts run under ``torch.inference_mode``."""
+    """SB3 PPO for HWC policies; rollouts run under ``torch.inference_mode``.
+
+    ``iteration_offset`` (set on resume: rollouts done before this piece) keeps
+    ``time/iterations`` counting across pieces of one run.
+    """
 
     _wrap_env = staticmethod(_wrap_env_keep_layout)
+    iteration_offset = 0
+
+    def dump_logs(self, iteration: int = 0) -> None:
+        super().dump_logs(iteration + self.iteration_offset)
 
     def collect_rollouts(self, *args: Any, **kwargs: Any) -> bool:
         with torch.inference_mode():

@@ -187,7 +187,8 @@ class HWCFeatures(BaseFeaturesExtractor):
     """SB3 features extractor over an HWC uint8 image space, by architecture name.
 
     Input: (N, H, W, C) float in [0, 255] (SB3's ``preprocess_obs`` with
-    ``normalize_images=False``). Output: (N, features_dim).
+    ``normalize_images=False``). Output: (N, features_dim) float32. ``precision`` ("fp32" or
+    "bf16", a run-time setting, not saved) runs the trunk under bf16 autocast.
     """
 
     def __init__(self, observation_space: gym.spaces.Box, arch: str = "interpretable") -> None:
@@ -195,6 +196,10 @@ class HWCFeatures(BaseFeaturesExtractor):
         super().__init__(observation_space, features_dim)
         self.arch = arch
         self.net = trunk
+        self.precision = "fp32"
 
     def forward(self, observations: torch.Tensor) -> torch.Tensor:
-        return self.net(observations)
+        if self.precision == "fp32":
+            return self.net(observations)
+        with torch.autocast(observations.device.type, dtype=torch.bfloat16):
+            return self.net(observations).float()

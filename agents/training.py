@@ -7,7 +7,9 @@ A run directory holds ``config.json`` (everything needed to resume or reproduce)
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import os
 import platform
 import time
 from dataclasses import asdict, dataclass, field
@@ -22,10 +24,12 @@ from stable_baselines3.common.logger import CSVOutputFormat, Logger, TensorBoard
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
 import envs
+from agents import resume_state
 from agents.algorithms import ALGORITHMS
 from agents.fileio import atomic_path, read_json, write_json
 from agents.loading import MODEL_FILE
 from agents.policies import HWCActorCriticPolicy, HWCDQNPolicy
+from agents.precision import set_precision
 from agents.presets import PRESETS, resolve_schedule
 from agents.runtime import keep_freed_memory
 from agents.sb3_zip import add_extra, read_sb3_zip
@@ -53,6 +57,7 @@ class TrainConfig:
     env_kwargs: dict[str, Any] = field(default_factory=dict)
     hyperparams: dict[str, Any] = field(default_factory=dict)  # incl. n_envs, normalize_reward
     device: str = "auto"
+    precision: str = "fp32"  # "bf16": autocast in our image trunks (agents.precision)
     checkpoint_minutes: float = 5.0
     eval_episodes: int = 100
     command: str = ""
@@ -94,7 +99,7 @@ def build_model(config: TrainConfig, venv: VecEnv) -> sb3.PPO | sb3.DQN:
     else:
         policy, policy_kwargs = "MlpPolicy", None
     try:
-        return algo_cls(
+        model = algo_cls(
             policy,
             venv,
             policy_kwargs=policy_kwargs,
@@ -105,29 +110,37 @@ def build_model(config: TrainConfig, venv: VecEnv) -> sb3.PPO | sb3.DQN:
         )
     except TypeError as err:
         raise RunError(f"bad setting for {config.algo}: {err}") from err
+    if config.precision != "fp32" and set_precision(model.policy, config.precision) == 0:
+        raise RunError(f"--precision {config.precision} applies to image policies only")
+    return model
 
 
 class AppendingCSV(CSVOutputFormat):
     """SB3's CSV writer, continuing an existing file (on resume) instead of truncating it.
 
-    Rows logged after ``keep_until_step`` (work lost in a crash) are dropped first.
+    Rows logged after ``keep_until_step`` (work lost in a crash) are dropped first; the kept
+    rows are rewritten atomically, so a crash during the rewrite loses nothing.
     """
 
     def __init__(self, filename: Path, keep_until_step: int | None = None) -> None:
-        rows: list[dict[str, str]] = []
         header: list[str] = []
         if keep_until_step is not None and filename.exists():
             with open(filename, newline="") as f:
                 reader = csv.DictReader(f)
                 header = list(reader.fieldnames or [])
                 rows = [r for r in reader if _row_step(r) <= keep_until_step]
-        super().__init__(str(filename))  # opens "w+": rewrite what is kept
-        if header:
-            self.keys = header
-            writer = csv.DictWriter(self.file, fieldnames=header)
-            writer.writeheader()
-            writer.writerows(rows)
-            self.file.flush()
+            with atomic_path(filename) as tmp, open(tmp, "w", newline="") as out:
+                writer = csv.DictWriter(out, fieldnames=header, lineterminator="\n")
+                writer.writeheader()
+                writer.writerows(rows)
+        if not header:
+            super().__init__(str(filename))  # a new file
+            return
+        self.file = open(filename, "r+")  # noqa: SIM115 (SB3's writer keeps it; close() shuts it)
+        self.file.seek(0, 2)
+        self.keys = header
+        self.separator = ","
+        self.quotechar = '"'
 
 
 def _row_step(row: dict[str, str]) -> float:
@@ -158,25 +171,58 @@ class LevelCompletionLogger(BaseCallback):
 
 
 class Checkpointer(BaseCallback):
-    """Saves an atomic checkpoint at the end of a rollout once ``every_seconds`` have passed."""
+    """Saves an atomic checkpoint between an update and the next rollout, once
+    ``every_seconds`` have passed since the last one, so that a resume loses no update or row.
+
+    It also carries a run's clock across pieces: ``time/time_elapsed`` and ``time/fps`` count
+    training seconds since the run began, not since the last resume. With ``piece_seconds``
+    the piece ends at the first checkpoint point after that long: a checkpoint is written and
+    training stops (``stopped`` is then True) with nothing lost.
+    """
 
     def __init__(
-        self, run_dir: Path, every_seconds: float, record: dict[str, Any], keep: int = 2
+        self,
+        run_dir: Path,
+        every_seconds: float,
+        record: dict[str, Any],
+        keep: int = 2,
+        elapsed_before: float = 0.0,
+        piece_seconds: float | None = None,
     ) -> None:
         super().__init__()
         self.run_dir = run_dir
         self.record = record
         self.every_seconds = every_seconds
         self.keep = keep
-        self.last = time.monotonic()
+        self.elapsed_before = elapsed_before
+        self.piece_seconds = piece_seconds
+        self.piece_start = self.last = time.monotonic()
+        self.saved_at_step = -1
+        self.stopped = False
+
+    def _on_training_start(self) -> None:
+        self.model.start_time = time.time_ns() - int(self.elapsed_before * 1e9)
+        self.model._num_timesteps_at_start = 0
+        self.saved_at_step = self.model.num_timesteps
+        resume_state.restore_buffers(self.model)
 
     def _on_step(self) -> bool:
-        return True
+        return not self.stopped
 
-    def _on_rollout_end(self) -> None:
-        if time.monotonic() - self.last >= self.every_seconds:
+    def _on_rollout_start(self) -> None:
+        now = time.monotonic()
+        end = self.piece_seconds is not None and now - self.piece_start >= self.piece_seconds
+        due = end or now - self.last >= self.every_seconds
+        if due and self.model.num_timesteps != self.saved_at_step:
             save_checkpoint(self.model, self.run_dir, self.record, self.keep)
             self.last = time.monotonic()
+            self.saved_at_step = self.model.num_timesteps
+        self.stopped = end
+
+
+def elapsed_seconds(model: Any) -> float:
+    """Training seconds of the run so far (SB3's ``start_time`` is moved back on resume)."""
+    return (time.time_ns() - model.start_time) / 1e9
 
 
 def _checkpoint_dir(run_dir: Path) -> Path:
@@ -216,17 +262,22 @@ def save_model(model: Any, path: Path, extra: dict[str, Any]) -> None:
 
 
 def save_checkpoint(model: Any, run_dir: Path, record: dict[str, Any], keep: int = 2) -> Path:
-    """Write checkpoints/step_<N>.zip (+ normalization) and point latest.json at it."""
+    """Write checkpoints/step_<N>.zip, its normalization and its resume state, then point
+    latest.json at them (written last, so it always names a complete checkpoint)."""
     ckpt_dir = _checkpoint_dir(run_dir)
     steps = int(model.num_timesteps)
-    zip_path = ckpt_dir / f"step_{steps:012d}.zip"
+    stem = f"step_{steps:012d}"
+    zip_path = ckpt_dir / f"{stem}.zip"
     save_model(model, zip_path, record)
-    norm_path = ckpt_dir / f"step_{steps:012d}.{NORMALIZATION_FILE}"
-    save_normalization(model.get_env(), norm_path)
-    write_json(ckpt_dir / LATEST_FILE, {"num_timesteps": steps, "model": zip_path.name})
+    save_normalization(model.get_env(), ckpt_dir / f"{stem}.{NORMALIZATION_FILE}")
+    state_path = ckpt_dir / (stem + resume_state.STATE_SUFFIX)
+    resume_state.save(resume_state.capture(model, elapsed_seconds(model)), state_path)
+    latest = {"num_timesteps": steps, "model": zip_path.name, "state": state_path.name}
+    write_json(ckpt_dir / LATEST_FILE, latest)
     for old in sorted(ckpt_dir.glob("step_*.zip"))[:-keep]:
         old.unlink()
         old.with_name(old.stem + "." + NORMALIZATION_FILE).unlink(missing_ok=True)
+        old.with_name(old.stem + resume_state.STATE_SUFFIX).unlink(missing_ok=True)
     return zip_path
 
 
@@ -241,12 +292,17 @@ def model_record(model: Any, config: TrainConfig) -> dict[str, Any]:
     }
 
 
-def restore_checkpoint(model: Any, run_dir: Path) -> int:
-    """Load weights, optimizer state, step count and normalization from the latest checkpoint."""
+def restore_checkpoint(model: Any, run_dir: Path) -> tuple[int, float | None]:
+    """Load the latest checkpoint into a freshly built model: weights, optimizer state, step
+    and update counters, normalization and (checkpoints from this version on) the resume state.
+
+    Returns (step count, training seconds so far, or None for a checkpoint without a resume
+    state: written before exact resume existed; then the envs start new episodes).
+    """
     ckpt_dir = _checkpoint_dir(run_dir)
     latest_file = ckpt_dir / LATEST_FILE
     if not latest_file.exists():  # killed before its first checkpoint: start over
-        return 0
+        return 0, 0.0
     latest = read_json(latest_file)
     zip_path = ckpt_dir / latest["model"]
     model.set_parameters(str(zip_path), exact_match=True, device=model.device)
@@ -254,10 +310,26 @@ def restore_checkpoint(model: Any, run_dir: Path) -> int:
     model.num_timesteps = int(latest["num_timesteps"])
     if isinstance(model, sb3.PPO):
         model._n_updates = int(archive.get("_n_updates", 0) or 0)
+        model.iteration_offset = model.num_timesteps // (model.n_steps * model.n_envs)
     norm = zip_path.with_name(zip_path.stem + "." + NORMALIZATION_FILE)
     if norm.exists():
         load_normalization(model.get_env(), norm)
-    return model.num_timesteps
+    if "state" not in latest:
+        return model.num_timesteps, None
+    elapsed = resume_state.restore(model, resume_state.load(ckpt_dir / latest["state"]))
+    return model.num_timesteps, elapsed
+
+
+def _elapsed_from_progress(path: Path, step: int) -> float:
+    """Training seconds of the last row at or before ``step`` (checkpoints without a state)."""
+    if not path.exists():
+        return 0.0
+    with open(path, newline="") as f:
+        rows = [r for r in csv.DictReader(f) if _row_step(r) <= step]
+    try:
+        return float(rows[-1]["time/time_elapsed"]) if rows else 0.0
+    except (KeyError, ValueError):
+        return 0.0
 
 
 def environment_record() -> dict[str, str]:
@@ -271,9 +343,35 @@ def environment_record() -> dict[str, str]:
     }
 
 
-def train(config: TrainConfig, run_dir: Path, resume: bool = False, progress: bool = True) -> Any:
+def machine_name() -> str:
+    """'<cores> x <CPU model>' (from /proc/cpuinfo on Linux), plus the CUDA device if any."""
+    cpu = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    name = f"{os.cpu_count()} x {cpu}"
+    if torch.cuda.is_available():
+        name += f", {torch.cuda.get_device_name(0)}"
+    return name
+
+
+def train(
+    config: TrainConfig,
+    run_dir: Path,
+    resume: bool = False,
+    progress: bool = True,
+    command: str | None = None,
+    extra_callbacks: tuple[BaseCallback, ...] = (),
+    piece_minutes: float | None = None,
+) -> Any:
     """Train (or resume) a run; returns the trained SB3 model. Finished work is never lost:
-    checkpoints and the final model are written atomically."""
+    checkpoints and the final model are written atomically. ``command`` (default: the
+    config's) is recorded with this piece in config.json's ``pieces``; ``extra_callbacks`` run
+    after ours (tests use one to kill a run at a chosen step). With ``piece_minutes`` this
+    piece stops after about that long at an exact checkpoint, without the final model; the
+    returned model's ``num_timesteps`` is then below ``config.timesteps``."""
     config_path = run_dir / CONFIG_FILE
     if resume and not config_path.exists():
         raise RunError(f"nothing to resume: {config_path} does not exist")
@@ -286,10 +384,24 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False, progress: bo
     except RunError:
         venv.close()
         raise
-    if not resume:
-        write_json(config_path, {**asdict(config), "environment": environment_record()})
+    pieces = read_json(config_path).get("pieces", []) if resume else []
     record = model_record(model, config)
-    start = restore_checkpoint(model, run_dir) if resume else 0
+    start, elapsed = restore_checkpoint(model, run_dir) if resume else (0, 0.0)
+    if elapsed is None:
+        elapsed = _elapsed_from_progress(run_dir / "progress.csv", start)
+    pieces.append(
+        {
+            "command": command or config.command,
+            "from_step": start,
+            "precision": config.precision,
+            "device": config.device,
+            "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "machine": machine_name(),
+        }
+    )
+    write_json(
+        config_path, {**asdict(config), "environment": environment_record(), "pieces": pieces}
+    )
     logger = Logger(
         str(run_dir),
         [
@@ -298,9 +410,13 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False, progress: bo
         ],
     )
     model.set_logger(logger)
-    callbacks = [Checkpointer(run_dir, config.checkpoint_minutes * 60, record)]
+    every = config.checkpoint_minutes * 60
+    piece = None if piece_minutes is None else piece_minutes * 60
+    checkpointer = Checkpointer(run_dir, every, record, elapsed_before=elapsed, piece_seconds=piece)
+    callbacks: list[BaseCallback] = [checkpointer]
     if envs.parse_env_id(config.env_id)[0] == "procgen":
         callbacks.append(LevelCompletionLogger())
+    callbacks.extend(extra_callbacks)
     try:
         model.learn(
             total_timesteps=max(config.timesteps - start, 0),
@@ -308,6 +424,9 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False, progress: bo
             reset_num_timesteps=not resume,
             progress_bar=progress,
         )
+        if checkpointer.stopped:  # the piece ended at its checkpoint
+            model.num_timesteps = checkpointer.saved_at_step
+            return model
         save_checkpoint(model, run_dir, record)
         save_model(model, run_dir / MODEL_FILE, record)
         save_normalization(venv, run_dir / NORMALIZATION_FILE)

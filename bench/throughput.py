@@ -34,6 +34,7 @@ from envs import _quiet  # noqa: F401  (first: silences old gym's banner)
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import time
@@ -170,12 +171,14 @@ class IterationClock(BaseCallback):
         self.env += self.timer.seconds - self.env_start
 
 
-def build(stack: str, arch: str, hp: dict[str, Any], steps: int) -> tuple[Any, EnvTimer]:
+def build(
+    stack: str, arch: str, hp: dict[str, Any], steps: int, precision: str = "fp32"
+) -> tuple[Any, EnvTimer]:
     """A PPO model (ours or baseline) with an env timer around its procgen vec env."""
     if stack == "ours":
         config = TrainConfig(
             algo="ppo", env_id=ENV_ID, arch=arch, timesteps=steps, seed=SEED, preset="procgen-ppo",
-            env_kwargs=dict(ENV_KWARGS), hyperparams=hp, device="cpu",
+            env_kwargs=dict(ENV_KWARGS), hyperparams=hp, device="cpu", precision=precision,
         )  # fmt: skip
         venv = make_training_env(config)
         timer = time_innermost(venv)
@@ -210,18 +213,22 @@ def warm_up(model: sb3.PPO) -> None:
     policy.optimizer.zero_grad()
 
 
-STACKS = ("baseline", "ours", "ours_default_malloc")
+STACKS = ("baseline", "ours", "ours_default_malloc", "ours_bf16")
 
 
 def child_main(stack: str, arch: str, hp: dict[str, Any], iterations: int) -> None:
     """Run in a fresh process: build one stack, warm up, time ``iterations`` collect+update
     iterations, print one JSON line. Ours applies ``keep_freed_memory`` as ``train()`` does;
-    ``ours_default_malloc`` is ours without it (an ablation)."""
+    ``ours_default_malloc`` is ours without it (an ablation); ``ours_bf16`` is ours with bf16
+    autocast in the trunk (``--precision bf16``)."""
     torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "1")))
-    if stack == "ours":
+    if stack in ("ours", "ours_bf16"):
         keep_freed_memory()
     per_iter = hp["n_envs"] * hp["n_steps"]
-    model, timer = build("baseline" if stack == "baseline" else "ours", arch, hp, per_iter)
+    precision = "bf16" if stack == "ours_bf16" else "fp32"
+    model, timer = build(
+        "baseline" if stack == "baseline" else "ours", arch, hp, per_iter, precision
+    )
     warm_up(model)
     clock = IterationClock(timer)
     for _ in range(iterations):
@@ -238,6 +245,7 @@ def child_main(stack: str, arch: str, hp: dict[str, Any], iterations: int) -> No
                 "rollout": clock.rollout,
                 "params": params,
                 "iteration_s": clock.iterations,
+                "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             }
         )
     )
@@ -271,7 +279,8 @@ def train_rates(
     load hit both alike; the ablation runs once at the end."""
     totals: dict[str, dict[str, Any]] = {}
     schedule = [("baseline", "ours") if r % 2 == 0 else ("ours", "baseline") for r in range(rounds)]
-    for stack in [s for pair in schedule for s in pair] + ["ours_default_malloc"]:
+    extra = ["ours_default_malloc", "ours_bf16", "ours"]
+    for stack in [s for pair in schedule for s in pair] + extra:
         r = run_child(stack, arch, hp, iterations)
         t = totals.setdefault(
             stack,
@@ -282,8 +291,10 @@ def train_rates(
                 "rollout": 0.0,
                 "params": r["params"],
                 "iteration_s": [],
+                "peak_rss_mib": 0.0,
             },
         )
+        t["peak_rss_mib"] = max(t["peak_rss_mib"], r["peak_rss_mib"])
         for key in ("steps", "wall", "env", "rollout"):
             t[key] += r[key]
         t["iteration_s"] += [round(x, 1) for x in r["iteration_s"]]
@@ -294,6 +305,7 @@ def train_rates(
             "rollout_share": t["rollout"] / t["wall"],
             "params": t["params"],
             "iteration_s": t["iteration_s"],
+            "peak_rss_mib": t["peak_rss_mib"],
         }
         for stack, t in totals.items()
     }
@@ -379,17 +391,22 @@ def main() -> None:
         summary[f"train_{arch}_ratio"] = ratio
         malloc_gain = result["ours"]["steps_per_s"] / result["ours_default_malloc"]["steps_per_s"]
         summary[f"train_{arch}_keep_freed_memory_ratio"] = malloc_gain
+        bf16_gain = result["ours_bf16"]["steps_per_s"] / result["ours"]["steps_per_s"]
+        summary[f"train_{arch}_bf16_over_fp32_ratio"] = bf16_gain
+        for stack, r in result.items():
+            summary[f"peak_rss_mib_{stack}_{arch}"] = round(r["peak_rss_mib"])
         summary[f"params_{arch}"] = result["ours"]["params"]
         summary[f"iterations_per_child_{arch}"] = iterations
         line = ", ".join(
             f"{s} {r['steps_per_s']:.0f} steps/s (env {r['env_share']:.0%}, "
-            f"rollout {r['rollout_share']:.0%} of time; iterations {r['iteration_s']} s)"
+            f"rollout {r['rollout_share']:.0%} of time; iterations {r['iteration_s']} s; "
+            f"peak RSS {r['peak_rss_mib']:.0f} MiB)"
             for s, r in result.items()
         )
         print(f"train {arch} ({result['ours']['params']} params): {line}")
         print(
             f"  ratio ours/baseline {ratio:.2f}; ours with/without keep_freed_memory "
-            f"{malloc_gain:.2f}",
+            f"{malloc_gain:.2f}; ours bf16/fp32 {bf16_gain:.2f}",
             flush=True,
         )
 

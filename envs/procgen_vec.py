@@ -12,6 +12,7 @@ episode that procgen did render: the observation the final action was taken on.
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -335,6 +336,34 @@ class ProcgenVecEnv(VecEnv):
         self._ep_return[idx] = 0.0
         self._ep_length[idx] = 0
         self._stepped = True
+
+    def save_state(self) -> dict[str, np.ndarray]:
+        """Everything the next `step` depends on, as plain arrays (for exact training resume):
+        each env's game state bytes (level, positions, RNGs), episode return/length so far, and
+        the reset counter. `load_state` restores it into a VecEnv made with the same options."""
+        states = self.get_states()
+        return {
+            "game_states": np.frombuffer(b"".join(states), np.uint8).copy(),
+            "game_state_sizes": np.asarray([len(s) for s in states], np.int64),
+            "episode_return": self._ep_return.copy(),
+            "episode_length": self._ep_length.copy(),
+            "resets": np.asarray(self._resets, np.int64),
+        }
+
+    def load_state(self, state: dict[str, np.ndarray]) -> None:
+        """Restore `save_state`'s arrays; raises ValueError if they do not fit these envs."""
+        sizes = np.asarray(state["game_state_sizes"], np.int64)
+        if len(sizes) != self.num_envs:
+            raise ValueError(f"saved state has {len(sizes)} envs, this VecEnv {self.num_envs}")
+        blob = np.asarray(state["game_states"], np.uint8).tobytes()
+        if int(sizes.sum()) != len(blob):
+            raise ValueError("saved game states are truncated")
+        offsets = np.concatenate([[0], np.cumsum(sizes)])
+        self.set_states([blob[a:b] for a, b in itertools.pairwise(offsets)])
+        self._ep_return[:] = state["episode_return"]
+        self._ep_length[:] = state["episode_length"]
+        self._resets = int(state["resets"])
+        self._reseed = False
 
     @property
     def levels(self) -> list[int] | None:

@@ -1,0 +1,136 @@
+"""Exact resume: a run killed at several points and resumed ends bit-identical to one that ran
+through, with the same progress.csv step column; old checkpoints (no resume state) resume."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from agents.fileio import read_json, write_json
+from agents.presets import PROCGEN_PPO
+from agents.training import TrainConfig, build_model, make_training_env, restore_checkpoint, train
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# One piece of a run in a child process, killed with os._exit (no cleanup, like kill -9) when
+# the step count reaches KILL_AT; KILL_AT 0 lets the piece run to the end.
+PIECE = """
+import json, os, sys
+import torch
+from pathlib import Path
+from stable_baselines3.common.callbacks import BaseCallback
+from agents.training import TrainConfig, train
+
+torch.set_num_threads(1)
+config = TrainConfig(**json.loads(sys.argv[1]))
+run_dir, resume, kill_at = Path(sys.argv[2]), sys.argv[3] == "1", int(sys.argv[4])
+
+class Kill(BaseCallback):
+    def _on_step(self):
+        if kill_at and self.num_timesteps >= kill_at:
+            os._exit(9)
+        return True
+
+train(config, run_dir, resume=resume, progress=False, extra_callbacks=(Kill(),))
+"""
+
+
+def _config(**overrides) -> TrainConfig:
+    hp = {**PROCGEN_PPO, "n_envs": 2, "n_steps": 16, "batch_size": 16, "n_epochs": 2}
+    settings = {
+        "algo": "ppo",
+        "env_id": "procgen:coinrun",
+        "arch": "interpretable",
+        "timesteps": 320,  # 10 rollouts of 32 steps
+        "env_kwargs": {"distribution_mode": "easy", "paint_vel_info": True},
+        "hyperparams": hp,
+        "eval_episodes": 0,
+    }
+    return TrainConfig(**{**settings, **overrides})
+
+
+def _run_piece(config: TrainConfig, run_dir: Path, resume: bool, kill_at: int) -> int:
+    result = subprocess.run(
+        [sys.executable, "-c", PIECE, json.dumps(asdict(config)), str(run_dir)]
+        + ["1" if resume else "0", str(kill_at)],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode in (0, 9), result.stderr
+    return result.returncode
+
+
+def _final_weights(run_dir: Path, config: TrainConfig) -> dict[str, torch.Tensor]:
+    model = build_model(config, make_training_env(config))
+    model.set_parameters(str(run_dir / "model.zip"), exact_match=True)
+    return {k: v.clone() for k, v in model.policy.state_dict().items()}
+
+
+def _progress(run_dir: Path) -> list[dict[str, str]]:
+    with open(run_dir / "progress.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.mark.slow
+def test_killed_and_resumed_run_equals_an_uninterrupted_one(tmp_path):
+    through = _config(checkpoint_minutes=1e6)  # no checkpoint until the end
+    assert _run_piece(through, tmp_path / "through", resume=False, kill_at=0) == 0
+
+    pieces = _config(checkpoint_minutes=0)  # a checkpoint between every update and rollout
+    run = tmp_path / "killed"
+    assert _run_piece(pieces, run, resume=False, kill_at=72) == 9  # mid-rollout
+    assert read_json(run / "checkpoints" / "latest.json")["num_timesteps"] == 64
+    assert _run_piece(pieces, run, resume=True, kill_at=200) == 9
+    assert _run_piece(pieces, run, resume=True, kill_at=0) == 0
+
+    expected, got = _final_weights(tmp_path / "through", through), _final_weights(run, pieces)
+    for name, value in expected.items():
+        assert torch.equal(value, got[name]), f"{name} differs after resuming"
+    rows_a, rows_b = _progress(tmp_path / "through"), _progress(run)
+    steps = [r["time/total_timesteps"] for r in rows_b]
+    assert steps == [r["time/total_timesteps"] for r in rows_a]
+    assert [r["time/iterations"] for r in rows_b] == [str(i) for i in range(1, 11)]
+    for key in ("train/loss", "train/value_loss", "rollout/ep_rew_mean", "train/n_updates"):
+        assert [r.get(key) for r in rows_b] == [r.get(key) for r in rows_a], key
+    seconds = [int(r["time/time_elapsed"]) for r in rows_b]
+    assert seconds == sorted(seconds), "training time restarted at a resume"
+    pieces_record = read_json(run / "config.json")["pieces"]
+    assert [p["from_step"] for p in pieces_record] == [0, 64, 192]
+
+
+def test_resume_state_round_trips_env_rng_and_counters(tmp_path, one_torch_thread):
+    config = _config(checkpoint_minutes=0, timesteps=64)
+    train(config, tmp_path, progress=False)
+    fresh = build_model(config, make_training_env(config))
+    steps, elapsed = restore_checkpoint(fresh, tmp_path)
+    assert steps == 64 and elapsed is not None and elapsed > 0
+    env = fresh.get_env().venv
+    assert fresh._last_obs.shape == (2, 64, 64, 3)
+    np.testing.assert_array_equal(fresh._last_obs, env.observations())
+    assert fresh.iteration_offset == 2 and fresh._n_updates == 4
+
+
+@pytest.mark.slow
+def test_checkpoint_without_resume_state_still_resumes(tmp_path):
+    config = _config(checkpoint_minutes=0)
+    run = tmp_path / "old"
+    assert _run_piece(config, run, resume=False, kill_at=100) == 9
+    latest_path = run / "checkpoints" / "latest.json"
+    latest = read_json(latest_path)
+    del latest["state"]  # what checkpoints written before exact resume look like
+    write_json(latest_path, latest)
+    assert _run_piece(config, run, resume=True, kill_at=0) == 0
+    steps = [int(r["time/total_timesteps"]) for r in _progress(run)]
+    assert steps == list(range(32, 321, 32))
