@@ -15,6 +15,8 @@ import numpy as np
 import pytest
 import torch
 
+import train as train_cli
+from agents import zoo
 from agents.fileio import read_json, write_json
 from agents.presets import PROCGEN_PPO
 from agents.training import TrainConfig, build_model, make_training_env, restore_checkpoint, train
@@ -59,9 +61,9 @@ def _config(**overrides) -> TrainConfig:
 
 
 def _run_piece(config: TrainConfig, run_dir: Path, resume: bool, kill_at: int) -> int:
+    settings = json.dumps(asdict(config))
     result = subprocess.run(
-        [sys.executable, "-c", PIECE, json.dumps(asdict(config)), str(run_dir)]
-        + ["1" if resume else "0", str(kill_at)],
+        [sys.executable, "-c", PIECE, settings, str(run_dir), str(int(resume)), str(kill_at)],
         cwd=ROOT,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
         capture_output=True,
@@ -110,16 +112,68 @@ def test_killed_and_resumed_run_equals_an_uninterrupted_one(tmp_path):
     assert [p["from_step"] for p in pieces_record] == [0, 64, 192]
 
 
-def test_resume_state_round_trips_env_rng_and_counters(tmp_path, one_torch_thread):
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """A finished 64-step run with a checkpoint (and its resume state) at the end."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
     config = _config(checkpoint_minutes=0, timesteps=64)
-    train(config, tmp_path, progress=False)
+    run = tmp_path_factory.mktemp("tiny") / "run"
+    train(config, run, progress=False)
+    torch.set_num_threads(before)
+    return config, run
+
+
+def test_resume_state_round_trips_env_rng_and_counters(tiny_run, one_torch_thread):
+    config, run = tiny_run
     fresh = build_model(config, make_training_env(config))
-    steps, elapsed = restore_checkpoint(fresh, tmp_path)
+    steps, elapsed = restore_checkpoint(fresh, run)
     assert steps == 64 and elapsed is not None and elapsed > 0
     env = fresh.get_env().venv
     assert fresh._last_obs.shape == (2, 64, 64, 3)
     np.testing.assert_array_equal(fresh._last_obs, env.observations())
     assert fresh.iteration_offset == 2 and fresh._n_updates == 4
+
+
+def test_zoo_snapshot_and_restore_keep_the_resumable_state(tiny_run, tmp_path, one_torch_thread):
+    config, run = tiny_run
+    assert zoo.main(["snapshot", str(run), str(tmp_path / "snap")]) == 0
+    names = sorted(p.name for p in (tmp_path / "snap" / "checkpoints").iterdir())
+    assert names == [
+        "latest.json",
+        "step_000000000064.normalization.npz",
+        "step_000000000064.state.npz",
+        "step_000000000064.zip",
+    ]
+    assert zoo.main(["restore", str(tmp_path / "snap"), str(tmp_path / "back")]) == 0
+    a = build_model(config, make_training_env(config))
+    b = build_model(config, make_training_env(config))
+    assert restore_checkpoint(a, run)[0] == restore_checkpoint(b, tmp_path / "back")[0] == 64
+    np.testing.assert_array_equal(a._last_obs, b._last_obs)
+    for x, y in zip(a.policy.parameters(), b.policy.parameters(), strict=True):
+        assert torch.equal(x, y)
+    png = tmp_path / "curve.png"
+    assert zoo.main(["curve", str(run), str(png)]) == 0
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert zoo.main(["restore", str(tmp_path / "nothing"), str(tmp_path / "x")]) == 2
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--lr", "0.1"], "drop --learning-rate"),
+        (["--env", "procgen:maze"], "drop --env"),
+        (["--timesteps", "-5"], "--timesteps must be a positive integer"),
+        (["--piece-minutes", "0"], "--piece-minutes must be positive"),
+    ],
+)
+def test_resume_refuses_what_it_cannot_change(tiny_run, flags, message, capsys):
+    _, run = tiny_run
+    before = (run / "config.json").read_text()
+    assert train_cli.main(["ppo", "--resume", "--out", str(run), *flags]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err
+    assert (run / "config.json").read_text() == before
 
 
 @pytest.mark.slow

@@ -1,0 +1,138 @@
+"""Zoo entries and the training state behind them, moved between run directories and the repo.
+
+A long run is trained in pieces (``train.py ... --piece-minutes M``); between pieces its
+resumable state is committed under ``zoo/NAME/training/`` and restored on the next machine:
+
+    python -m agents.zoo snapshot runs/coinrun-ppo zoo/coinrun-ppo/training
+    python -m agents.zoo restore zoo/coinrun-ppo/training runs/coinrun-ppo
+    python train.py ppo --resume --out runs/coinrun-ppo --piece-minutes 150
+    python -m agents.zoo curve runs/coinrun-ppo zoo/coinrun-ppo/training/curve.png
+
+A snapshot holds ``config.json`` (every piece's command), ``progress.csv``, the evaluations
+after each piece (``evals/``) and the latest checkpoint only (weights, optimizer, reward
+normalization, resume state): a few MB for the interpretable CNN.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import shutil
+import sys
+from pathlib import Path
+
+from agents.fileio import atomic_path, read_json
+
+RUN_FILES = ("config.json", "progress.csv")
+
+
+class ZooError(ValueError):
+    """A run or snapshot directory that is missing something."""
+
+
+def checkpoint_files(run_dir: Path) -> list[Path]:
+    """latest.json and the files of the checkpoint it names (zip, normalization, state)."""
+    ckpt = run_dir / "checkpoints"
+    latest = ckpt / "latest.json"
+    if not latest.is_file():
+        raise ZooError(f"{run_dir} has no checkpoint ({latest} is missing)")
+    record = read_json(latest)
+    stem = Path(record["model"]).stem
+    files = [latest, *sorted(p for p in ckpt.glob(f"{stem}.*") if p.is_file())]
+    if ckpt / record["model"] not in files:
+        raise ZooError(f"{latest} names {record['model']}, which is missing")
+    return files
+
+
+def copy_state(src: Path, dst: Path) -> list[Path]:
+    """Copy a run's resumable state from ``src`` to ``dst`` (either a run directory or a
+    snapshot: same layout); older checkpoints in ``dst`` are removed. Returns what was written."""
+    for name in RUN_FILES:
+        if not (src / name).is_file():
+            raise ZooError(f"{src} has no {name}")
+    wanted = [src / name for name in RUN_FILES] + checkpoint_files(src)
+    wanted += sorted((src / "evals").glob("*.json"))
+    written = []
+    for path in wanted:
+        target = dst / path.relative_to(src)
+        with atomic_path(target, path.suffix) as tmp:
+            shutil.copyfile(path, tmp)
+        written.append(target)
+    keep = {p.name for p in written}
+    for old in (dst / "checkpoints").glob("step_*"):
+        if old.name not in keep:
+            old.unlink()
+    return written
+
+
+def plot_curve(run_dir: Path, out: Path) -> Path:
+    """Learning curve PNG from progress.csv: mean episode return and (Procgen) level-completion
+    rate over training steps, plus the evaluations in evals/ as points."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    with open(run_dir / "progress.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    steps = [float(r["time/total_timesteps"]) / 1e6 for r in rows]
+    config = read_json(run_dir / "config.json")
+    fig, ax = plt.subplots(figsize=(7, 3.6), dpi=110)
+    returns = [float(r.get("rollout/ep_rew_mean") or "nan") for r in rows]
+    ax.plot(steps, returns, lw=1, label="training episodes: mean return (last 100)")
+    ax.set_xlabel("environment steps (millions)")
+    ax.set_ylabel("return")
+    completion = [r.get("rollout/level_complete_rate") for r in rows]
+    if any(completion):
+        ax2 = ax.twinx()
+        values = [float(c) if c else float("nan") for c in completion]
+        ax2.plot(steps, values, lw=1, color="tab:orange", label="training: levels completed")
+        evals = sorted((run_dir / "evals").glob("step_*.json"))
+        points = [(read_json(p)["num_timesteps"] / 1e6, read_json(p)["test"]) for p in evals]
+        if points:
+            ax2.plot(
+                [s for s, _ in points],
+                [t["completion_rate"] for _, t in points],
+                "o",
+                color="tab:red",
+                label="unseen levels completed (evaluation)",
+            )
+        ax2.set_ylim(0, 1)
+        ax2.set_ylabel("completion rate")
+        ax2.legend(loc="lower right", fontsize=7)
+    ax.legend(loc="upper left", fontsize=7)
+    ax.set_title(f"{config['algo'].upper()} {config['arch']} on {config['env_id']}", fontsize=9)
+    fig.tight_layout()
+    with atomic_path(out, ".png") as tmp:
+        fig.savefig(tmp)
+    plt.close(fig)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m agents.zoo", description=__doc__)
+    sub = parser.add_subparsers(dest="verb", required=True)
+    for verb, what in (("snapshot", "run dir -> snapshot"), ("restore", "snapshot -> run dir")):
+        p = sub.add_parser(verb, help=what)
+        p.add_argument("src", type=Path)
+        p.add_argument("dst", type=Path)
+    p = sub.add_parser("curve", help="learning-curve PNG of a run dir or snapshot")
+    p.add_argument("run", type=Path)
+    p.add_argument("out", type=Path)
+    args = parser.parse_args(argv)
+    try:
+        if args.verb == "curve":
+            print(plot_curve(args.run, args.out))
+        else:
+            if args.dst.exists() and not args.dst.is_dir():
+                raise ZooError(f"{args.dst} exists and is not a directory")
+            written = copy_state(args.src, args.dst)
+            print(f"{len(written)} files -> {args.dst}")
+    except (ZooError, OSError, KeyError) as err:
+        print(f"python -m agents.zoo: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
