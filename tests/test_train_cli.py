@@ -111,7 +111,7 @@ def test_checkpoint_restores_steps_optimizer_and_normalization(tmp_path):
     model.learn(128)
     save_checkpoint(model, tmp_path, {"algo": "ppo"})
     fresh = build_model(config, make_training_env(config))
-    assert restore_checkpoint(fresh, tmp_path) == model.num_timesteps == 128
+    assert restore_checkpoint(fresh, tmp_path)[0] == model.num_timesteps == 128
     for a, b in zip(model.policy.parameters(), fresh.policy.parameters(), strict=True):
         torch.testing.assert_close(a, b)
     opt_a, opt_b = model.policy.optimizer.state_dict(), fresh.policy.optimizer.state_dict()
