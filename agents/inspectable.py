@@ -23,6 +23,7 @@ from stable_baselines3.dqn.policies import DQNPolicy
 from torch import nn
 
 from agents.architectures import HWCFeatures, HWCInput
+from agents.precision import autocast
 
 Outputs = dict[str, torch.Tensor]
 
@@ -106,13 +107,29 @@ def _actor_critic_head(policy: ActorCriticPolicy, latents: tuple[torch.Tensor, .
 
 
 class _Chain:
-    """Callable running a slice of the stages, optionally followed by the head."""
+    """Callable running a slice of the stages, optionally followed by the head; under bf16
+    autocast when ``view.precision`` is "bf16", returning float32 either way."""
 
-    def __init__(self, stages: list[Stage], head: Callable[[torch.Tensor], Outputs] | None):
+    def __init__(
+        self,
+        stages: list[Stage],
+        head: Callable[[torch.Tensor], Outputs] | None,
+        view: Inspectable,
+    ):
         self.stages = stages
         self.head = head
+        self.view = view
 
     def __call__(self, x: torch.Tensor) -> Any:
+        if self.view.precision == "fp32":
+            return self._run(x)
+        with autocast(self.view.precision, x.device):
+            out = self._run(x)
+        if isinstance(out, dict):
+            return {k: v.float() for k, v in out.items()}
+        return out.float()
+
+    def _run(self, x: torch.Tensor) -> Any:
         for stage in self.stages:
             x = stage.module(x)
         return self.head(x) if self.head is not None else x
@@ -126,6 +143,8 @@ class Inspectable:
         algo: ``"ppo"`` or ``"dqn"``.
         observation_space, action_space: the policy's gymnasium spaces.
         metadata: what the model file recorded about its training (env id, arch, ...).
+        precision: "fp32" (default) or "bf16": ``outputs``, ``split``'s parts and ``act`` then
+            run under bf16 autocast and return float32 (see ``agents.precision``).
     """
 
     def __init__(
@@ -144,6 +163,8 @@ class Inspectable:
         self.source = source
         self.metadata = dict(metadata or {})
         self._sb3_model = sb3_model
+        trunks = [m for m in policy.modules() if isinstance(m, HWCFeatures)]
+        self.precision = trunks[0].precision if trunks else "fp32"  # a live model's setting
         policy.set_training_mode(False)
         self._stages, self._head = _decompose(policy)
 
@@ -205,13 +226,14 @@ class Inspectable:
 
     def outputs(self, x: torch.Tensor) -> Outputs:
         """Preprocessed batch -> {"value": (N,), "logits": (N, A)} or {"q": (N, A)}."""
-        return _Chain(self._stages, self._head)(x)
+        return _Chain(self._stages, self._head, self)(x)
 
     def split(self, layer: str) -> tuple[Callable[[torch.Tensor], torch.Tensor], Callable]:
         """(lower, upper) with ``upper(lower(x)) == outputs(x)``; ``lower(x)`` is the activation
         of ``layer`` (e.g. (N, 32, 32, 32) for ``2b`` on 64x64 input)."""
         i = self._index(layer)
-        return _Chain(self._stages[: i + 1], None), _Chain(self._stages[i + 1 :], self._head)
+        lower = _Chain(self._stages[: i + 1], None, self)
+        return lower, _Chain(self._stages[i + 1 :], self._head, self)
 
     @torch.no_grad()
     def act(

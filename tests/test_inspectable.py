@@ -164,3 +164,21 @@ def test_bad_files_are_clear_errors(tmp_path):
             dst.writestr(item, data)
     with pytest.raises(ModelFileError, match="cannot rebuild the policy"):
         agents.load(bad)
+
+
+def test_bf16_view_returns_float32_close_to_fp32(saved):
+    _name, model, path = saved
+    view = agents.load(path)
+    x = view.preprocess(_observations(model))
+    with torch.no_grad():
+        full = view.outputs(x)
+        view.precision = "bf16"
+        half = view.outputs(x)
+        lower, upper = view.split(view.layers()[-1]) if view.layers() else (None, None)
+        parts = upper(lower(x)) if lower is not None else half
+    for key in full:
+        assert half[key].dtype == torch.float32 and parts[key].dtype == torch.float32
+        scale = full[key].abs().max().item() + 1e-3
+        # bf16 keeps 8 significant bits: a few percent of the output scale after several layers
+        torch.testing.assert_close(half[key], full[key], rtol=0.0, atol=0.05 * scale)
+    assert len(view.act(_observations(model), deterministic=True)) == 6

@@ -188,3 +188,20 @@ def test_checkpoint_without_resume_state_still_resumes(tmp_path):
     assert _run_piece(config, run, resume=True, kill_at=0) == 0
     steps = [int(r["time/total_timesteps"]) for r in _progress(run)]
     assert steps == list(range(32, 321, 32))
+
+
+def test_bf16_training_keeps_fp32_weights_and_optimizer(one_torch_thread):
+    config = _config(precision="bf16", timesteps=32)
+    model = build_model(config, make_training_env(config))
+    trunk = model.policy.features_extractor
+    assert trunk.precision == "bf16"
+    before = {k: v.clone() for k, v in model.policy.state_dict().items()}
+    model.learn(32)
+    after = model.policy.state_dict()
+    assert all(v.dtype == torch.float32 for v in after.values() if v.is_floating_point())
+    assert any(not torch.equal(before[k], after[k]) for k in before), "no update happened"
+    for state in model.policy.optimizer.state.values():
+        assert state["exp_avg"].dtype == torch.float32
+    obs = torch.zeros(2, 64, 64, 3)
+    with torch.no_grad():
+        assert trunk(obs).dtype == torch.float32
