@@ -20,6 +20,7 @@ from torch import nn
 
 from agents.inspectable import Inspectable
 from agents.policies import POLICY_CLASSES
+from agents.precision import check_precision
 from agents.sb3_zip import ModelFileError, SB3Archive, read_sb3_zip
 
 ZOO_DIR = Path(__file__).resolve().parent.parent / "zoo"
@@ -61,16 +62,29 @@ def resolve_model_path(spec: str | Path) -> Path:
     return path
 
 
-def load(spec: str | Path, *, trust_pickle: bool = False, device: str = "cpu") -> Inspectable:
+def load(
+    spec: str | Path, *, trust_pickle: bool = False, device: str = "cpu", precision: str = "fp32"
+) -> Inspectable:
     """Load an SB3 PPO/DQN zip (ours or plain SB3), run directory or ``zoo:NAME``.
 
-    A World Models run directory gives an ``agents.world_model_view.WorldModelView``."""
+    ``precision="bf16"`` runs the view's forward passes under bf16 autocast (float32
+    results). A World Models run directory gives an ``agents.world_model_view.WorldModelView``
+    (fp32 only)."""
     from world_model.run import is_world_model_run
 
+    check_precision(precision)
     if is_world_model_run(spec):
         from agents.world_model_view import WorldModelView
 
+        if precision != "fp32":
+            raise ModelFileError("World Models views run in fp32 only (drop --precision bf16)")
         return WorldModelView.load(spec, device=device)
+    view = _load_sb3(spec, trust_pickle, device)
+    view.precision = precision
+    return view
+
+
+def _load_sb3(spec: str | Path, trust_pickle: bool, device: str) -> Inspectable:
     path = resolve_model_path(spec)
     archive = read_sb3_zip(path)
     algo = _algo_of(archive)
