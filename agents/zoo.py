@@ -10,13 +10,15 @@ resumable state is committed under ``zoo/NAME/training/`` and restored on the ne
 
 A snapshot holds ``config.json`` (every piece's command), ``progress.csv``, the evaluations
 after each piece (``evals/``) and the latest checkpoint only (weights, optimizer, reward
-normalization, resume state): a few MB for the interpretable CNN.
+normalization, resume state): a few MB for the interpretable CNN; plus a README.md card of
+the run so far and its curve.png.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import json
 import shutil
 import sys
 from pathlib import Path
@@ -63,6 +65,70 @@ def copy_state(src: Path, dst: Path) -> list[Path]:
         if old.name not in keep:
             old.unlink()
     return written
+
+
+def snapshot(run_dir: Path, dst: Path) -> list[Path]:
+    """``copy_state`` into a snapshot folder, plus its README.md card and curve.png."""
+    written = copy_state(run_dir, dst)
+    with atomic_path(dst / "README.md") as tmp:
+        tmp.write_text(status_markdown(run_dir))
+    return [*written, dst / "README.md", plot_curve(run_dir, dst / "curve.png")]
+
+
+def status_markdown(run_dir: Path) -> str:
+    """A short card of a run in progress: settings, pieces, steps, training time, evaluations."""
+    config = read_json(run_dir / "config.json")
+    with open(run_dir / "progress.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    last = rows[-1] if rows else {}
+    steps = int(float(last.get("time/total_timesteps") or 0))
+    seconds = float(last.get("time/time_elapsed") or 0)
+    lines = [
+        f"# Training in progress: {config['algo'].upper()} `{config['arch']}` on "
+        f"`{config['env_id']}`",
+        "",
+        "The resumable state of an unfinished run (latest checkpoint with optimizer, reward",
+        "normalization and resume state; `progress.csv` of every piece; the evaluation after",
+        "each piece). Continue it with:",
+        "",
+        "```",
+        f"python -m agents.zoo restore {run_dir.name} runs/NAME   # from this folder's parent",
+        f"python train.py {config['algo']} --resume --out runs/NAME --piece-minutes 150",
+        "```",
+        "",
+        f"- steps so far: {steps:,} of {int(config['timesteps']):,}; training time "
+        f"{seconds / 3600:.2f} h ({steps / max(seconds, 1):.0f} steps/s on average)",
+        f"- env options: `{json.dumps(config.get('env_kwargs', {}))}`; preset "
+        f"`{config.get('preset')}`",
+        "",
+        "| piece | from step | precision | machine | command |",
+        "|---|---|---|---|---|",
+    ]
+    for i, piece in enumerate(config.get("pieces", []), start=1):
+        lines.append(
+            f"| {i} | {piece['from_step']:,} | {piece.get('precision', 'fp32')} | "
+            f"{piece.get('machine', '?')} | `{piece['command']}` |"
+        )
+    evals = sorted((run_dir / "evals").glob("step_*.json"))
+    if evals:
+        lines += ["", "| after step | evaluation |", "|---|---|"]
+    for path in evals:
+        summary = read_json(path)
+        test = summary["test"]
+        if "completion_rate" in test:
+            lo, hi = test["completion_ci95"]
+            what = (
+                f"{test['completed']}/{test['episodes']} unseen levels completed "
+                f"({100 * test['completion_rate']:.1f}%, 95% CI {100 * lo:.1f}-{100 * hi:.1f}%), "
+                f"mean return {test['mean_return']:.2f}"
+            )
+        else:
+            what = (
+                f"mean return {test['mean_return']:.2f} +- {test['return_stderr']:.2f} (s.e.) "
+                f"over {test['episodes']} episodes"
+            )
+        lines.append(f"| {summary['num_timesteps']:,} | {what} |")
+    return "\n".join(lines) + "\n"
 
 
 def plot_curve(run_dir: Path, out: Path) -> Path:
@@ -126,7 +192,8 @@ def main(argv: list[str] | None = None) -> int:
         else:
             if args.dst.exists() and not args.dst.is_dir():
                 raise ZooError(f"{args.dst} exists and is not a directory")
-            written = copy_state(args.src, args.dst)
+            copy = snapshot if args.verb == "snapshot" else copy_state
+            written = copy(args.src, args.dst)
             print(f"{len(written)} files -> {args.dst}")
     except (ZooError, OSError, KeyError) as err:
         print(f"python -m agents.zoo: error: {err}", file=sys.stderr)

@@ -138,6 +138,9 @@ def test_resume_state_round_trips_env_rng_and_counters(tiny_run, one_torch_threa
 def test_zoo_snapshot_and_restore_keep_the_resumable_state(tiny_run, tmp_path, one_torch_thread):
     config, run = tiny_run
     assert zoo.main(["snapshot", str(run), str(tmp_path / "snap")]) == 0
+    card = (tmp_path / "snap" / "README.md").read_text()
+    assert "steps so far: 64 of 64" in card and "--piece-minutes" in card
+    assert (tmp_path / "snap" / "curve.png").is_file()
     names = sorted(p.name for p in (tmp_path / "snap" / "checkpoints").iterdir())
     assert names == [
         "latest.json",
