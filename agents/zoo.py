@@ -71,13 +71,16 @@ def snapshot(run_dir: Path, dst: Path) -> list[Path]:
     """``copy_state`` into a snapshot folder, plus its README.md card and curve.png."""
     written = copy_state(run_dir, dst)
     with atomic_path(dst / "README.md") as tmp:
-        tmp.write_text(status_markdown(run_dir))
+        tmp.write_text(status_markdown(run_dir, dst))
     return [*written, dst / "README.md", plot_curve(run_dir, dst / "curve.png")]
 
 
-def status_markdown(run_dir: Path) -> str:
-    """A short card of a run in progress: settings, pieces, steps, training time, evaluations."""
+def status_markdown(run_dir: Path, snapshot_dir: Path | None = None) -> str:
+    """A short card of a run in progress: settings, pieces, steps, training time, evaluations.
+    ``snapshot_dir`` (e.g. zoo/NAME/training) is where the card tells to restore from."""
     config = read_json(run_dir / "config.json")
+    snap = snapshot_dir or Path("zoo") / run_dir.name / "training"
+    name = snap.parent.name if snap.name == "training" else run_dir.name
     with open(run_dir / "progress.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     last = rows[-1] if rows else {}
@@ -92,8 +95,8 @@ def status_markdown(run_dir: Path) -> str:
         "each piece). Continue it with:",
         "",
         "```",
-        f"python -m agents.zoo restore {run_dir.name} runs/NAME   # from this folder's parent",
-        f"python train.py {config['algo']} --resume --out runs/NAME --piece-minutes 150",
+        f"python -m agents.zoo restore {snap} runs/{name}",
+        f"python train.py {config['algo']} --resume --out runs/{name} --piece-minutes 150",
         "```",
         "",
         f"- steps so far: {steps:,} of {int(config['timesteps']):,}; training time "
@@ -104,7 +107,10 @@ def status_markdown(run_dir: Path) -> str:
         "| piece | from step | precision | machine | command |",
         "|---|---|---|---|---|",
     ]
-    for i, piece in enumerate(config.get("pieces", []), start=1):
+    pieces = config.get("pieces", [])
+    if not pieces or pieces[0]["from_step"] > 0:  # begun before pieces were recorded
+        pieces = [{"from_step": 0, "command": config.get("command", "?")}, *pieces]
+    for i, piece in enumerate(pieces, start=1):
         lines.append(
             f"| {i} | {piece['from_step']:,} | {piece.get('precision', 'fp32')} | "
             f"{piece.get('machine', '?')} | `{piece['command']}` |"
