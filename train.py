@@ -189,15 +189,14 @@ def check_run_dir(run_dir: Path, resume: bool) -> None:
     check_writable_dir(run_dir)
 
 
-def interrupted(run_dir: Path, resume: bool) -> str:
+def interrupted(run_dir: Path, resume: bool, trained: bool) -> str:
     """What an interrupted run keeps (one line); a new run with no checkpoint yet keeps nothing."""
     import shutil
 
     from agents.fileio import read_json
-    from agents.loading import MODEL_FILE
     from agents.outputs import LOCK_FILE
 
-    if (run_dir / MODEL_FILE).is_file():
+    if trained:
         return f"the trained model is in {run_dir} (not evaluated)"
     try:
         steps = int(read_json(run_dir / "checkpoints" / "latest.json")["num_timesteps"])
@@ -229,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
     from agents.validation import SettingsError, check_config, check_resumable, config_from_json
 
     errors = (*USER_ERRORS, RunError, ModelFileError, SettingsError, InputFileError, OutputError)
-    kept = "nothing written"
+    kept, trained = "nothing written", False
     try:
         if args.eval_parallel < 1:
             raise RunError(f"--eval-parallel must be positive, got {args.eval_parallel}")
@@ -254,12 +253,13 @@ def main(argv: list[str] | None = None) -> int:
         with lock_dir(run_dir, create=not args.resume):  # a second writer is refused
             try:
                 model = train(config, run_dir, resume=args.resume, progress=not args.no_progress)
+                trained = True
                 print(f"trained {model.num_timesteps} steps")
                 if config.eval_episodes > 0:
                     progress = not args.no_progress
                     report(evaluate_run(model, config, run_dir, args.eval_parallel, progress))
             except KeyboardInterrupt:
-                kept = interrupted(run_dir, args.resume)
+                kept = interrupted(run_dir, args.resume, trained)
                 raise
     except errors as err:
         print(f"train.py: error: {err}", file=sys.stderr)

@@ -106,15 +106,30 @@ def read_json_file(path: str | Path, what: str = "JSON file") -> Any:
         raise InputFileError(f"{path} is not a readable {what} ({_reason(err)})") from None
 
 
-def read_npz(path: str | Path, what: str = ".npz file") -> dict[str, np.ndarray]:
-    """Every array of an ``.npz`` file, without unpickling; `InputFileError` (one line) for a
-    missing, truncated or corrupt file, or one holding pickled (object) arrays."""
+def read_npz(
+    path: str | Path,
+    what: str = ".npz file",
+    keys: tuple[str, ...] | None = None,
+    pickled: list[str] | None = None,
+) -> dict[str, np.ndarray]:
+    """The arrays of an ``.npz`` file (all, or those of ``keys`` it has), without unpickling;
+    `InputFileError` (one line) for a missing, truncated or corrupt file, or one holding
+    pickled (object) arrays -- unless ``pickled`` is given: their names go there instead."""
     path = Path(path)
     try:
         with np.load(path, allow_pickle=False) as data:
             if not isinstance(data, np.lib.npyio.NpzFile):
                 raise InputFileError(f"{path} is a .npy array, not a {what} (.npz)")
-            return {name: data[name] for name in data.files}
+            names = data.files if keys is None else [k for k in keys if k in data.files]
+            arrays = {}
+            for name in names:
+                try:
+                    arrays[name] = data[name]
+                except ValueError as err:
+                    if pickled is None or "allow_pickle" not in str(err):
+                        raise
+                    pickled.append(name)
+            return arrays
     except InputFileError:
         raise
     except FileNotFoundError:

@@ -838,18 +838,18 @@ def _plain(value: Any) -> Any:
             raise _Unrecognized(f"{value.module}.{value.name}") from None
         if inspect.isclass(found):
             return found
-    if isinstance(value, _Call) and isinstance(value.func, _Global):
-        if value.func.name in _VALUE_CLASSES.get(value.func.module, ()):
-            cls = _plain(value.func)
-            args = _plain(value.args)
-            if value.state is None:  # REDUCE: cls(*args), e.g. TrainFreq(4, unit)
-                return cls(*args)
-            state = _plain(value.state)
-            if not isinstance(state, dict):
-                raise _Unrecognized("state")
-            rebuilt = cls.__new__(cls, *args)  # NEWOBJ + BUILD: attributes only
-            rebuilt.__dict__.update(state)
-            return rebuilt
+    func = value.func if isinstance(value, _Call) else None
+    if isinstance(func, _Global) and func.name in _VALUE_CLASSES.get(func.module, ()):
+        cls = _plain(func)
+        args = _plain(value.args)
+        if value.state is None:  # REDUCE: cls(*args), e.g. TrainFreq(4, unit)
+            return cls(*args)
+        state = _plain(value.state)
+        if not isinstance(state, dict):
+            raise _Unrecognized("state")
+        rebuilt = cls.__new__(cls, *args)  # NEWOBJ + BUILD: attributes only
+        rebuilt.__dict__.update(state)
+        return rebuilt
     raise _Unrecognized(f"not a plain value: {type(value).__name__}")
 
 

@@ -240,8 +240,10 @@ def _write_run(view: Any, out: Path, record: dict[str, Any]) -> list[str]:
                       if k in view.metadata}  # fmt: skip
         norm = source_dir / NORMALIZATION_FILE if source_dir is not None else None
         if norm is not None and norm.is_file():
-            arrays = read_npz(norm, "normalization file")
+            pickled: list[str] = []
+            arrays = read_npz(norm, "normalization file", pickled=pickled)
             numeric = {k: v for k, v in arrays.items() if v.dtype.kind in "biuf"}
+            notes += [f"{NORMALIZATION_FILE}: {k} (pickled)" for k in pickled]
             notes += [
                 f"{NORMALIZATION_FILE}: {k} (not numeric)" for k in set(arrays) - set(numeric)
             ]
