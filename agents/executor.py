@@ -89,8 +89,13 @@ class LocalExecutor(Executor):
     def imap(self, fn: Callable[[Any], Any], items: Iterable[Any]) -> Iterator[Any]:
         if self._pool is None:
             ctx = multiprocessing.get_context(self.context)
+            if self.context == "forkserver":
+                _start_forkserver_ignoring_interrupts()
             self._pool = ProcessPoolExecutor(
-                self.workers, mp_context=ctx, initializer=_ignore_interrupts
+                self.workers,
+                mp_context=ctx,
+                initializer=signal.signal,  # imports nothing: set before any slow import
+                initargs=(signal.SIGINT, signal.SIG_IGN),
             )
         return self._pool.map(fn, items)
 
@@ -111,9 +116,19 @@ class LocalExecutor(Executor):
         self._pool = None
 
 
-def _ignore_interrupts() -> None:
-    """Worker initializer: Ctrl-C is for the parent, which stops the workers."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+def _start_forkserver_ignoring_interrupts() -> None:
+    """Start the forkserver with SIGINT ignored, so that the workers it forks ignore it from
+    their first instruction on (they inherit its handlers), not only once the initializer ran."""
+    from multiprocessing import forkserver
+
+    try:
+        before = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except ValueError:  # not the main thread: the initializer alone protects the workers
+        return
+    try:
+        forkserver.ensure_running()
+    finally:
+        signal.signal(signal.SIGINT, before)
 
 
 class RayExecutor(Executor):
