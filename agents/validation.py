@@ -90,8 +90,8 @@ def check_hyperparams(algo: str, hp: dict[str, Any], where: str = "") -> None:
 
     if not isinstance(hp, dict):
         raise SettingsError(f"{where}hyperparams must be a JSON object, got {type(hp).__name__}")
-    accepted = set(inspect.signature(ALGORITHMS[algo].__init__).parameters) - {"self", "policy"}
-    accepted -= {"env", "policy_kwargs", "seed", "device", "verbose", "_init_setup_model"}
+    accepted = _keywords(ALGORITHMS[algo]) - {"self", "policy", "env", "policy_kwargs", "seed"}
+    accepted -= {"device", "verbose", "_init_setup_model"}
     for key, value in hp.items():
         if key not in accepted and key not in OWN_KEYS:
             valid = ", ".join(sorted(accepted))
@@ -113,6 +113,21 @@ def check_hyperparams(algo: str, hp: dict[str, Any], where: str = "") -> None:
         raise SettingsError(
             f"{where}batch_size (--batch-size) must be an integer >= 1, got {hp['batch_size']!r}"
         )
+
+
+def _keywords(cls: type) -> set[str]:
+    """Keyword arguments of ``cls(...)``: its ``__init__``'s, and its bases' while they pass
+    ``**kwargs`` on."""
+    names: set[str] = set()
+    for klass in cls.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is None:
+            continue
+        params = list(inspect.signature(init).parameters.values())
+        names |= {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+        if not any(p.kind is p.VAR_KEYWORD for p in params):
+            break
+    return names
 
 
 def check_config(config: Any, where: str = "") -> None:
@@ -185,7 +200,7 @@ def check_field_types(cls: type, data: dict[str, Any], where: str = "") -> None:
         wrong_bool = isinstance(value, bool) and bool not in expected
         if expected and (not isinstance(value, expected) or wrong_bool):
             shown = f"{type(value).__name__} {repr(value)[:60]}"
-            raise SettingsError(f"{where}{f.name} must be a {name}, got {shown}")
+            raise SettingsError(f"{where}{f.name} must be of type {name}, got {shown}")
 
 
 def check_resumable(run_dir: Path) -> int:
