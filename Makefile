@@ -12,7 +12,8 @@ install: .venv/.installed
 # The demo agent: the zoo's CoinRun agent if it is there, else one trained into runs/demo
 # (resumes a killed run; skipped once runs/demo/model.zip exists, FORCE=1 retrains from scratch).
 # Then: its attribution report, an audit of DEMO_LEVELS unseen levels, the edit that projects out
-# the feature with the strongest negative attribution on hazards, and both models compared.
+# the feature with the strongest negative attribution on hazards, and both models compared
+# (--force: a second `make demo` replaces the reports of the first).
 ZOO_COINRUN := zoo/coinrun-ppo/model.zip
 DEMO_MODEL := $(if $(wildcard $(ZOO_COINRUN)),zoo:coinrun-ppo,runs/demo)
 DEMO_LEVELS ?= 200
@@ -34,13 +35,13 @@ demo: install
 		fi; \
 	fi
 	$(BIN)/python -m interpret attribute $(DEMO_MODEL) --layer 2b --features 8 \
-		--out reports/demo-attribution
+		--out reports/demo-attribution --force
 	$(BIN)/python -m interpret audit $(DEMO_MODEL) --levels $(DEMO_LEVELS) \
-		--features reports/demo-attribution --out reports/demo-audit
+		--features reports/demo-attribution --out reports/demo-audit --force
 	$(BIN)/python -m interpret edit $(DEMO_MODEL) --features reports/demo-attribution \
 		--feature hazards --out runs/demo-edited --force
 	$(BIN)/python -m interpret compare $(DEMO_MODEL) runs/demo-edited --levels $(DEMO_LEVELS) \
-		--out reports/demo-compare
+		--out reports/demo-compare --force
 	@echo "open reports/demo-attribution/index.html and reports/demo-audit/index.html"
 
 lint: install

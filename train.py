@@ -11,6 +11,11 @@ Settings come from a preset (the Procgen paper's PPO for procgen:*, RL Zoo's for
 SB3's defaults otherwise); every one can be overridden (``--n-steps 128``, ``--hp key=value``).
 At the end the agent is evaluated (Procgen: each of N unseen levels once, plus N training
 levels when their number is limited) and the results are written to ``eval.json``.
+
+Every setting and, with ``--resume``, the run's files are checked before any work; bad input
+gets one line on stderr and exit status 2, and writes nothing. The run directory is locked
+while this process writes it (a second writer is refused). Ctrl-C prints one line saying what
+was kept, exit status 130.
 """
 
 from __future__ import annotations
@@ -148,9 +153,10 @@ RESUMABLE_FLAGS = ("timesteps", "precision", "checkpoint_minutes", "device", "ev
 
 
 def resumed_config(args: argparse.Namespace) -> Any:
-    """The saved config of ``--out``, with the flags a resume may change applied."""
-    from agents.fileio import read_json
-    from agents.training import CONFIG_FILE, RunError, TrainConfig
+    """The saved config of ``--out`` (types, values and checkpoint checked), with the flags a
+    resume may change applied."""
+    from agents.training import CONFIG_FILE, RunError
+    from agents.validation import check_config, check_resumable, config_from_json
 
     if args.out is None:
         raise RunError("--resume needs --out RUN_DIR")
@@ -172,7 +178,11 @@ def resumed_config(args: argparse.Namespace) -> Any:
     path = args.out / CONFIG_FILE
     if not path.exists():
         raise RunError(f"nothing to resume: {path} does not exist")
-    config = TrainConfig.from_dict(read_json(path))
+    config = config_from_json(path)
+    if config.algo != args.algo:
+        raise RunError(
+            f"{args.out} is a {config.algo} run; resume it with train.py {config.algo} --resume"
+        )
     if args.timesteps is not None:
         if args.timesteps <= 0:
             raise RunError(f"--timesteps must be a positive integer, got {args.timesteps}")
@@ -181,8 +191,8 @@ def resumed_config(args: argparse.Namespace) -> Any:
     for name in ("precision", "checkpoint_minutes", "device", "eval_episodes"):
         if getattr(args, name) is not None:
             setattr(config, name, getattr(args, name))
-    if config.eval_episodes < 0:
-        raise RunError(f"--eval-episodes must be >= 0, got {config.eval_episodes}")
+    check_config(config)
+    check_resumable(args.out)
     return config
 
 
@@ -243,6 +253,58 @@ def report(summary: dict[str, Any]) -> None:
             print(f"evaluation: mean return {s['mean_return']:.2f} over {s['episodes']} episodes")
 
 
+def check_run_dir(run_dir: Path, resume: bool) -> None:
+    """The run directory, before any work: a new run needs a new (or empty) directory whose
+    location can be written; a resumed one its own, writable."""
+    from agents.outputs import check_not_locked, check_writable_dir, is_vacant
+    from agents.training import CONFIG_FILE, RunError
+
+    if run_dir.exists() and not run_dir.is_dir():
+        raise RunError(f"--out {run_dir} is an existing file, not a run directory")
+    if not resume and (run_dir / CONFIG_FILE).exists():
+        raise RunError(f"{run_dir} already holds a run; pass --resume to continue it or pick --out")
+    if not resume and run_dir.is_dir() and not is_vacant(run_dir):
+        raise RunError(f"--out {run_dir} exists and is not empty; pick a new directory")
+    if run_dir.is_dir():
+        check_not_locked(run_dir)
+    check_writable_dir(run_dir)
+
+
+def interrupted(run_dir: Path, resume: bool, trained: bool) -> str:
+    """What an interrupted run keeps (one line); a new run with no checkpoint yet keeps nothing."""
+    import shutil
+
+    from agents.fileio import read_json
+    from agents.outputs import LOCK_FILE
+
+    if trained:
+        return f"the trained model is in {run_dir} (not evaluated)"
+    try:
+        steps = int(read_json(run_dir / "checkpoints" / "latest.json")["num_timesteps"])
+    except (OSError, ValueError, KeyError, TypeError):
+        steps = None
+    if steps is None and not resume:  # nothing worth resuming: leave nothing behind
+        for path in run_dir.iterdir() if run_dir.is_dir() else []:
+            if path.name != LOCK_FILE:
+                shutil.rmtree(path) if path.is_dir() else path.unlink()
+        return "nothing written"
+    at = f"at step {steps}" if steps is not None else "without a checkpoint"
+    return f"kept {run_dir} {at}; continue it with --resume --out {run_dir}"
+
+
+def end_piece(model: Any, config: Any, run_dir: Path, args: argparse.Namespace) -> None:
+    """After a piece that stopped at its checkpoint: evaluate it into evals/step_N.json."""
+    steps = model.num_timesteps
+    print(f"piece ended at step {steps} (checkpoint in {run_dir / 'checkpoints'})")
+    procgen = envs.parse_env_id(config.env_id)[0] == "procgen"
+    n = args.piece_eval if args.piece_eval is not None else (200 if procgen else 20)
+    if n > 0:
+        out = run_dir / "evals" / f"step_{steps:012d}.json"
+        progress = not args.no_progress
+        report(evaluate_run(model, config, out, args.eval_parallel, progress, episodes=n))
+    print(f"continue with: python train.py {config.algo} --resume --out {run_dir}")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.algo == "worldmodel":
@@ -251,49 +313,65 @@ def main(argv: list[str] | None = None) -> int:
     if foreign:
         print(f"train.py: error: {', '.join(foreign)}: worldmodel options only", file=sys.stderr)
         return 2
+    from agents.fileio import InputFileError
+    from agents.outputs import OutputError, lock_dir
     from agents.sb3_zip import ModelFileError
     from agents.training import RunError, train
+    from agents.validation import SettingsError, check_config
 
-    errors = (*USER_ERRORS, RunError, ModelFileError)
+    errors = (*USER_ERRORS, RunError, ModelFileError, SettingsError, InputFileError, OutputError)
     command = shlex.join(["python", "train.py", *(sys.argv[1:] if argv is None else argv)])
+    kept, trained = "nothing written", False
+    progress = not args.no_progress
     try:
+        if args.eval_parallel < 1:
+            raise RunError(f"--eval-parallel must be positive, got {args.eval_parallel}")
+        if args.piece_minutes is not None and not args.piece_minutes > 0:
+            raise RunError(f"--piece-minutes must be positive, got {args.piece_minutes}")
+        if args.piece_eval is not None and args.piece_eval < 0:
+            raise RunError(f"--piece-eval must be >= 0, got {args.piece_eval}")
         if args.resume:
             config = resumed_config(args)
         else:
             if args.eval_episodes is None:
                 args.eval_episodes = 100
             config = config_from_args(args)
+            check_config(config)
         run_dir = args.out or Path("runs") / (
             f"{config.algo}-{config.env_id.replace(':', '-')}-{time.strftime('%Y%m%d-%H%M%S')}"
         )
-        if args.piece_minutes is not None and args.piece_minutes <= 0:
-            raise RunError(f"--piece-minutes must be positive, got {args.piece_minutes}")
-        if args.piece_eval is not None and args.piece_eval < 0:
-            raise RunError(f"--piece-eval must be >= 0, got {args.piece_eval}")
-        model = train(
-            config,
-            run_dir,
-            resume=args.resume,
-            progress=not args.no_progress,
-            command=command,
-            piece_minutes=args.piece_minutes,
-        )
+        check_run_dir(run_dir, args.resume)
+        with lock_dir(run_dir, create=not args.resume):  # a second writer is refused
+            try:
+                model = train(
+                    config,
+                    run_dir,
+                    resume=args.resume,
+                    progress=progress,
+                    command=command,
+                    piece_minutes=args.piece_minutes,
+                )
+                trained = True
+                if model.num_timesteps < config.timesteps:  # a piece ended at its checkpoint
+                    end_piece(model, config, run_dir, args)
+                    return 0
+                print(f"trained {model.num_timesteps} steps")
+                if config.eval_episodes > 0:
+                    out = run_dir / "eval.json"
+                    report(evaluate_run(model, config, out, args.eval_parallel, progress))
+            except KeyboardInterrupt:
+                kept = interrupted(run_dir, args.resume, trained)
+                raise
     except errors as err:
         print(f"train.py: error: {err}", file=sys.stderr)
         return 2
-    progress = not args.no_progress
-    if model.num_timesteps < config.timesteps:  # a piece ended at its checkpoint
-        print(f"piece ended at step {model.num_timesteps} (checkpoint in {run_dir}/checkpoints)")
-        procgen = envs.parse_env_id(config.env_id)[0] == "procgen"
-        n = args.piece_eval if args.piece_eval is not None else (200 if procgen else 20)
-        if n > 0:
-            out = run_dir / "evals" / f"step_{model.num_timesteps:012d}.json"
-            report(evaluate_run(model, config, out, args.eval_parallel, progress, episodes=n))
-        print(f"continue with: python train.py {config.algo} --resume --out {run_dir}")
-        return 0
-    print(f"trained {model.num_timesteps} steps")
-    if config.eval_episodes > 0:
-        report(evaluate_run(model, config, run_dir / "eval.json", args.eval_parallel, progress))
+    except OSError as err:  # a full disk, a file system gone read-only, ...
+        where = f": {err.filename}" if err.filename else ""
+        print(f"train.py: error: {err.strerror or err}{where}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"train.py: interrupted; {kept}", file=sys.stderr)
+        return 130
     print(f"run directory: {run_dir}")
     return 0
 

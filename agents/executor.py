@@ -7,13 +7,16 @@ process pool on this machine, ``spawn``/``forkserver`` start so torch and procge
 the workers) and ``RayExecutor`` (a Ray cluster or a local Ray instance; ``pip install
 .[distributed]``). ``make_executor("serial"|"local"|"ray", workers)`` picks one, so the same
 command scales from a laptop to a cluster. Executors are context managers; ``close()`` stops
-their workers.
+their workers; leaving one by an exception (Ctrl-C included) stops them at once. Local workers
+ignore SIGINT (a terminal sends it to the whole process group): the parent alone handles Ctrl-C
+and stops them, so an interrupted command leaves no worker behind and prints one line.
 """
 
 from __future__ import annotations
 
 import abc
 import multiprocessing
+import signal
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
@@ -45,7 +48,13 @@ class Executor(abc.ABC):
     def __enter__(self) -> Executor:
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        if exc_type is not None:
+            self.terminate()
+        self.close()
+
+    def terminate(self) -> None:
+        """Stop the workers now, abandoning their work (on an error or Ctrl-C)."""
         self.close()
 
 
@@ -80,13 +89,46 @@ class LocalExecutor(Executor):
     def imap(self, fn: Callable[[Any], Any], items: Iterable[Any]) -> Iterator[Any]:
         if self._pool is None:
             ctx = multiprocessing.get_context(self.context)
-            self._pool = ProcessPoolExecutor(self.workers, mp_context=ctx)
+            if self.context == "forkserver":
+                _start_forkserver_ignoring_interrupts()
+            self._pool = ProcessPoolExecutor(
+                self.workers,
+                mp_context=ctx,
+                initializer=signal.signal,  # imports nothing: set before any slow import
+                initargs=(signal.SIGINT, signal.SIG_IGN),
+            )
         return self._pool.map(fn, items)
 
     def close(self) -> None:
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
+
+    def terminate(self) -> None:
+        if self._pool is None:
+            return
+        processes = list((self._pool._processes or {}).values())  # no public way to stop them
+        for process in processes:
+            process.terminate()
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        for process in processes:
+            process.join(timeout=5)
+        self._pool = None
+
+
+def _start_forkserver_ignoring_interrupts() -> None:
+    """Start the forkserver with SIGINT ignored, so that the workers it forks ignore it from
+    their first instruction on (they inherit its handlers), not only once the initializer ran."""
+    from multiprocessing import forkserver
+
+    try:
+        before = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except ValueError:  # not the main thread: the initializer alone protects the workers
+        return
+    try:
+        forkserver.ensure_running()
+    finally:
+        signal.signal(signal.SIGINT, before)
 
 
 class RayExecutor(Executor):

@@ -258,18 +258,24 @@ class Inspectable:
     # -- saving -----------------------------------------------------------------------------
     def save(self, path: str | Path, metadata: dict[str, Any] | None = None) -> Path:
         """Save in the agent's own format (an SB3 zip that plain ``PPO.load``/``DQN.load`` reads),
-        with the current weights (edits included) and ``metadata`` merged into the record."""
+        with the current weights (edits included) and ``metadata`` merged into the record.
+
+        Nothing pickled in the source file passes through: the copy keeps only what is read
+        safely (`agents.sb3_zip.write_sb3_zip` with ``sanitize``); what it drops is listed in
+        the record's ``"not_copied"``."""
+        from agents.fileio import atomic_path
         from agents.sb3_zip import add_extra, write_sb3_zip
 
         path = Path(path)
         extra = {**self.metadata, **(metadata or {})}
+        extra.pop("not_copied", None)  # the source's own notes; this copy gets its own
         if self.source is not None:
-            write_sb3_zip(self.source, path, {"policy": self.module.state_dict()}, extra=extra)
+            state = {"policy": self.module.state_dict()}
+            write_sb3_zip(self.source, path, state, extra=extra, sanitize=True)
         elif self._sb3_model is not None:
-            tmp = path.with_name(path.name + ".tmp.zip")
-            self._sb3_model.save(tmp)
-            add_extra(tmp, extra)
-            tmp.replace(path)
+            with atomic_path(path, ".zip") as tmp:
+                self._sb3_model.save(tmp)
+                add_extra(tmp, extra)
         else:
             raise ValueError("this policy has no source model to save from")
         return path

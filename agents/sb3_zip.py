@@ -28,9 +28,9 @@ import math
 import os
 import pickletools
 import re
-import shutil
 import tempfile
 import zipfile
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,7 +44,17 @@ DATA_MEMBER = "data"
 POLICY_MEMBER = "policy.pth"
 EXTRA_MEMBER = "rlinterp.json"
 VERSION_MEMBER = "_stable_baselines3_version"
-_NOT_STATE_DICTS = ("pytorch_variables.pth", "tensors.pth")  # SB3: "tensors.pth" pre-0.9 name
+VARIABLES_MEMBER = "pytorch_variables.pth"
+_NOT_STATE_DICTS = (VARIABLES_MEMBER, "tensors.pth")  # SB3: "tensors.pth" pre-0.9 name
+_TEXT_MEMBERS = (VERSION_MEMBER, "system_info.txt")
+# Modules whose classes a re-saved zip may name (policy, buffer, activation, optimizer classes).
+_CLASS_MODULES = ("stable_baselines3.", "sb3_contrib.", "agents.", "torch.nn.", "torch.optim.")
+# Plain-value classes that a re-saved zip rebuilds from their pickled arguments and attributes
+# (SB3's schedules and train frequency), so that plain SB3 keeps them.
+_VALUE_CLASSES = {
+    "stable_baselines3.common.utils": ("FloatSchedule", "ConstantSchedule", "LinearSchedule"),
+    "stable_baselines3.common.type_aliases": ("TrainFreq", "TrainFrequencyUnit"),
+}
 _MAX_PICKLE_OPS = 2_000_000
 
 
@@ -573,10 +583,21 @@ def _open_zip(path: str | Path) -> tuple[Path, zipfile.ZipFile]:
     return path, archive
 
 
-def _read_json(archive: zipfile.ZipFile, member: str, path: Path) -> dict[str, Any]:
+def _read_member(archive: zipfile.ZipFile, member: str | zipfile.ZipInfo, path: Path) -> bytes:
+    """A member's bytes; `ModelFileError` for a truncated or corrupt one (bad CRC, a broken
+    deflate stream)."""
     try:
-        value = json.loads(archive.read(member).decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, zipfile.BadZipFile) as e:
+        return archive.read(member)
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError) as e:
+        name = member.filename if isinstance(member, zipfile.ZipInfo) else member
+        raise ModelFileError(f"{path}: member {name!r} is corrupt ({type(e).__name__}: {e})") from e
+
+
+def _read_json(archive: zipfile.ZipFile, member: str, path: Path) -> dict[str, Any]:
+    raw = _read_member(archive, member, path)
+    try:
+        value = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:
         raise ModelFileError(f"{path}: corrupt JSON in member {member!r} ({e})") from e
     if not isinstance(value, dict):
         raise ModelFileError(f"{path}: member {member!r} is not a JSON object")
@@ -588,8 +609,9 @@ def _state_dict_members(archive: zipfile.ZipFile) -> list[str]:
 
 
 def _load_pth(archive: zipfile.ZipFile, member: str, path: Path) -> dict[str, Any]:
+    raw = _read_member(archive, member, path)
     try:
-        value = torch.load(io.BytesIO(archive.read(member)), weights_only=True, map_location="cpu")
+        value = torch.load(io.BytesIO(raw), weights_only=True, map_location="cpu")
     except Exception as e:  # torch raises many types for bad/unsafe content
         raise ModelFileError(f"{path}: cannot load {member} ({type(e).__name__}: {e})") from e
     if not isinstance(value, dict):
@@ -613,7 +635,8 @@ def read_sb3_zip(path: str | Path, trust_pickle: bool = False) -> SB3Archive:
         names = set(archive.namelist())
         version = ""
         if VERSION_MEMBER in names:
-            version = archive.read(VERSION_MEMBER).decode("utf-8", "replace").strip()
+            version = _read_member(archive, VERSION_MEMBER, path).decode("utf-8", "replace")
+            version = version.strip()
         extra = _read_json(archive, EXTRA_MEMBER, path) if EXTRA_MEMBER in names else {}
         result = SB3Archive(path, data, state_dicts, version, extra)
         if trust_pickle:
@@ -652,23 +675,33 @@ def write_sb3_zip(
     dst: str | Path,
     state_dicts: dict[str, dict[str, torch.Tensor]] | None = None,
     extra: dict[str, Any] | None = None,
-) -> None:
+    *,
+    sanitize: bool = False,
+) -> list[str]:
     """Copy ``src`` to ``dst``, replacing ``<name>.pth`` for each name in ``state_dicts``
     (``torch.save`` as SB3 does) and (re)writing ``rlinterp.json`` if ``extra`` is given.
 
+    With ``sanitize`` (a re-save of a file from elsewhere: nothing pickled passes through), the
+    copy holds only what this module reads safely, rewritten rather than copied: ``data``'s JSON
+    with its spaces and classes (from SB3, sb3_contrib or ``agents``) pickled anew from the
+    values read statically, every ``.pth`` re-saved from its weights-only load, the version and
+    system-info texts and our record. Everything else (other pickled ``data`` entries such as
+    schedules, a ``pytorch_variables.pth`` that is not weights-only loadable, unknown members)
+    is dropped; the notes are returned and kept in the record as ``"not_copied"``.
+
     Atomic: written to a temp file beside ``dst`` then ``os.replace``d; on any error ``dst``
-    is untouched and the temp file removed. ``dst`` may equal ``src``.
+    is untouched and the temp file removed. ``dst`` may equal ``src``. The new file gets the
+    user's umask. Returns the notes on what was dropped ([] without ``sanitize``).
     """
+    from agents.fileio import umask_mode
+
     state_dicts = state_dicts or {}
-    extra_bytes = None
-    if extra is not None:
-        try:
-            extra_bytes = json.dumps(extra, indent=2, sort_keys=True).encode("utf-8")
-        except (TypeError, ValueError) as e:
-            raise ModelFileError(f"extra is not JSON-serializable ({e})") from e
     src_path, archive = _open_zip(src)
     dst = Path(dst)
     with archive:
+        names = set(archive.namelist())
+        if extra is None and sanitize:
+            extra = _read_json(archive, EXTRA_MEMBER, src_path) if EXTRA_MEMBER in names else {}
         members = set(_state_dict_members(archive))
         payloads: dict[str, bytes] = {}
         for name, new in state_dicts.items():
@@ -676,13 +709,17 @@ def write_sb3_zip(
             if member not in members:
                 raise ModelFileError(f"{src_path} has no state dict {name!r} to replace")
             checked = _check_state_dict(name, new, _load_pth(archive, member, src_path))
-            buffer = io.BytesIO()
-            torch.save(checked, buffer)
-            payloads[member] = buffer.getvalue()
-            try:  # what we write must be readable by the safe loader
-                torch.load(io.BytesIO(payloads[member]), weights_only=True, map_location="cpu")
-            except Exception as e:
-                raise ModelFileError(f"state dict {name!r} is not weights-only loadable") from e
+            payloads[member] = _safe_pth_bytes(checked, name)
+        notes: list[str] = []
+        if sanitize:
+            payloads.update(_sanitized_members(archive, src_path, payloads, notes))
+            extra = {**(extra or {}), "not_copied": notes}
+        extra_bytes = None
+        if extra is not None:
+            try:
+                extra_bytes = json.dumps(extra, indent=2, sort_keys=True).encode("utf-8")
+            except (TypeError, ValueError) as e:
+                raise ModelFileError(f"extra is not JSON-serializable ({e})") from e
 
         fd, tmp_name = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
         tmp = Path(tmp_name)
@@ -696,16 +733,124 @@ def write_sb3_zip(
                         new_info.compress_type = info.compress_type
                         with out.open(new_info, "w", force_zip64=True) as member_file:
                             member_file.write(payloads[info.filename])
-                    else:
-                        out.writestr(info, archive.read(info))
+                    elif not sanitize:
+                        out.writestr(info, _read_member(archive, info, src_path))
                 if extra_bytes is not None:
                     out.writestr(EXTRA_MEMBER, extra_bytes)
-            shutil.copymode(dst if dst.exists() else src_path, tmp)
+            os.chmod(tmp, umask_mode())
             os.replace(tmp, dst)
         except BaseException:
             with contextlib.suppress(OSError):
                 tmp.unlink()
             raise
+    return notes
+
+
+def _safe_pth_bytes(state: dict[str, Any], name: str) -> bytes:
+    """``torch.save`` bytes of a state dict, checked to load with ``weights_only=True``."""
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    try:  # what we write must be readable by the safe loader
+        torch.load(io.BytesIO(buffer.getvalue()), weights_only=True, map_location="cpu")
+    except Exception as e:
+        raise ModelFileError(f"state dict {name!r} is not weights-only loadable") from e
+    return buffer.getvalue()
+
+
+def _sanitized_members(
+    archive: zipfile.ZipFile, path: Path, done: dict[str, bytes], notes: list[str]
+) -> dict[str, bytes]:
+    """Rewritten bytes of every member a sanitized copy keeps (see `write_sb3_zip`); what it
+    drops is appended to ``notes``."""
+    kept: dict[str, bytes] = {}
+    for name in archive.namelist():
+        if name in done or name == EXTRA_MEMBER:
+            continue
+        if name == DATA_MEMBER:
+            data = _read_json(archive, DATA_MEMBER, path)
+            kept[name] = json.dumps(_sanitized_data(data, notes), indent=4).encode("utf-8")
+        elif name.endswith(".pth"):
+            try:
+                state = _load_pth(archive, name, path)
+                kept[name] = _safe_pth_bytes(state, name[: -len(".pth")])
+            except ModelFileError:
+                if name not in _NOT_STATE_DICTS:
+                    raise  # a weights member that does not load: the model is broken
+                notes.append(f"{name} (not weights-only loadable: pickled objects)")
+        elif name in _TEXT_MEMBERS:
+            text = _read_member(archive, name, path).decode("utf-8", "replace")
+            kept[name] = text.encode("utf-8")
+        else:
+            notes.append(f"{name} (unknown member)")
+    return kept
+
+
+def _sanitized_data(data: dict[str, Any], notes: list[str]) -> dict[str, Any]:
+    """``data`` with each pickled entry pickled anew from the value read statically (spaces,
+    classes of `_CLASS_MODULES`) or dropped with a note."""
+    from stable_baselines3.common.save_util import data_to_json
+
+    values: dict[str, Any] = {}
+    for key, entry in data.items():
+        if not _is_serialized(entry):
+            continue
+        value = _static_value(key, entry)
+        if value is None:
+            notes.append(f"data[{key!r}] (pickled {_readable(entry)})")
+        else:
+            values[key] = value
+    fresh = json.loads(data_to_json(values)) if values else {}
+    return {
+        key: fresh[key] if _is_serialized(entry) else entry
+        for key, entry in data.items()
+        if not _is_serialized(entry) or key in fresh
+    }
+
+
+def _static_value(key: str, entry: dict[str, Any]) -> Any:
+    """A space, or plain values and allowed classes (e.g. ``policy_class``, a ``policy_kwargs``
+    dict naming an activation class), rebuilt from a serialized entry without unpickling it;
+    None when it holds anything else (a call: schedules, arbitrary objects)."""
+    if key in ("observation_space", "action_space"):
+        try:
+            return _rebuild_space(entry, key)
+        except ModelFileError:
+            return None
+    try:
+        return _plain(_decode_serialized(entry))
+    except (_Unrecognized, RecursionError):
+        return None
+
+
+def _plain(value: Any) -> Any:
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, list | tuple):
+        return type(value)(_plain(v) for v in value)
+    if isinstance(value, dict):
+        if not all(isinstance(k, str | int) for k in value):
+            raise _Unrecognized("dict keys")
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, _Global) and value.module.startswith(_CLASS_MODULES):
+        try:
+            found = getattr(importlib.import_module(value.module), value.name)
+        except (ImportError, AttributeError):
+            raise _Unrecognized(f"{value.module}.{value.name}") from None
+        if inspect.isclass(found):
+            return found
+    func = value.func if isinstance(value, _Call) else None
+    if isinstance(func, _Global) and func.name in _VALUE_CLASSES.get(func.module, ()):
+        cls = _plain(func)
+        args = _plain(value.args)
+        if value.state is None:  # REDUCE: cls(*args), e.g. TrainFreq(4, unit)
+            return cls(*args)
+        state = _plain(value.state)
+        if not isinstance(state, dict):
+            raise _Unrecognized("state")
+        rebuilt = cls.__new__(cls, *args)  # NEWOBJ + BUILD: attributes only
+        rebuilt.__dict__.update(state)
+        return rebuilt
+    raise _Unrecognized(f"not a plain value: {type(value).__name__}")
 
 
 def add_extra(path: str | Path, extra: dict[str, Any]) -> None:

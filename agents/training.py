@@ -12,6 +12,7 @@ import csv
 import os
 import platform
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -177,7 +178,8 @@ class Checkpointer(BaseCallback):
     It also carries a run's clock across pieces: ``time/time_elapsed`` and ``time/fps`` count
     training seconds since the run began, not since the last resume. With ``piece_seconds``
     the piece ends at the first checkpoint point after that long: a checkpoint is written and
-    training stops (``stopped`` is then True) with nothing lost.
+    training stops (``stopped`` is then True) with nothing lost. ``first_save`` runs before
+    the piece's first checkpoint (it records a resumed piece in config.json).
     """
 
     def __init__(
@@ -188,8 +190,10 @@ class Checkpointer(BaseCallback):
         keep: int = 2,
         elapsed_before: float = 0.0,
         piece_seconds: float | None = None,
+        first_save: Callable[[], None] | None = None,
     ) -> None:
         super().__init__()
+        self.first_save = first_save
         self.run_dir = run_dir
         self.record = record
         self.every_seconds = every_seconds
@@ -214,10 +218,17 @@ class Checkpointer(BaseCallback):
         end = self.piece_seconds is not None and now - self.piece_start >= self.piece_seconds
         due = end or now - self.last >= self.every_seconds
         if due and self.model.num_timesteps != self.saved_at_step:
-            save_checkpoint(self.model, self.run_dir, self.record, self.keep)
-            self.last = time.monotonic()
-            self.saved_at_step = self.model.num_timesteps
+            self.save()
         self.stopped = end
+
+    def save(self) -> None:
+        """Write a checkpoint now (the first one of a piece also records the piece)."""
+        if self.first_save is not None:
+            self.first_save()
+            self.first_save = None
+        save_checkpoint(self.model, self.run_dir, self.record, self.keep)
+        self.last = time.monotonic()
+        self.saved_at_step = self.model.num_timesteps
 
 
 def elapsed_seconds(model: Any) -> float:
@@ -399,9 +410,15 @@ def train(
             "machine": machine_name(),
         }
     )
-    write_json(
-        config_path, {**asdict(config), "environment": environment_record(), "pieces": pieces}
-    )
+
+    def record_piece() -> None:
+        """config.json with this piece listed: at once for a new run, at a resumed piece's
+        first checkpoint (an interrupted resume that saved nothing leaves the file alone)."""
+        data = {**asdict(config), "environment": environment_record(), "pieces": pieces}
+        write_json(config_path, data)
+
+    if not resume:
+        record_piece()
     logger = Logger(
         str(run_dir),
         [
@@ -412,7 +429,14 @@ def train(
     model.set_logger(logger)
     every = config.checkpoint_minutes * 60
     piece = None if piece_minutes is None else piece_minutes * 60
-    checkpointer = Checkpointer(run_dir, every, record, elapsed_before=elapsed, piece_seconds=piece)
+    checkpointer = Checkpointer(
+        run_dir,
+        every,
+        record,
+        elapsed_before=elapsed,
+        piece_seconds=piece,
+        first_save=record_piece if resume else None,
+    )
     callbacks: list[BaseCallback] = [checkpointer]
     if envs.parse_env_id(config.env_id)[0] == "procgen":
         callbacks.append(LevelCompletionLogger())
@@ -427,7 +451,7 @@ def train(
         if checkpointer.stopped:  # the piece ended at its checkpoint
             model.num_timesteps = checkpointer.saved_at_step
             return model
-        save_checkpoint(model, run_dir, record)
+        checkpointer.save()
         save_model(model, run_dir / MODEL_FILE, record)
         save_normalization(venv, run_dir / NORMALIZATION_FILE)
     finally:

@@ -56,6 +56,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--save-attributions", action="store_true")
     parser.add_argument("--trust-pickle", action="store_true", help="load with SB3's unpickler")
     parser.add_argument("--out", default="reports/attribution", help="report directory")
+    parser.add_argument("--force", action="store_true", help="replace an existing --out")
 
 
 def _check(args: argparse.Namespace) -> None:
@@ -83,7 +84,12 @@ def run(args: argparse.Namespace) -> Path:
     if layer is None:
         raise InterpretError(f"pass --layer; this model's layers: {', '.join(view.layers())}")
     ig = HiddenLayerIntegratedGradients(view, layer, target=args.target, n_steps=args.steps)
-    _probe(ig, view)
+    channels = _probe(ig, view)
+    if args.features > channels:
+        raise InterpretError(
+            f"--features {args.features}: layer {layer!r} has {channels} channels, so at most "
+            f"{channels} NMF features"
+        )
     timings: dict[str, float] = {}
 
     clock = time.perf_counter()
@@ -141,12 +147,13 @@ def run(args: argparse.Namespace) -> Path:
         action_names=action_names(env_id, view),
         save_attributions=args.save_attributions,
         timings=timings,
+        replace=args.force,
     )
 
 
-def _probe(ig: Any, view: Any) -> None:
+def _probe(ig: Any, view: Any) -> int:
     """Reject a layer without (C, H, W) activations or a target the policy lacks, before any
-    playing."""
+    playing; returns the layer's channel count."""
     from interpret.attribution import target_function
 
     with torch.no_grad():
@@ -158,6 +165,7 @@ def _probe(ig: Any, view: Any) -> None:
                 "a convolutional layer (C, H, W)"
             )
         target_function(ig.target, ig.upper(activations))
+    return int(activations.shape[1])
 
 
 def _check_image(observations: np.ndarray) -> None:

@@ -142,8 +142,10 @@ def build_report(
     action_names: list[str],
     save_attributions: bool = False,
     timings: dict[str, float] | None = None,
+    replace: bool = True,
 ) -> Path:
-    """Write the report directory; returns the path of its ``index.html``."""
+    """Write the report directory; returns the path of its ``index.html``. An existing one is
+    replaced only with ``replace``."""
     colors = feature_colors(features.k)
     atlases = [smoothed_atlas(m, settings.get("smooth_sigma", 1.0)) for m in maps]
     scale = overlay_scale(atlases)
@@ -233,7 +235,7 @@ def build_report(
             arrays[f"t{i}_attributions"] = a.attributions
     body = _body(settings, features, examples, colors)
     index_html = _page(settings, body, data)
-    return write_report(out_dir, index_html, summary, arrays)
+    return write_report(out_dir, index_html, summary, arrays, replace=replace)
 
 
 def _swatch(color: tuple[int, int, int]) -> str:

@@ -74,6 +74,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--nmf-features", type=int, default=8, help="k when fitting features")
     parser.add_argument("--no-attribution", action="store_true", help="skip the attribution")
     parser.add_argument("--out", default="reports/audit", help="report directory")
+    parser.add_argument("--force", action="store_true", help="replace an existing --out")
 
 
 def check_model_arguments(args: argparse.Namespace) -> None:
@@ -192,7 +193,7 @@ def run(args: argparse.Namespace) -> Path:
     from interpret.attribute_cli import action_names
 
     index = render_page(result, summary, action_names(env_id, view), attribution)
-    out = write_report(args.out, index, summary, arrays_dict(result), files)
+    out = write_report(args.out, index, summary, arrays_dict(result), files, replace=args.force)
     print(format_table(result))
     return out
 

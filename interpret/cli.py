@@ -1,8 +1,11 @@
 """``python -m interpret VERB MODEL [...]``: one subcommand per interpreter.
 
 Each verb lives in its own module, which exposes ``add_arguments(parser)`` and
-``run(args) -> Path | None`` (what it wrote; None when it only printed). Bad input raises one of
-``interpret.errors.user_errors()`` and is reported here in one line, exit status 2.
+``run(args) -> Path | None`` (what it wrote; None when it only printed), and optionally
+``kept_on_interrupt(args) -> str | None`` (what an interrupted run leaves for resuming). Its
+``--out`` (a directory; replaced only with ``--force``) is checked here before any work. Bad
+input raises one of ``interpret.errors.user_errors()`` and is reported here in one line, exit
+status 2; Ctrl-C prints one line, exit status 130.
 """
 
 from __future__ import annotations
@@ -54,16 +57,33 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from agents.outputs import check_output
     from agents.runtime import keep_freed_memory
     from interpret.errors import user_errors
 
-    args = build_parser().parse_args(argv)
+    prog = "python -m interpret"
+    try:
+        args = build_parser().parse_args(argv)
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted; nothing written", file=sys.stderr)
+        return 130
+    prog = f"{prog} {args.verb}"
     keep_freed_memory()  # backward passes reuse freed buffers: ~1.8x faster attribution on CPU
     try:
+        if getattr(args, "out", None) is not None:
+            check_output(args.out, force=args.force)  # before any work
         out: Path | None = args._module.run(args)
     except user_errors() as err:
-        print(f"python -m interpret {args.verb}: error: {err}", file=sys.stderr)
+        print(f"{prog}: error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:  # a disk that filled up, a file system gone read-only, ...
+        where = f": {err.filename}" if err.filename else ""
+        print(f"{prog}: error: {err.strerror or err}{where}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        kept = getattr(args._module, "kept_on_interrupt", lambda _: None)(args)
+        print(f"{prog}: interrupted; {kept or 'nothing written'}", file=sys.stderr)
+        return 130
     if out is not None:
         print(f"wrote {out}")
     return 0

@@ -29,6 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model_b", help="model B, played on the same levels")
     add_model_arguments(parser)
     parser.add_argument("--out", help="also write the table as a report directory")
+    parser.add_argument("--force", action="store_true", help="replace an existing --out")
 
 
 def two_proportion_p(k_a: int, n_a: int, k_b: int, n_b: int) -> float:
@@ -82,11 +83,13 @@ def format_comparison(rows: list[dict[str, Any]], name_a: str, name_b: str, n: i
 
 def run(args: argparse.Namespace) -> Path | None:
     import agents
+    from interpret.model_env import check_fits
 
     check_model_arguments(args)
     view_a = agents.load(args.model, trust_pickle=args.trust_pickle)
     view_b = agents.load(args.model_b, trust_pickle=args.trust_pickle)
     env_id, options = resolve_env(view_a, args)
+    check_fits(view_b, env_id, options)  # B plays A's env: refuse a model of another game
     result_a = play(view_a, args, env_id, options, desc="auditing A")
     result_b = play(view_b, args, env_id, options, model=args.model_b, desc="auditing B")
     rows = comparison_rows(result_a, result_b)
@@ -112,4 +115,4 @@ def _write(args: argparse.Namespace, rows: list, text: str, a: Any, b: Any) -> P
         f"<h1>Compare: {html.escape(args.model)} vs {html.escape(args.model_b)}</h1>"
         f"<pre>{html.escape(text)}</pre>"
     )
-    return write_report(args.out, page("compare", body), summary)
+    return write_report(args.out, page("compare", body), summary, replace=args.force)

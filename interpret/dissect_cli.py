@@ -42,6 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", help="run directory, SB3 zip or zoo:NAME")
     parser.add_argument("--layer", nargs="+", required=True, help="layer(s) to dissect")
     parser.add_argument("--out", type=Path, required=True, help="report directory")
+    parser.add_argument("--force", action="store_true", help="replace an existing --out")
     parser.add_argument("--env", help="env id to play (default: the model's training env)")
     parser.add_argument("--env-kwargs", nargs="*", default=None, metavar="KEY=VALUE")
     parser.add_argument(
@@ -84,10 +85,7 @@ def load_observations(
     if args.trajectory:
         trajectories = []
         for path in args.trajectory:
-            try:
-                trajectories.append(Trajectory.load(path))
-            except (OSError, KeyError, ValueError) as err:
-                raise InterpretError(f"cannot read trajectory {path}: {err}") from err
+            trajectories.append(Trajectory.load(path))  # one-line InputFileError if not one
         source = {"trajectories": [str(p) for p in args.trajectory]}
     else:
         env_id, options = resolve_env(view, args.env, args.env_kwargs)
@@ -171,7 +169,7 @@ def run(args: argparse.Namespace) -> Path:
         "seconds": round(time.perf_counter() - started, 1),
     }
     arrays["observation_episode"], arrays["observation_step"] = episodes, steps
-    return write_report(args.out, _html(summary, layers, obs), summary, arrays)
+    return write_report(args.out, _html(summary, layers, obs), summary, arrays, replace=args.force)
 
 
 def _maps(view, layer, obs, stats: UnitStatistics, top, batch_size) -> list[list[np.ndarray]]:

@@ -19,9 +19,7 @@ examples:
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -66,15 +64,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> Path:
     import agents
     from agents.inspectable import Inspectable
-    from interpret.editing import project_out
+    from agents.outputs import lock_dir
 
-    out = Path(args.out)
-    _check_out(out, args.force)
+    out = Path(args.out)  # checked by the CLI before any work: a directory, --force to replace
     view = agents.load(args.model, trust_pickle=args.trust_pickle)
     if not isinstance(view, Inspectable):
         raise InterpretError(f"edit needs a PPO or DQN policy, not a {type(view).__name__}")
     if view.source is not None and out.resolve() in view.source.resolve().parents:
         raise InterpretError(f"--out {out} holds the source model; pick another directory")
+    with lock_dir(out):  # a second writer of --out (edit, train.py) is refused meanwhile
+        return _edit(view, out, args)
+
+
+def _edit(view: Any, out: Path, args: argparse.Namespace) -> Path:
+    from interpret.editing import project_out
 
     if args.features:
         layer, directions, record = _from_report(view, args)
@@ -89,20 +92,15 @@ def run(args: argparse.Namespace) -> Path:
     }
     if "edit" in view.metadata:  # an edit of an edited model keeps the history
         record["previous_edit"] = view.metadata["edit"]
-    _write_run(view, out, record)
+    dropped = _write_run(view, out, record)
+    for note in dropped:
+        print(f"not copied: {note}")
     what = record.get("feature_labels") or [f"{len(np.atleast_2d(directions))} direction(s)"]
     print(
         f"edited {', '.join(edit.parameters)}: projected out {', '.join(map(str, what))} "
         f"(rank {edit.rank}) at layer {layer}"
     )
     return out
-
-
-def _check_out(out: Path, force: bool) -> None:
-    if out.exists() and not force:
-        raise InterpretError(f"{out} already exists; pass --force to replace it")
-    if out.exists() and not out.is_dir():
-        raise InterpretError(f"{out} exists and is not a directory")
 
 
 def _layer_shape(view: Any, layer: str) -> tuple[int, ...]:
@@ -214,31 +212,45 @@ def _from_file(view: Any, args: argparse.Namespace) -> tuple[str, np.ndarray, di
     return args.layer, directions.astype(np.float64), {"direction_file": str(path)}
 
 
-def _write_run(view: Any, out: Path, record: dict[str, Any]) -> None:
-    """model.zip + config.json (+ the source's normalization.npz) into `out`, atomically."""
-    from agents.fileio import read_json, write_json
+def _write_run(view: Any, out: Path, record: dict[str, Any]) -> list[str]:
+    """model.zip + config.json (+ the source's normalization statistics) into `out` (locked by
+    the caller), atomically. Nothing is copied verbatim: the zip keeps only the members read
+    safely (`agents.sb3_zip.write_sb3_zip`), the statistics are re-saved as plain arrays.
+    Returns notes on what was left out (also in config.json and the zip's record as
+    ``"not_copied"``)."""
+    from agents.fileio import InputFileError, read_json_file, read_npz, staging_dir, write_json
     from agents.loading import MODEL_FILE
+    from agents.outputs import swap_in
+    from agents.sb3_zip import read_sb3_zip
     from agents.training import CONFIG_FILE, NORMALIZATION_FILE
-    from interpret.report import _replace_dir  # the report writer's swap-in, reused
 
     run_dir = view.source is not None and view.source.name == MODEL_FILE
     source_dir = view.source.parent if run_dir else None
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    staging.chmod(0o777 & ~umask)  # a run directory, not mkdtemp's private 0700
+    staging = staging_dir(out)
     try:
         view.save(staging / MODEL_FILE, metadata={"edit": record})
+        notes = list(read_sb3_zip(staging / MODEL_FILE).extra.get("not_copied", []))
         config: dict[str, Any] = {}
         if source_dir is not None and (source_dir / CONFIG_FILE).is_file():
-            config = read_json(source_dir / CONFIG_FILE)
+            config = read_json_file(source_dir / CONFIG_FILE, "run config")
+            if not isinstance(config, dict):
+                raise InputFileError(f"{source_dir / CONFIG_FILE} is not a JSON object")
         else:
             config = {k: view.metadata[k] for k in ("algo", "env_id", "env_kwargs", "arch")
                       if k in view.metadata}  # fmt: skip
-        write_json(staging / CONFIG_FILE, {**config, "edit": record})
-        if source_dir is not None and (source_dir / NORMALIZATION_FILE).is_file():
-            shutil.copy2(source_dir / NORMALIZATION_FILE, staging / NORMALIZATION_FILE)
-        _replace_dir(staging, out)
+        norm = source_dir / NORMALIZATION_FILE if source_dir is not None else None
+        if norm is not None and norm.is_file():
+            pickled: list[str] = []
+            arrays = read_npz(norm, "normalization file", pickled=pickled)
+            numeric = {k: v for k, v in arrays.items() if v.dtype.kind in "biuf"}
+            notes += [f"{NORMALIZATION_FILE}: {k} (pickled)" for k in pickled]
+            notes += [
+                f"{NORMALIZATION_FILE}: {k} (not numeric)" for k in set(arrays) - set(numeric)
+            ]
+            with open(staging / NORMALIZATION_FILE, "wb") as f:
+                np.savez(f, **numeric)
+        write_json(staging / CONFIG_FILE, {**config, "edit": record, "not_copied": notes})
+        swap_in(staging, out, replace=True, locked=True)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+    return notes

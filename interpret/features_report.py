@@ -9,7 +9,6 @@ A report directory (``python -m interpret attribute ... --out reports/NAME``) ho
 from __future__ import annotations
 
 import json
-import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from agents.fileio import read_npz
 from interpret.errors import InterpretError
 from interpret.nmf_features import NMFFeatures
 
@@ -116,6 +116,8 @@ def read_features_report(path: str | Path) -> FeaturesReport:
         raise InterpretError(f"{summary_path} has no 'layer': not an attribution report")
     directions = _directions(path, summary)
     labels = summary.get("labels") or [""] * len(directions)
+    if not isinstance(labels, list) or not all(isinstance(x, str | None) for x in labels):
+        raise InterpretError(f"{summary_path}: labels must be a list of strings")
     if len(labels) != len(directions):
         raise InterpretError(
             f"{summary_path}: {len(labels)} labels for {len(directions)} directions"
@@ -135,12 +137,7 @@ def _directions(path: Path, summary: dict[str, Any]) -> np.ndarray:
     arrays = path / "arrays.npz"
     directions: Any = None
     if arrays.is_file():
-        try:
-            with np.load(arrays, allow_pickle=False) as data:
-                if "directions" in data:
-                    directions = data["directions"]
-        except (OSError, ValueError, zipfile.BadZipFile) as err:
-            raise InterpretError(f"cannot read {arrays}: {err}") from err
+        directions = read_npz(arrays, "report's arrays file", ("directions",)).get("directions")
     if directions is None:
         directions = summary.get("directions")
     if directions is None:

@@ -61,6 +61,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", nargs="?", help="World Models run directory")
     parser.add_argument("--gol", action="store_true", help="run the Game of Life benchmark")
     parser.add_argument("--out", type=Path, required=True, help="report directory")
+    parser.add_argument("--force", action="store_true", help="replace an existing --out")
     parser.add_argument(
         "--steps",
         "--horizon",
@@ -155,6 +156,18 @@ def _validate(args: argparse.Namespace) -> None:
         )
 
 
+def kept_on_interrupt(args: argparse.Namespace) -> str | None:
+    """What an interrupted Game of Life run leaves: its training checkpoints, for resuming."""
+    out = Path(args.out)
+    kept = sorted(out.parent.glob(f".{out.name}.run*.pt")) if args.model is None else []
+    if not kept:
+        return None
+    return (
+        f"kept {len(kept)} training checkpoint(s) beside {out} ({kept[0].name}, ...); the same "
+        "command resumes from them"
+    )
+
+
 def run(args: argparse.Namespace) -> Path:
     if args.model is not None:
         from interpret import wm_imagine_cli
@@ -210,7 +223,9 @@ def run(args: argparse.Namespace) -> Path:
             examples = _examples(trained.model, config)
     summary = _summary(configs[0], runs, args)
     arrays = dict(examples)
-    index = write_report(out, _html(summary, runs, examples), summary, arrays, files)
+    index = write_report(
+        out, _html(summary, runs, examples), summary, arrays, files, replace=args.force
+    )
     for checkpoint in checkpoints:
         checkpoint.unlink(missing_ok=True)
     return index

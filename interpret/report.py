@@ -1,9 +1,11 @@
 """Report directories: a self-contained ``index.html``, ``summary.json`` and raw arrays.
 
 A report is written into a temporary sibling directory and renamed into place, so a crash
-never leaves a half-written report (an older report at the same path stays until the new one
-is complete). Pages inline everything (CSS, JavaScript, images as data URIs): they open from
-disk with no server and no network.
+never leaves a half-written report; an existing report at the same path is replaced (exchanged
+atomically) only with ``replace`` (the verbs' ``--force``). Files and directories get the
+user's umask, so the report is readable as a whole by whoever may read its parent.
+Pages inline everything (CSS, JavaScript, images as data URIs): they open from disk with no
+server and no network.
 """
 
 from __future__ import annotations
@@ -13,14 +15,14 @@ import html
 import io
 import json
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
-from agents.fileio import write_json
+from agents.fileio import staging_dir, write_json
+from agents.outputs import swap_in
 
 BASE_CSS = """
 body { font-family: system-ui, sans-serif; margin: 1.5em; color: #222; max-width: 1400px; }
@@ -77,13 +79,15 @@ def write_report(
     summary: dict[str, Any],
     arrays: dict[str, np.ndarray] | None = None,
     files: dict[str, bytes] | None = None,
+    *,
+    replace: bool = True,
 ) -> Path:
     """Write ``index.html``, ``summary.json``, ``arrays.npz`` (if any) and extra ``files``
-    into ``out_dir`` atomically; returns the path of ``index.html``."""
+    into ``out_dir`` atomically; returns the path of ``index.html``. An existing ``out_dir``
+    is replaced only with ``replace`` (else `agents.outputs.OutputError`)."""
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    staging.chmod(0o755)  # mkdtemp makes it private; a report is meant to be shared
+    staging = staging_dir(out_dir)
     try:
         (staging / "index.html").write_text(index_html, encoding="utf-8")
         write_json(staging / "summary.json", summary)
@@ -93,19 +97,7 @@ def write_report(
             target = staging / name
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(data)
-        _replace_dir(staging, out_dir)
+        swap_in(staging, out_dir, replace=replace)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return out_dir / "index.html"
-
-
-def _replace_dir(new: Path, target: Path) -> None:
-    """Move ``new`` to ``target``, replacing an existing directory only once ``new`` is whole."""
-    if target.exists():
-        old = target.with_name(f".{target.name}.old")
-        shutil.rmtree(old, ignore_errors=True)
-        target.rename(old)
-        new.rename(target)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        new.rename(target)

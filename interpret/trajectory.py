@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from agents.fileio import atomic_path
+from agents.fileio import InputFileError, atomic_path, read_npz
 from agents.inspectable import Inspectable
 
 GAMMA = 0.999
@@ -97,13 +97,33 @@ class Trajectory:
 
     @classmethod
     def load(cls, path: str | Path) -> Trajectory:
-        with np.load(path, allow_pickle=False) as data:
-            fields = {name: data[name] for name in cls._ARRAYS}
-            states = None
-            if "state_bytes" in data:
-                raw, offsets = data["state_bytes"].tobytes(), data["state_offsets"]
-                states = [raw[a:b] for a, b in itertools.pairwise(offsets)]
+        """Read a file `save` wrote; `agents.fileio.InputFileError` (one line) for a missing,
+        damaged or foreign file (other arrays, inconsistent lengths, no steps)."""
+        data = read_npz(path, "trajectory file")
+        missing = [name for name in (*cls._ARRAYS, "metadata") if name not in data]
+        if missing:
+            raise InputFileError(
+                f"{path} is not a trajectory file (no {', '.join(missing[:3])}); trajectories "
+                "are the .npz files that interpret.trajectory.Trajectory.save writes"
+            )
+        fields = {name: data[name] for name in cls._ARRAYS}
+        lengths = {name: len(a) if a.ndim else -1 for name, a in fields.items()}
+        if len(set(lengths.values())) != 1 or lengths["actions"] < 1:
+            raise InputFileError(f"{path}: a trajectory's arrays must have one length >= 1")
+        if fields["observations"].dtype != np.uint8:
+            raise InputFileError(f"{path}: observations must be uint8")
+        states = None
+        if "state_bytes" in data:
+            raw, offsets = data["state_bytes"].tobytes(), data.get("state_offsets")
+            if offsets is None or len(offsets) != lengths["actions"] + 1:
+                raise InputFileError(f"{path}: state_offsets do not match the steps")
+            states = [raw[int(a) : int(b)] for a, b in itertools.pairwise(offsets)]
+        try:
             metadata = json.loads(str(data["metadata"]))
+        except ValueError:
+            metadata = None
+        if not isinstance(metadata, dict):
+            raise InputFileError(f"{path}: its metadata is not a JSON object")
         return cls(**fields, states=states, metadata=metadata)
 
 

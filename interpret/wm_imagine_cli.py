@@ -144,7 +144,8 @@ def run(args: argparse.Namespace) -> Path:
         "dream_actions": dream_actions,
     }
     body = _html(summary, first["frames"], shown_rows, dreamed, real_next)
-    return write_report(args.out, page("World Models imagination", body), summary, arrays)
+    body = page("World Models imagination", body)
+    return write_report(args.out, body, summary, arrays, replace=args.force)
 
 
 def _summary(args, view, episodes, error, recon, copy) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from types import SimpleNamespace
 
+import gymnasium as gym
 import pytest
 
 from envs import EnvSpecError
@@ -9,7 +10,9 @@ from interpret.errors import InterpretError
 from interpret.model_env import resolve_env
 
 EASY = {"distribution_mode": "easy", "paint_vel_info": True}
-VIEW = SimpleNamespace(metadata={"env_id": "procgen:coinrun", "env_kwargs": EASY})
+VIEW = SimpleNamespace(
+    metadata={"env_id": "procgen:coinrun", "env_kwargs": EASY}, action_space=gym.spaces.Discrete(15)
+)
 
 
 def test_the_models_own_env_and_options():
@@ -36,3 +39,9 @@ def test_no_env_anywhere_and_bad_ids_are_user_errors():
         resolve_env(SimpleNamespace(metadata={}), None, None)
     with pytest.raises(EnvSpecError):
         resolve_env(VIEW, "procgen:nosuchgame", None)
+
+
+def test_a_model_of_another_game_is_refused():
+    pong = SimpleNamespace(metadata={"env_id": "atari:Pong"}, action_space=gym.spaces.Discrete(6))
+    with pytest.raises(InterpretError, match="does not fit procgen:coinrun: 15 discrete actions"):
+        resolve_env(pong, "procgen:coinrun", None)

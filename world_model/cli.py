@@ -125,15 +125,52 @@ def build_config(args: argparse.Namespace) -> Any:
 
 
 def _config_and_run_dir(args: argparse.Namespace) -> tuple[Any, Path]:
+    from agents.outputs import check_writable_dir, is_vacant
     from world_model.run import CONFIG_FILE, RunError
 
     config = build_config(args)
     run_dir = args.out or Path("runs") / (
         f"worldmodel-{config.env_id.replace(':', '-')}-{time.strftime('%Y%m%d-%H%M%S')}"
     )
-    if run_dir.exists() and any(run_dir.iterdir()) and not (run_dir / CONFIG_FILE).exists():
+    if run_dir.exists() and not run_dir.is_dir():
+        raise RunError(f"--out {run_dir} is an existing file, not a run directory")
+    if (run_dir / CONFIG_FILE).exists():
+        raise RunError(f"{run_dir} already holds a run; use --resume to continue it")
+    if run_dir.is_dir() and not is_vacant(run_dir):
         raise RunError(f"{run_dir} exists and is not empty")
+    check_writable_dir(run_dir)
     return config, run_dir
+
+
+def _resumed_config(args: argparse.Namespace) -> Any:
+    """The config of the run in ``--out``, its types and values checked."""
+    from agents.outputs import check_writable_dir
+    from agents.validation import check_field_types
+    from world_model.run import RunError, WorldModelConfig, read_config
+
+    if args.out is None:
+        raise RunError("--resume needs --out RUN_DIR")
+    data = read_config(args.out)
+    if data.get("algo") != "worldmodel":
+        raise RunError(f"{args.out} is not a World Models run")
+    check_field_types(WorldModelConfig, data, f"{args.out / 'config.json'}: ")
+    for name, _, _ in FLAGS.values():
+        value = data.get(name)
+        if value is not None and (value < 0 or (value == 0 and name not in NON_NEGATIVE)):
+            raise RunError(f"{args.out / 'config.json'}: {name} must be > 0, got {value}")
+    check_writable_dir(args.out)
+    return WorldModelConfig.from_dict(data)
+
+
+def _interrupted(run_dir: Path, resume: bool) -> str:
+    from agents.outputs import LOCK_FILE
+    from world_model.run import CONFIG_FILE
+
+    written = [p for p in run_dir.iterdir() if p.name not in (LOCK_FILE, CONFIG_FILE)]
+    if not resume and not written:
+        (run_dir / CONFIG_FILE).unlink(missing_ok=True)
+        return "nothing written"
+    return f"kept {run_dir}; continue it with train.py worldmodel --resume --out {run_dir}"
 
 
 def main(args: argparse.Namespace) -> int:
@@ -141,17 +178,14 @@ def main(args: argparse.Namespace) -> int:
     import envs
     from agents.executor import ExecutorError, make_executor
     from agents.fileio import write_json
+    from agents.outputs import OutputError, lock_dir
+    from agents.validation import SettingsError
     from world_model.model import WeightsFileError
-    from world_model.run import (
-        CONFIG_FILE,
-        RunError,
-        WorldModelConfig,
-        create_run,
-        read_config,
-        run_pipeline,
-    )
+    from world_model.run import CONFIG_FILE, RunError, WorldModelConfig, create_run, run_pipeline
 
-    errors = (envs.EnvSpecError, RunError, ExecutorError, WeightsFileError)
+    errors = (envs.EnvSpecError, RunError, ExecutorError, WeightsFileError, OutputError)
+    errors += (SettingsError,)
+    kept = "nothing written"
     try:
         foreign = foreign_flags(args, world_model=True)
         if foreign:
@@ -162,32 +196,37 @@ def main(args: argparse.Namespace) -> int:
             raise RunError(f"--threads must be >= 0, got {args.threads}")
         kwargs = {"address": args.ray_address} if args.ray_address else {}
         executor = make_executor(args.executor, args.workers, **kwargs)  # pool starts on use
-        config, run_dir = _config_and_run_dir(args) if not args.resume else (None, args.out)
         if args.resume:
-            if args.out is None:
-                raise RunError("--resume needs --out RUN_DIR")
-            data = read_config(args.out)
-            if data.get("algo") != "worldmodel":
-                raise RunError(f"{args.out} is not a World Models run")
-            config = WorldModelConfig.from_dict(data)
-            changed = {
-                k: v for k, v in _overrides(args).items() if k in ("generations", "eval_episodes")
-            }
-            if changed:
-                config = WorldModelConfig.from_dict({**asdict(config), **changed})
-                write_json(args.out / CONFIG_FILE, asdict(config))
-            run_dir = args.out
+            config, run_dir = _resumed_config(args), args.out
         else:
-            config = create_run(config, run_dir)
-        if args.threads:
-            import torch
+            config, run_dir = _config_and_run_dir(args)
+        overrides = _overrides(args)
+        with lock_dir(run_dir, create=not args.resume):  # a second writer is refused
+            try:
+                if args.resume:
+                    changed = {
+                        k: v for k, v in overrides.items() if k in ("generations", "eval_episodes")
+                    }
+                    if changed:
+                        config = WorldModelConfig.from_dict({**asdict(config), **changed})
+                        write_json(args.out / CONFIG_FILE, asdict(config))
+                else:
+                    config = create_run(config, run_dir)
+                if args.threads:
+                    import torch
 
-            torch.set_num_threads(args.threads)
-        with executor:
-            summary = run_pipeline(config, run_dir, executor, args.stage or "eval")
+                    torch.set_num_threads(args.threads)
+                with executor:
+                    summary = run_pipeline(config, run_dir, executor, args.stage or "eval")
+            except KeyboardInterrupt:
+                kept = _interrupted(run_dir, args.resume)
+                raise
     except errors as err:
         print(f"train.py: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"train.py: interrupted; {kept}", file=sys.stderr)
+        return 130
     if "eval" in summary:
         for name in ("best", "mean"):
             e = summary["eval"][name]

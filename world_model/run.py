@@ -80,10 +80,17 @@ class WorldModelConfig:
 
 
 def read_config(run_dir: str | Path) -> dict[str, Any]:
+    """A run's config.json as a dict; `RunError` (one line) if it is missing or damaged."""
     path = Path(run_dir) / CONFIG_FILE
     if not path.is_file():
         raise RunError(f"not a World Models run directory (no {CONFIG_FILE}): {run_dir}")
-    return read_json(path)
+    try:
+        data = read_json(path)
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        raise RunError(f"{path} is not readable JSON ({type(err).__name__})") from None
+    if not isinstance(data, dict):
+        raise RunError(f"{path}: not a JSON object but a {type(data).__name__}")
+    return data
 
 
 def is_world_model_run(path: str | Path) -> bool:
@@ -91,9 +98,10 @@ def is_world_model_run(path: str | Path) -> bool:
     if not config.is_file():
         return False
     try:
-        return json.loads(config.read_text()).get("algo") == "worldmodel"
+        data = json.loads(config.read_text())
     except (ValueError, OSError):
         return False
+    return isinstance(data, dict) and data.get("algo") == "worldmodel"
 
 
 def make_eval_env(run_dir: str | Path, seed: int | None) -> Any:

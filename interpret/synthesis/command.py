@@ -55,6 +55,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--target", default="T-", help="T+, T-, T+-, action:K or module:func")
     parser.add_argument("--samples", type=int, default=16, help="states to synthesize")
     parser.add_argument("--out", required=True, help="report directory")
+    parser.add_argument("--force", action="store_true", help="replace an existing --out")
     g = parser.add_argument_group("frames")
     g.add_argument("--frames", type=int, default=4096, help="recorded frames to train on")
     g.add_argument("--epsilon", type=float, default=0.1, help="random-action chance")
@@ -133,6 +134,7 @@ def run(args: argparse.Namespace) -> Path:
     import agents
     import envs
     from agents.loading import resolve_model_path
+    from interpret.model_env import check_fits
     from interpret.synthesis import frames as frames_mod
     from interpret.synthesis.report import write_synthesis_report
     from interpret.synthesis.targets import resolve_target
@@ -156,8 +158,11 @@ def run(args: argparse.Namespace) -> Path:
     else:
         options = envs.parse_options(args.env_kwargs)
     envs.parse_env_id(env_id)
+    check_fits(view, env_id, options)  # a model of another game is refused before recording
     space = frames_mod.frame_space(view, env_id)
     target = resolve_target(args.target, beta=args.beta)
+    _probe_target(view, space, target, args.target)  # e.g. action:99 of 15, before training
+    _check_cache(args.cache_dir)
     progress = not args.no_progress
     warnings.filterwarnings("ignore", message="Setting backward hooks on ReLU")
     timings: dict[str, float] = {}
@@ -216,7 +221,44 @@ def run(args: argparse.Namespace) -> Path:
         "goggles": goggles,
         **result["summary"],
     }
-    return write_synthesis_report(Path(args.out), summary, result, data, space, histories, goggles)
+    return write_synthesis_report(
+        Path(args.out), summary, result, data, space, histories, goggles, replace=args.force
+    )
+
+
+def kept_on_interrupt(args: argparse.Namespace) -> str | None:
+    """An interrupted run keeps what its cache holds (frames, generators, checkpoints)."""
+    cache = Path(args.cache_dir) if args.cache_dir else default_cache_dir()
+    if not (cache.is_dir() and any(cache.iterdir())):
+        return None
+    return f"no report written; the cache {cache} keeps finished frames and generator checkpoints"
+
+
+def _probe_target(view: Any, space: Any, target: Any, spec: str) -> None:
+    """The target on the agent's outputs for one blank frame: a target the agent cannot have
+    (an action it lacks, a value it has not) is refused before any recording or training."""
+    from interpret.synthesis.latent import agent_outputs
+
+    blank = torch.zeros(1, space.channels, space.height, space.width, device=view.device)
+    try:
+        with torch.no_grad():
+            energy = target(agent_outputs(view, space, blank))
+    except InterpretError:
+        raise
+    except Exception as err:  # a user's module:function target may raise anything
+        first = (str(err).strip().splitlines() or [""])[0]
+        raise InterpretError(f"target {spec!r} fails on the agent's outputs: {first}") from None
+    if not isinstance(energy, torch.Tensor) or energy.numel() != 1:
+        raise InterpretError(f"target {spec!r} must return one energy per state, shape (N,)")
+
+
+def _check_cache(cache_dir: Path | None) -> None:
+    from agents.outputs import OutputError, check_writable_dir
+
+    try:
+        check_writable_dir(Path(cache_dir) if cache_dir else default_cache_dir(), "--cache-dir")
+    except OutputError as err:
+        raise InterpretError(str(err)) from None
 
 
 def _frames(view, env_id, space, options, args, path: Path, progress: bool):

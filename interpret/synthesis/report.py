@@ -125,6 +125,7 @@ def write_synthesis_report(
     space: FrameSpace,
     histories: dict[str, list[dict[str, float]]],
     goggles: dict[str, dict[str, Any]] | None,
+    replace: bool = True,
 ) -> Path:
     synth = result["synth"]
     shown = space.display(synth.images)
@@ -200,4 +201,4 @@ Mean target energy on the recorded frames {summary["recorded_frames_target_energ
         **{f"synth_{k}": v for k, v in result["synth_outputs"].items()},
         **{f"pixel_{k}": v for k, v in result["pixel_outputs"].items()},
     }
-    return write_report(out_dir, page(title, body, css=CSS), summary, arrays)
+    return write_report(out_dir, page(title, body, css=CSS), summary, arrays, replace=replace)
