@@ -18,11 +18,18 @@ processes, the CLI's default 2, each running torch with cpus / workers threads; 
 It checks and prints that both fp32 engines give the same completion, length and cause on
 every level and the same fatal states, and reports levels/s and env steps/s of each, their
 ratio, levels per CPU-second of the workers (less disturbed by load than wall time), and the
-machine's load (load average, and the share of the CPUs other processes used). The model is
-`--model` (a run directory or zip) or, without one, a freshly initialised interpretable-CNN PPO
-policy whose action head is set to jump right (p 0.6) or run right (p 0.3), as the tests'
-runner: a stand-in for a competent agent, whose CoinRun episodes end in ~30-100 steps with
-both completions and failures (the network's cost per step does not depend on its weights).
+machine's load (load average, and the share of the CPUs other processes used). A short audit
+flatters the replay engine: at the end of each chunk the stepwise engine still runs the
+network on every env whose level has ended, until the chunk's last level ends, and with few
+levels per env that tail is a large share of its work. So it also reports the workers' CPU
+time per network row (per observation the network ran on) of each engine: their ratio is what
+the speed-up approaches in audits with many levels per env (10,000 levels: ~150 per env).
+
+The model is `--model` (a run directory or zip) or, without one, a freshly initialised
+interpretable-CNN PPO policy whose action head is set to jump right (p 0.6) or run right
+(p 0.3), as the tests' runner: a stand-in for a competent agent, whose CoinRun episodes end in
+~30-100 steps with both completions and failures (the network's cost per step does not depend
+on its weights).
 
     python bench/audit.py                          # 64 levels, 2 rounds (~1 min on 2 idle cores)
     python bench/audit.py --model runs/demo --levels 500 --rounds 1
@@ -157,7 +164,16 @@ def main() -> None:
         + ", ".join(f"{name} {value:.2f}" for name, value in rows.items())
         + " (stepwise runs the network on finished envs too, until its chunk ends)"
     )
+    cpu_row = {  # worker CPU-seconds per network row: what large audits approach
+        name: min(cpus[name]) / results[name].timings["network_rows"] for name in sides
+    }
+    ratio_row = cpu_row["stepwise"] / cpu_row["replay"]
     print(f"replay / stepwise: {ratio:.2f}x levels/s (wall), {ratio_cpu:.2f}x per CPU-second")
+    print(
+        f"worker CPU per network row: stepwise {1000 * cpu_row['stepwise']:.2f} ms, replay "
+        f"{1000 * cpu_row['replay']:.2f} ms ({ratio_row:.2f}x): the ratio large audits approach, "
+        "where the chunks' tails (finished envs still run by stepwise) are a small share"
+    )
     summary = {
         "levels": args.levels,
         "mode": args.mode,
@@ -169,6 +185,8 @@ def main() -> None:
         "levels_per_cpu_s": per_cpu,
         "speedup": ratio,
         "speedup_per_cpu_s": ratio_cpu,
+        "cpu_ms_per_network_row": {name: 1000 * value for name, value in cpu_row.items()},
+        "speedup_per_network_row": ratio_row,
         "same_outcomes": same,
         "network_rows_per_step": rows,
         "steps_per_level": new.timings["steps"] / args.levels,

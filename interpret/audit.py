@@ -88,6 +88,7 @@ class AuditTask:
 
 
 ENGINES = ("replay", "stepwise")
+_EPISODE_CAPACITY = 1024  # steps per env the replay engine's buffers start with (CoinRun: 1,000)
 
 
 @dataclass
@@ -524,8 +525,8 @@ def _play_replay(task: AuditTask) -> ChunkResult:
     positive: list = []
     recorded: dict[int, np.ndarray] = {}  # level index -> actions, for extreme steps' frames
     label_s, steps, network_rows = 0.0, 0, 0
-    # Per slot, the running episode's steps so far; CoinRun episodes end by 1,000 steps.
-    capacity = 1024
+    # Per slot, the running episode's steps so far (grown if an episode outlasts them).
+    capacity = _EPISODE_CAPACITY
     actions = np.zeros((slots, capacity), np.int64)
     rewards = np.zeros((slots, capacity), np.float32)
     values = np.zeros((slots, capacity), np.float32)

@@ -95,6 +95,18 @@ def test_replay_engine_gives_what_the_stepwise_engine_reads_live(audit, stepwise
     assert stepwise.timings["network_rows"] > stepwise.timings["steps"]
 
 
+def test_replay_engine_grows_its_buffers(model, stepwise, monkeypatch):
+    """Episodes longer than the per-env buffers (here 8 steps) double them, random streams
+    included: the outcomes stay those of the stepwise engine."""
+    import interpret.audit as audit_module
+
+    monkeypatch.setattr(audit_module, "_EPISODE_CAPACITY", 8)
+    result = run_audit(model, COINRUN, LEVELS[:3], env_options=HARD, n_envs=2, keep_failures=0)
+    assert result.lengths.max() > 16  # grown at least twice
+    assert outcomes(result) == tuple(column[:3] for column in outcomes(stepwise))
+    assert result.fatal_states == stepwise.fatal_states[:3]
+
+
 @pytest.mark.parametrize("edit", [None, "invisible-buzzsaws"])
 def test_replayed_state_equals_the_state_read_live(edit):
     """Play a level with random actions reading every state; a fresh game fed the same
