@@ -1,9 +1,13 @@
-"""Integrated gradients from layer 2b of the interpretable CNN: ours vs captum's
-``LayerIntegratedGradients``, measured side by side in one run.
+"""Integrated gradients from layer 2b of the interpretable CNN: ours (fp32 and bf16) vs
+captum's ``LayerIntegratedGradients``, measured side by side in one run.
 
 - ours: ``interpret.attribution.HiddenLayerIntegratedGradients``: the lower layers run once per
-  observation, captum's ``IntegratedGradients`` integrates over the upper part only
-  (``Inspectable.split("2b")``), 10 steps (alpha = 0.1, ..., 1).
+  observation, and the upper part only (``Inspectable.split("2b")``) is integrated, all 10
+  steps (alpha = 0.1, ..., 1, captum's ``riemann_right`` rule) in one batched pass.
+- ours bf16: the same with ``precision="bf16"`` (the network under bfloat16 autocast, the
+  path, gradients and sums in float32): its completeness error and its largest difference to
+  the fp32 attributions are reported. bfloat16 is fast only on CPUs with native bfloat16
+  instructions (AVX512-BF16, AMX); elsewhere torch emulates it and it is slower.
 - captum: ``LayerIntegratedGradients`` on the layer module over the whole network (it runs the
   whole network for every step, replacing the layer's output by the scaled activations), same
   10 steps (``method="riemann_right"``), from the all-zero observation as its baseline.
@@ -47,6 +51,7 @@ import torch
 from agents.runtime import keep_freed_memory
 
 LAYER, STEPS, SEED = "2b", 10, 0
+SIDES = ("captum", "ours", "ours-bf16")
 
 
 def build_view():
@@ -84,18 +89,23 @@ def _rss() -> int:
 
 
 def make_sides(view, batch: int) -> dict:
-    """{"captum": fn, "ours": fn}: raw observations -> (N, 32, 32, 32) attributions."""
+    """{side: fn} for `SIDES`: raw observations -> (N, 32, 32, 32) attributions (captum) or
+    ``LayerAttribution`` (ours)."""
     from captum.attr import LayerIntegratedGradients
 
     from interpret.attribution import HiddenLayerIntegratedGradients
 
     ours = HiddenLayerIntegratedGradients(view, LAYER, "value", n_steps=STEPS)
+    ours_bf16 = HiddenLayerIntegratedGradients(view, LAYER, "value", STEPS, precision="bf16")
     zero_obs = np.zeros((1, 64, 64, 3), dtype=np.uint8)
     with torch.no_grad():
         layer_baseline = ours.lower(view.preprocess(zero_obs)).float()
 
-    def run_ours(obs: np.ndarray) -> np.ndarray:
-        return ours.attribute(obs, batch_size=batch, baseline=layer_baseline).attributions
+    def run_ours(obs: np.ndarray):
+        return ours.attribute(obs, batch_size=batch, baseline=layer_baseline)
+
+    def run_ours_bf16(obs: np.ndarray):  # the same baseline, computed in fp32
+        return ours_bf16.attribute(obs, batch_size=batch, baseline=layer_baseline)
 
     lig = LayerIntegratedGradients(lambda x: view.outputs(x)["value"], view.layer_module(LAYER))
 
@@ -109,12 +119,12 @@ def make_sides(view, batch: int) -> dict:
             parts.append(attr.detach().numpy())
         return np.concatenate(parts)
 
-    return {"captum": run_captum, "ours": run_ours}
+    return {"captum": run_captum, "ours": run_ours, "ours-bf16": run_ours_bf16}
 
 
 def timing(observations: np.ndarray, batch: int, rounds: int) -> tuple[dict, dict]:
-    """Both sides in this process, alternating, ``rounds`` times; the fastest round of each
-    (the least disturbed by other processes). Returns ({side: stats}, {side: attributions})."""
+    """Every side in this process, alternating, ``rounds`` times; the fastest round of each
+    (the least disturbed by other processes). Returns ({side: stats}, {side: result})."""
     fns = make_sides(build_view(), batch)
     for fn in fns.values():
         fn(observations[:batch])  # warm-up
@@ -191,6 +201,17 @@ def nmf_timing(n: int, threads: int) -> dict:
     return {"observations": n, "seconds": seconds, "error": features.reconstruction_error}
 
 
+def machine_busy_seconds() -> float:
+    with open("/proc/stat") as f:  # cpu user nice system idle iowait irq softirq steal
+        ticks = [int(v) for v in f.readline().split()[1:9]]
+    return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
+
+
+def relative(x: np.ndarray, reference: np.ndarray) -> float:
+    """max |x - reference| / max |reference|."""
+    return float(np.abs(x - reference).max() / max(np.abs(reference).max(), 1e-30))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
@@ -207,8 +228,11 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     keep_freed_memory()
     load_before = os.getloadavg()[0]
+    busy, wall, cpu = machine_busy_seconds(), time.perf_counter(), time.process_time()
     observations = coinrun_observations(n)
     stats, outputs = timing(observations, args.batch_size, args.rounds)
+    others = (machine_busy_seconds() - busy) - (time.process_time() - cpu)
+    others_share = max(0.0, others) / ((time.perf_counter() - wall) * (os.cpu_count() or 1))
     with tempfile.TemporaryDirectory() as tmp:
         obs_path = str(Path(tmp) / "obs.npy")
         np.save(obs_path, observations)
@@ -216,14 +240,33 @@ def main() -> None:
             stats[name]["peak_mib"] = peak_memory(name, obs_path, args.batch_size, args.threads)
     for name, r in stats.items():
         print(
-            f"{name:7s} {r['obs_per_s']:8.1f} obs/s  {r['obs_per_cpu_s']:8.1f} obs/cpu-s  "
+            f"{name:9s} {r['obs_per_s']:8.1f} obs/s  {r['obs_per_cpu_s']:8.1f} obs/cpu-s  "
             f"peak +{r['peak_mib']:7.1f} MiB  rounds {r['walls_s']} s",
             flush=True,
         )
-    ours, theirs = outputs["ours"], outputs["captum"]
+    ours, bf16, theirs = outputs["ours"], outputs["ours-bf16"], outputs["captum"]
     scale = float(np.abs(theirs).max())
-    max_diff = float(np.abs(ours - theirs).max())
+    max_diff = float(np.abs(ours.attributions - theirs).max())
+    speedup = stats["ours"]["obs_per_s"] / stats["captum"]["obs_per_s"]
+    speedup_cpu = stats["ours"]["obs_per_cpu_s"] / stats["captum"]["obs_per_cpu_s"]
+    bf16_speedup = stats["ours-bf16"]["obs_per_s"] / stats["captum"]["obs_per_s"]
+    bf16_vs_fp32 = stats["ours-bf16"]["obs_per_s"] / stats["ours"]["obs_per_s"]
+    bf16_diff = relative(bf16.attributions, ours.attributions)
+    bf16_l2 = float(
+        np.linalg.norm(bf16.attributions - ours.attributions) / np.linalg.norm(ours.attributions)
+    )
+    print(f"ours / captum: {speedup:.2f}x wall, {speedup_cpu:.2f}x CPU time")
+    print(f"ours bf16 / captum: {bf16_speedup:.2f}x wall; bf16 / fp32: {bf16_vs_fp32:.2f}x")
     print(f"max |ours - captum| = {max_diff:.3g} ({max_diff / scale:.3g} of the attribution scale)")
+    print(
+        f"completeness error / max |F(a) - F(b)|: fp32 {ours.max_relative_error:.3g}, "
+        f"bf16 {bf16.max_relative_error:.3g}; max |bf16 - fp32| = {bf16_diff:.3g} of the scale, "
+        f"|bf16 - fp32| / |fp32| = {bf16_l2:.3g} (L2 over all)"
+    )
+    print(
+        f"load: average {load_before:.2f} before, {os.getloadavg()[0]:.2f} after; other "
+        f"processes used {others_share:.0%} of the {os.cpu_count()} CPUs during the timing"
+    )
     nmf = nmf_timing(n_nmf, args.threads)
     print(f"NMF k=8 on {n_nmf} observations: {nmf['seconds']:.1f} s", flush=True)
     summary = {
@@ -234,18 +277,28 @@ def main() -> None:
         "threads": args.threads,
         "rounds": args.rounds,
         "ours_obs_per_s": stats["ours"]["obs_per_s"],
+        "ours_bf16_obs_per_s": stats["ours-bf16"]["obs_per_s"],
         "captum_obs_per_s": stats["captum"]["obs_per_s"],
-        "speedup": stats["ours"]["obs_per_s"] / stats["captum"]["obs_per_s"],
-        "speedup_cpu_time": stats["ours"]["obs_per_cpu_s"] / stats["captum"]["obs_per_cpu_s"],
+        "speedup": speedup,
+        "speedup_cpu_time": speedup_cpu,
+        "speedup_bf16": bf16_speedup,
+        "bf16_vs_fp32": bf16_vs_fp32,
         "ours_peak_mib": stats["ours"]["peak_mib"],
+        "ours_bf16_peak_mib": stats["ours-bf16"]["peak_mib"],
         "captum_peak_mib": stats["captum"]["peak_mib"],
         "max_abs_diff": max_diff,
         "max_abs_diff_relative": max_diff / scale,
         "attribution_scale": scale,
+        "completeness_relative_fp32": ours.max_relative_error,
+        "completeness_relative_bf16": bf16.max_relative_error,
+        "bf16_vs_fp32_max_diff_relative": bf16_diff,
+        "bf16_vs_fp32_l2_relative": bf16_l2,
         "nmf_observations": n_nmf,
         "nmf_seconds": nmf["seconds"],
         "nmf_relative_error": nmf["error"],
         "load_average_before": load_before,
+        "load_average_after": os.getloadavg()[0],
+        "other_processes_cpu_share": others_share,
     }
     print(json.dumps(summary))
 

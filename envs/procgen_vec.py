@@ -12,6 +12,7 @@ episode that procgen did render: the observation the final action was taken on.
 
 from __future__ import annotations
 
+import gc
 import itertools
 import time
 from collections.abc import Sequence
@@ -46,6 +47,12 @@ MODE_GAMES = {
     "memory": ("caveflyer", "dodgeball", "heist", "jumper", "maze", "miner"),
     "exploration": tuple(sorted(EXPLORATION_LEVEL_SEEDS)),
 }
+
+
+# The functions of procgen's cffi library a block calls after it is made (see _make_block).
+_LIBRARY_FUNCTIONS = (
+    "libenv_act", "libenv_close", "libenv_observe", "libenv_set_buffers", "get_state", "set_state",
+)  # fmt: skip
 
 
 def procgen_options(game: str, n_envs: int, options: dict) -> tuple[dict, list[int] | None]:
@@ -174,7 +181,22 @@ class ProcgenVecEnv(VecEnv):
 
     def _make_block(self, num: int, rand_seed: int | None, **level_kwargs: Any) -> ProcgenGym3Env:
         kwargs = {**self._kwargs, **level_kwargs}
-        return ProcgenGym3Env(num=num, env_name=self.game, rand_seed=rand_seed, **kwargs)
+        # gym3 closes an unclosed env in __del__ through its cffi library, whose first access
+        # of a function takes cffi's lock; a garbage collection while another env holds that
+        # lock (in FFI.dlopen, or a function's first access) deadlocks the process. So no
+        # collection runs while a block is made, and every function the block will call is
+        # looked up now, while none can run: its __del__ then never needs the lock.
+        enabled = gc.isenabled()
+        gc.disable()
+        try:
+            block = ProcgenGym3Env(num=num, env_name=self.game, rand_seed=rand_seed, **kwargs)
+            library = getattr(block, "_c_lib", None)
+            for name in _LIBRARY_FUNCTIONS:
+                getattr(library, name, None)
+            return block
+        finally:
+            if enabled:
+                gc.enable()
 
     def _create_blocks(self) -> None:
         self._close_blocks()

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from agents.precision import PRECISIONS
 from interpret.errors import InterpretError
 
 
@@ -52,6 +53,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--trajectory-steps", type=int, default=256)
     parser.add_argument("--smooth", type=float, default=1.0, help="Gaussian sigma (layer px)")
     parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="fp32",
+        help="network precision (bf16: autocast; the integral stays float32)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--save-attributions", action="store_true")
     parser.add_argument("--trust-pickle", action="store_true", help="load with SB3's unpickler")
@@ -83,7 +90,9 @@ def run(args: argparse.Namespace) -> Path:
     layer = args.layer or ("2b" if "2b" in view.layers() else None)
     if layer is None:
         raise InterpretError(f"pass --layer; this model's layers: {', '.join(view.layers())}")
-    ig = HiddenLayerIntegratedGradients(view, layer, target=args.target, n_steps=args.steps)
+    ig = HiddenLayerIntegratedGradients(
+        view, layer, target=args.target, n_steps=args.steps, precision=args.precision
+    )
     channels = _probe(ig, view)
     if args.features > channels:
         raise InterpretError(
@@ -129,6 +138,7 @@ def run(args: argparse.Namespace) -> Path:
         "n_steps": args.steps,
         "alphas": ig.alphas,
         "baseline": "zero",
+        "precision": args.precision,
         "features": features.k,
         "nmf_on": args.nmf_on,
         "sample_observations": len(sample_obs),

@@ -11,6 +11,21 @@ Levels are split into chunks played by an `agents.executor.Executor` (local proc
 default, Ray as an option), each chunk in a vectorized env (``levels=`` mode, one env per
 level). Actions are sampled with a random stream per level (seeded by the audit seed and the
 level seed), so the outcome of a level does not depend on how levels were split among workers.
+
+Two engines play a chunk, with the same outcome for every level (tested, and compared side by
+side in ``bench/audit.py``):
+
+- ``"replay"`` (the default) records only actions, rewards and values while playing, runs the
+  network on the envs still playing only, and samples every env's action in one vectorized
+  step. Procgen is deterministic given the level, its options and the actions, so what a
+  failure needs (the game state before the fatal step, the frames of a kept episode or of an
+  extreme step) is recovered afterwards by replaying the recorded actions in a fresh game of
+  the same level (tested: the replayed state bytes equal the ones read live).
+- ``"stepwise"`` (the engine before it, kept for comparison) reads every env's game state
+  before every step and keeps every frame.
+
+``precision="bf16"`` runs the network under bfloat16 autocast (`agents.precision`); the
+outcomes then differ from fp32's where the rounding changes a sampled action.
 """
 
 from __future__ import annotations
@@ -28,6 +43,7 @@ import numpy as np
 import torch
 
 from agents.evaluate import wilson_interval
+from agents.precision import autocast, check_precision
 from envs.coinrun_state import ENEMY, SAW, invisible_buzzsaws, without_hazards
 from interpret.failure_causes import CAUSES, TABLE_COLUMNS, FailureCause
 from interpret.trajectory import GAE_LAMBDA, GAMMA, Trajectory, gae_advantages
@@ -67,6 +83,12 @@ class AuditTask:
     level_edit: str | None = None
     trust_pickle: bool = False
     threads: int = 0  # torch threads in the worker (0: leave as is)
+    engine: str = "replay"  # or "stepwise" (see the module docstring)
+    precision: str = "fp32"  # or "bf16"
+
+
+ENGINES = ("replay", "stepwise")
+_EPISODE_CAPACITY = 1024  # steps per env the replay engine's buffers start with (CoinRun: 1,000)
 
 
 @dataclass
@@ -82,7 +104,7 @@ class ExtremeStep:
     step: int  # within its episode
     episode_length: int
     completed: bool
-    observation: np.ndarray
+    observation: np.ndarray | None  # None only while the "replay" engine has yet to replay it
 
 
 @dataclass
@@ -100,8 +122,10 @@ class ChunkResult:
     most_negative: list[ExtremeStep]
     most_positive: list[ExtremeStep]
     steps: int = 0
+    network_rows: int = 0  # observations the network was run on (steps + finished envs' rows)
     play_s: float = 0.0
-    state_read_s: float = 0.0  # reading the pre-step state every step (for labelling)
+    state_read_s: float = 0.0  # reading the pre-step state every step ("stepwise")
+    replay_s: float = 0.0  # replaying failures and extreme steps for states, frames ("replay")
     label_s: float = 0.0  # labelling fatal steps
     setup_s: float = 0.0
     cpu_s: float = 0.0  # CPU time of the worker process (all its threads) for this chunk
@@ -192,14 +216,30 @@ def _level_rng(seed: int, level_seed: int) -> np.random.Generator:
 class _Policy:
     """Scores, values and actions of a view for a batch; per-env random streams."""
 
-    def __init__(self, view: Any, deterministic: bool) -> None:
+    def __init__(self, view: Any, deterministic: bool, precision: str = "fp32") -> None:
         self.view = view
         self.deterministic = deterministic
+        self.precision = check_precision(precision)
         self.recurrent = hasattr(view, "reset")
         if self.recurrent:
             view.reset()  # a cached view may carry the state of an earlier chunk
 
-    @torch.no_grad()
+    def scores(self, obs: np.ndarray) -> tuple[str, np.ndarray, np.ndarray]:
+        """("q", Q (n, A) float32, max Q) or ("logits", logits (n, A) float64, values (n,)
+        float32; NaN where the view has none), in float32 whatever the precision."""
+        n = len(obs)
+        with torch.inference_mode():
+            x = self.view.preprocess(obs)
+            with autocast(self.precision, x.device):
+                out = self.view.outputs(x)
+            out = {key: value.float() for key, value in out.items()}
+        if "q" in out:
+            q = out["q"].cpu().numpy()
+            return "q", q, q.max(axis=1).astype(np.float32)
+        logits = out["logits"].double().cpu().numpy()
+        values = out["value"].cpu().numpy() if "value" in out else np.full(n, np.nan)
+        return "logits", logits, values.astype(np.float32)
+
     def __call__(
         self, obs: np.ndarray, rngs: Sequence[np.random.Generator | None]
     ) -> tuple[np.ndarray, np.ndarray]:
@@ -208,14 +248,9 @@ class _Policy:
         if self.recurrent:  # World Models: the controller keeps (h, c) between calls
             actions = np.asarray(self.view.act(obs, deterministic=True)).reshape(n)
             return actions.astype(np.int64), np.full(n, np.nan, np.float32)
-        out = self.view.outputs(self.view.preprocess(obs))
-        if "q" in out:
-            q = out["q"].float().cpu().numpy()
-            return q.argmax(axis=1), q.max(axis=1).astype(np.float32)
-        logits = out["logits"].double().cpu().numpy()
-        values = out["value"].float().cpu().numpy() if "value" in out else np.full(n, np.nan)
-        if self.deterministic:
-            return logits.argmax(axis=1), values.astype(np.float32)
+        kind, logits, values = self.scores(obs)
+        if kind == "q" or self.deterministic:
+            return logits.argmax(axis=1), values
         probs = np.exp(logits - logits.max(axis=1, keepdims=True))
         cdf = np.cumsum(probs, axis=1)
         actions = np.zeros(n, np.int64)
@@ -223,7 +258,22 @@ class _Policy:
             if rng is not None:
                 u = rng.random() * cdf[i, -1]
                 actions[i] = min(int(np.searchsorted(cdf[i], u, side="right")), cdf.shape[1] - 1)
-        return actions, values.astype(np.float32)
+        return actions, values
+
+    def sample(self, obs: np.ndarray, uniforms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """`__call__` with each row's next uniform draw given, (n,) in [0, 1), and no Python
+        loop: the same actions (the count of CDF entries <= u is searchsorted's index)."""
+        n = len(obs)
+        if self.recurrent:
+            return self(obs, [None] * n)
+        kind, logits, values = self.scores(obs)
+        if kind == "q" or self.deterministic:
+            return logits.argmax(axis=1), values
+        probs = np.exp(logits - logits.max(axis=1, keepdims=True))
+        cdf = np.cumsum(probs, axis=1)
+        u = uniforms * cdf[:, -1]
+        actions = np.minimum((cdf <= u[:, None]).sum(axis=1), cdf.shape[1] - 1)
+        return actions.astype(np.int64), values
 
     def reset(self, rows: list[int]) -> None:
         if self.recurrent and rows:
@@ -254,6 +304,22 @@ def _push(heap: list, item: ExtremeStep, key: float, limit: int) -> None:
 
 def play_levels(task: AuditTask) -> ChunkResult:
     """Play every level of `task` once (a worker's job); label the failures."""
+    if task.engine not in ENGINES:
+        raise ValueError(f"unknown audit engine {task.engine!r}; valid: {', '.join(ENGINES)}")
+    check_precision(task.precision)
+    if task.engine == "replay":
+        return _play_replay(task)
+    return _play_stepwise(task)
+
+
+def _env_options(task: AuditTask) -> dict[str, Any]:
+    """The env options of the chunk's games (each game is pinned to its level)."""
+    return {k: v for k, v in task.env_options.items() if k not in ("num_levels", "start_level")}
+
+
+def _play_stepwise(task: AuditTask) -> ChunkResult:
+    """The "stepwise" engine: every env's game state is read before every step, every frame
+    kept."""
     import envs
 
     began, cpu_began = time.perf_counter(), time.process_time()
@@ -261,12 +327,12 @@ def play_levels(task: AuditTask) -> ChunkResult:
         torch.set_num_threads(task.threads)
     view = _cached_view(task.model, task.trust_pickle)
     labeler = _cached_labeler()
-    policy = _Policy(view, task.deterministic)
+    policy = _Policy(view, task.deterministic, task.precision)
     edit = level_edit(task.level_edit)
     levels = list(task.levels)
     n = len(levels)
     slots = min(task.n_envs, n)
-    options = {k: v for k, v in task.env_options.items() if k not in ("num_levels", "start_level")}
+    options = _env_options(task)
     venv = envs.make_vec_env(
         task.env_id, slots, task.seed, levels=[s for _, s in levels[:slots]], **options
     )
@@ -278,7 +344,7 @@ def play_levels(task: AuditTask) -> ChunkResult:
     failures: list[tuple[int, Trajectory]] = []
     negative: list = []
     positive: list = []
-    timings = {"state_read_s": 0.0, "label_s": 0.0, "steps": 0}
+    timings = {"state_read_s": 0.0, "label_s": 0.0, "steps": 0, "network_rows": 0}
     setup_s = time.perf_counter() - began
 
     def start(slot: int, k: int) -> np.ndarray | None:
@@ -305,6 +371,7 @@ def play_levels(task: AuditTask) -> ChunkResult:
             states = venv.get_states()
             timings["state_read_s"] += time.perf_counter() - clock
             actions, values = policy(obs, [e.rng if e else None for e in running])
+            timings["network_rows"] += len(obs)
             for slot, episode in enumerate(running):
                 if episode is not None:
                     episode.obs.append(obs[slot].copy())  # not a view: frees the batch
@@ -358,12 +425,250 @@ def play_levels(task: AuditTask) -> ChunkResult:
         most_negative=[e[-1] for e in negative],
         most_positive=[e[-1] for e in positive],
         steps=int(timings["steps"]),
+        network_rows=int(timings["network_rows"]),
         play_s=play_s,
         state_read_s=timings["state_read_s"],
         label_s=timings["label_s"],
         setup_s=setup_s,
         cpu_s=time.process_time() - cpu_began,
     )
+
+
+class ReplayDivergedError(RuntimeError):
+    """A replayed episode did not end as the live one did (the game was not deterministic)."""
+
+
+class _Replayer:
+    """Plays a level again from its recorded actions in a fresh game made like the live ones
+    (the same env options, procgen seed and level edit): Procgen is deterministic given those,
+    so the replay passes through the live episode's states and frames."""
+
+    def __init__(
+        self, env_id: str, seed: int, options: dict[str, Any], edit: Callable | None
+    ) -> None:
+        self.env_id, self.seed, self.options, self.edit = env_id, seed, options, edit
+        self.venv: Any = None
+        self.seconds = 0.0
+
+    def play(
+        self,
+        level_seed: int,
+        actions: np.ndarray,
+        until: int,
+        frames: Sequence[int] = (),
+        check_failure: bool = False,
+    ) -> tuple[bytes, dict[int, np.ndarray]]:
+        """(the game state after ``actions[:until]``, {t: the frame ``actions[t]`` was taken on}
+        for t in `frames` (each <= until)). With `check_failure`, ``actions[until]`` must then
+        end the episode without the coin, as it did live (else `ReplayDivergedError`)."""
+        import envs
+
+        clock = time.perf_counter()
+        if self.venv is None:
+            self.venv = envs.make_vec_env(
+                self.env_id, 1, self.seed, levels=[int(level_seed)], **self.options
+            )
+            obs = self.venv.reset()[0]
+        else:
+            obs = self.venv.replace_level(0, int(level_seed))
+        if self.edit is not None:
+            self.venv.set_states([self.edit(self.venv.get_states([0])[0])], [0])
+            obs = self.venv.observations()[0]
+        wanted, kept = set(frames), {}
+        for t in range(until):
+            if t in wanted:
+                kept[t] = obs
+            step_obs, _, done, _ = self.venv.step(actions[t : t + 1])
+            if done[0]:
+                raise ReplayDivergedError(f"level {level_seed}: the replay ended at step {t}")
+            obs = step_obs[0]
+        if until in wanted:
+            kept[until] = obs
+        state = self.venv.get_states([0])[0]
+        if check_failure:
+            _, _, done, infos = self.venv.step(actions[until : until + 1])
+            if not done[0] or infos[0]["level_complete"]:
+                raise ReplayDivergedError(f"level {level_seed}: the replayed last step differs")
+        self.seconds += time.perf_counter() - clock
+        return state, kept
+
+    def close(self) -> None:
+        if self.venv is not None:
+            self.venv.close()
+
+
+def _play_replay(task: AuditTask) -> ChunkResult:
+    """The "replay" engine (see the module docstring): the same outcomes as `_play_stepwise`."""
+    import envs
+
+    began, cpu_began = time.perf_counter(), time.process_time()
+    if task.threads:
+        torch.set_num_threads(task.threads)
+    view = _cached_view(task.model, task.trust_pickle)
+    labeler = _cached_labeler()
+    policy = _Policy(view, task.deterministic, task.precision)
+    edit = level_edit(task.level_edit)
+    levels = list(task.levels)
+    n = len(levels)
+    slots = min(task.n_envs, n)
+    options = _env_options(task)
+    venv = envs.make_vec_env(
+        task.env_id, slots, task.seed, levels=[s for _, s in levels[:slots]], **options
+    )
+    replayer = _Replayer(task.env_id, task.seed, options, edit)
+    completed, returns = np.zeros(n, bool), np.zeros(n)
+    lengths = np.zeros(n, np.int64)
+    causes: list[FailureCause | None] = [None] * n
+    fatal_states: list[bytes | None] = [None] * n
+    failures: list[tuple[int, Trajectory]] = []
+    negative: list = []
+    positive: list = []
+    recorded: dict[int, np.ndarray] = {}  # level index -> actions, for extreme steps' frames
+    label_s, steps, network_rows = 0.0, 0, 0
+    # Per slot, the running episode's steps so far (grown if an episode outlasts them).
+    capacity = _EPISODE_CAPACITY
+    actions = np.zeros((slots, capacity), np.int64)
+    rewards = np.zeros((slots, capacity), np.float32)
+    values = np.zeros((slots, capacity), np.float32)
+    uniforms = np.zeros((slots, capacity))  # each level's stream, drawn ahead
+    rngs: list[np.random.Generator | None] = [None] * slots
+    length = np.zeros(slots, np.int64)
+    playing = np.full(slots, -1, np.int64)  # position in `levels` of each slot's level; -1 idle
+    setup_s = time.perf_counter() - began
+
+    def start(slot: int, k: int) -> np.ndarray | None:
+        playing[slot], length[slot] = k, 0
+        if not task.deterministic:
+            rngs[slot] = _level_rng(task.seed, levels[k][1])
+            uniforms[slot] = rngs[slot].random(capacity)
+        if edit is None:
+            return None
+        venv.set_states([edit(venv.get_states([slot])[0])], [slot])
+        return venv.observations()[slot]
+
+    def grow() -> None:  # an episode longer than the buffers: double them
+        nonlocal actions, rewards, values, uniforms, capacity
+        actions, rewards, values = (np.concatenate([b, np.zeros_like(b)], axis=1)
+                                    for b in (actions, rewards, values))  # fmt: skip
+        more = [r.random(capacity) if r is not None else np.zeros(capacity) for r in rngs]
+        uniforms = np.concatenate([uniforms, np.stack(more)], axis=1)
+        capacity *= 2
+
+    def finish(slot: int, info: dict) -> None:
+        nonlocal label_s
+        k = int(playing[slot])
+        index, level_seed = levels[k]
+        count = int(length[slot])
+        completed[k] = bool(info["level_complete"])
+        returns[k] = info["episode"]["r"]
+        lengths[k] = info["episode"]["l"]
+        episode = _Episode(index, level_seed, None)
+        episode.actions = actions[slot, :count].tolist()
+        episode.rewards = rewards[slot, :count].tolist()
+        episode.values = values[slot, :count].tolist()
+        frames: dict[int, np.ndarray] = {}
+        keep = not completed[k] and _would_keep(failures, index, task)
+        if not completed[k]:
+            shown = range(_context_start(count, task), count) if keep else ()
+            state, frames = replayer.play(
+                level_seed, actions[slot, :count], count - 1, shown, check_failure=True
+            )
+            clock = time.perf_counter()
+            causes[k] = labeler.cause(state, episode.actions[-1])
+            label_s += time.perf_counter() - clock
+            fatal_states[k] = state
+        advantages = _finish(episode, bool(completed[k]), task, negative, positive)
+        if task.extremes:
+            recorded[index] = actions[slot, :count].astype(np.uint8)
+        if keep:
+            observations = np.stack([frames[t] for t in sorted(frames)])
+            _keep_lowest(failures, episode, advantages, task, observations)
+        playing[slot] = -1
+
+    obs = venv.reset()
+    for slot in range(slots):
+        frame = start(slot, slot)
+        if frame is not None:
+            obs[slot] = frame
+    next_level = slots
+    finished = 0
+    every = np.arange(slots)
+    play_began = time.perf_counter()
+    try:
+        while finished < n:
+            active = np.flatnonzero(playing >= 0)
+            if length[active].max() >= capacity:
+                grow()
+            t = length[active]
+            # The network sees the envs still playing only (all of them for a recurrent view,
+            # whose rows keep their memory).
+            rows = every if policy.recurrent or len(active) == slots else active
+            batch = obs if len(rows) == slots else obs[rows]
+            network_rows += len(rows)
+            chosen, scored = policy.sample(
+                batch, uniforms[rows, np.minimum(length[rows], capacity - 1)]
+            )
+            if len(rows) == slots:
+                step_actions = chosen
+                chosen, scored = chosen[active], scored[active]
+            else:
+                step_actions = np.zeros(slots, np.int64)
+                step_actions[active] = chosen
+            actions[active, t] = chosen
+            values[active, t] = scored
+            obs, step_rewards, dones, infos = venv.step(step_actions)
+            rewards[active, t] = step_rewards[active]
+            length[active] += 1
+            steps += len(active)
+            ended = active[dones[active]]
+            for slot in ended:
+                finish(int(slot), infos[slot])
+                finished += 1
+                if next_level < n:
+                    obs[slot] = venv.replace_level(int(slot), levels[next_level][1])
+                    frame = start(int(slot), next_level)
+                    if frame is not None:
+                        obs[slot] = frame
+                    next_level += 1
+            policy.reset(ended.tolist())
+        _replay_extremes(replayer, recorded, negative + positive)
+    finally:
+        venv.close()
+        replayer.close()
+    play_s = time.perf_counter() - play_began
+    return ChunkResult(
+        indices=np.array([i for i, _ in levels], np.int64),
+        level_seeds=np.array([s for _, s in levels], np.int64),
+        completed=completed,
+        returns=returns,
+        lengths=lengths,
+        causes=causes,
+        fatal_states=fatal_states,
+        failures=sorted(failures, key=lambda f: f[0]),
+        most_negative=[e[-1] for e in negative],
+        most_positive=[e[-1] for e in positive],
+        steps=steps,
+        network_rows=network_rows,
+        play_s=play_s,
+        replay_s=replayer.seconds,
+        label_s=label_s,
+        setup_s=setup_s,
+        cpu_s=time.process_time() - cpu_began,
+    )
+
+
+def _replay_extremes(replayer: _Replayer, recorded: dict[int, np.ndarray], heap: list) -> None:
+    """Fill in the frames of the extreme steps kept in the heaps (one replay per level)."""
+    by_level: dict[int, list[ExtremeStep]] = {}
+    for entry in heap:
+        item = entry[-1]
+        if item.observation is None:
+            by_level.setdefault(item.level_index, []).append(item)
+    for index, items in sorted(by_level.items()):
+        wanted = [item.step for item in items]
+        _, frames = replayer.play(items[0].level_seed, recorded[index], max(wanted), wanted)
+        for item in items:
+            item.observation = frames[item.step]
 
 
 def _finish(
@@ -389,36 +694,57 @@ def _finish(
                 step=t,
                 episode_length=len(rewards),
                 completed=completed,
-                observation=episode.obs[t],
+                observation=episode.obs[t] if episode.obs else None,  # "replay": filled later
             )
             _push(heap, item, sign * item.advantage, task.extremes)
     return advantages
 
 
+def _would_keep(kept: list[tuple[int, Trajectory]], index: int, task: AuditTask) -> bool:
+    """Whether `_keep_lowest` would keep a failed episode of level index `index` now."""
+    if task.keep_failures < 1:
+        return False
+    return len(kept) < task.keep_failures or max(i for i, _ in kept) > index
+
+
 def _keep_lowest(
-    kept: list[tuple[int, Trajectory]], episode: _Episode, advantages: np.ndarray, task: AuditTask
+    kept: list[tuple[int, Trajectory]],
+    episode: _Episode,
+    advantages: np.ndarray,
+    task: AuditTask,
+    observations: np.ndarray | None = None,
 ) -> None:
     """Keep the `task.keep_failures` failed episodes of lowest level index seen so far (so the
-    merged audit keeps the first ones by level order, however the levels were split)."""
-    if task.keep_failures < 1:
+    merged audit keeps the first ones by level order, however the levels were split).
+    `observations`: those of the kept steps, when the episode does not hold its frames."""
+    if not _would_keep(kept, episode.index, task):
         return
     if len(kept) >= task.keep_failures:
-        worst = max(range(len(kept)), key=lambda i: kept[i][0])
-        if kept[worst][0] < episode.index:
-            return
-        del kept[worst]
-    kept.append((episode.index, _trajectory(episode, advantages, task)))
+        del kept[max(range(len(kept)), key=lambda i: kept[i][0])]
+    kept.append((episode.index, _trajectory(episode, advantages, task, observations)))
 
 
-def _trajectory(episode: _Episode, advantages: np.ndarray, task: AuditTask) -> Trajectory:
+def _context_start(length: int, task: AuditTask) -> int:
+    """The first step of a failed episode of `length` steps that its trajectory keeps."""
+    return max(0, length - task.context)
+
+
+def _trajectory(
+    episode: _Episode,
+    advantages: np.ndarray,
+    task: AuditTask,
+    observations: np.ndarray | None = None,
+) -> Trajectory:
     """The last `task.context` steps of a finished, failed episode."""
-    start = max(0, len(episode.actions) - task.context)
+    start = _context_start(len(episode.actions), task)
     t = len(episode.actions) - start
     dones = np.zeros(t, bool)
     dones[-1] = True
     values = np.asarray(episode.values[start:], np.float32)
+    if observations is None:
+        observations = np.stack(episode.obs[start:])
     return Trajectory(
-        observations=np.stack(episode.obs[start:]),
+        observations=observations,
         actions=np.asarray(episode.actions[start:], np.int64),
         rewards=np.asarray(episode.rewards[start:], np.float32),
         dones=dones,
@@ -468,17 +794,24 @@ def run_audit(
     level_edit: str | None = None,
     trust_pickle: bool = False,
     progress: Callable[[int], None] | None = None,
+    engine: str = "replay",
+    precision: str = "fp32",
 ) -> AuditResult:
     """Play each of `level_seeds` once with the model at `model` (a path or ``zoo:NAME``).
 
     :param executor: an `agents.executor.Executor` (None: this process)
     :param chunks: how many chunks the levels are split into (default: 2 per worker)
     :param progress: called with the number of levels finished after each chunk
+    :param engine: ``"replay"`` or ``"stepwise"`` (the same outcomes; see the module docstring)
+    :param precision: ``"fp32"`` or ``"bf16"`` (the network under bfloat16 autocast)
     """
     from agents.executor import SerialExecutor
 
     if not len(level_seeds):
         raise ValueError("no levels to audit")
+    if engine not in ENGINES:
+        raise ValueError(f"unknown audit engine {engine!r}; valid: {', '.join(ENGINES)}")
+    check_precision(precision)
     executor = executor or SerialExecutor()
     workers = max(1, executor.workers)
     threads = max(1, (os.cpu_count() or 1) // workers) if workers > 1 else 0
@@ -498,6 +831,8 @@ def run_audit(
             level_edit=level_edit,
             trust_pickle=trust_pickle,
             threads=threads,
+            engine=engine,
+            precision=precision,
         )
         for part in parts
     ]
@@ -542,8 +877,10 @@ def merge_chunks(
         "worker_setup_s": sum(r.setup_s for r in results),
         "worker_cpu_s": sum(r.cpu_s for r in results),
         "state_read_s": sum(r.state_read_s for r in results),
+        "replay_s": sum(r.replay_s for r in results),
         "label_s": sum(r.label_s for r in results),
         "steps": steps,
+        "network_rows": sum(r.network_rows for r in results),
         "levels_per_s": len(indices) / wall_s if wall_s > 0 else float("nan"),
     }
     return AuditResult(

@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from agents.precision import PRECISIONS
 from interpret.audit import LEVEL_EDITS
 from interpret.errors import InterpretError
 
@@ -57,7 +58,15 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--workers", type=int, default=2, help="parallel workers")
     parser.add_argument("--executor", choices=("local", "serial", "ray"), default="local")
-    parser.add_argument("--n-envs", type=int, default=16, help="envs per worker")
+    parser.add_argument(
+        "--n-envs", type=int, default=64, help="envs per worker (one network batch)"
+    )
+    parser.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="fp32",
+        help="network precision (bf16: autocast; outcomes can differ from fp32's)",
+    )
     parser.add_argument("--trust-pickle", action="store_true", help="load with SB3's unpickler")
 
 
@@ -133,7 +142,7 @@ def play(
                 n_envs=args.n_envs, deterministic=args.deterministic,
                 level_edit=args.level_edit, trust_pickle=args.trust_pickle,
                 keep_failures=keep_failures, context=context, extremes=extremes,
-                progress=bar.update,
+                progress=bar.update, precision=args.precision,
             )  # fmt: skip
     finally:
         bar.close()
@@ -149,6 +158,7 @@ def play(
         workers=args.workers,
         executor=args.executor,
         n_envs=args.n_envs,
+        precision=args.precision,
     )
     return result
 
@@ -230,7 +240,9 @@ def _attribution_files(
     features = report.features if report is not None else None
     target = report.target if report is not None else None
     n_steps = report.n_steps if report is not None else 10
-    ig = HiddenLayerIntegratedGradients(view, layer, target=target, n_steps=n_steps)
+    ig = HiddenLayerIntegratedGradients(
+        view, layer, target=target, n_steps=n_steps, precision=args.precision
+    )
     trajectories = [t for _, t in result.failures]
     attributions = [ig.attribute(t.observations) for t in trajectories]
     sample = np.concatenate([a.attributions for a in attributions])
@@ -251,6 +263,7 @@ def _attribution_files(
         "n_steps": ig.n_steps,
         "alphas": ig.alphas,
         "baseline": "zero",
+        "precision": args.precision,
         "features": features.k,
         "nmf_on": features.source,
         "features_from": args.features or "fitted on these failures",

@@ -38,6 +38,7 @@ def test_report_files(report):
     assert "http://" not in html and "https://" not in html  # opens without a network
     summary = json.loads((report / "summary.json").read_text())
     assert summary["layer"] == "2b" and summary["target"] == "value"
+    assert summary["precision"] == "fp32"
     assert summary["alphas"] == pytest.approx([0.1 * i for i in range(1, 11)])
     directions = np.array(summary["directions"])
     assert directions.shape == (4, 32) and (directions >= 0).all()
@@ -78,6 +79,9 @@ def test_bad_input_is_one_line(tmp_path, capsys):
         assert main([*base, *extra]) == 2
         err = capsys.readouterr().err.strip()
         assert err.count("\n") == 0 and "error" in err
+    with pytest.raises(SystemExit) as exit_info:  # argparse's choices
+        main([*base, "--precision", "fp16"])
+    assert exit_info.value.code == 2 and "precision" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
 
 

@@ -9,13 +9,21 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from tiny_models import COINRUN, coinrun_runner
 
 import agents
 import envs
 from agents.evaluate import evaluate_procgen_levels
 from agents.executor import LocalExecutor
-from interpret.audit import chunk_levels, run_audit
+from interpret.audit import (
+    ReplayDivergedError,
+    _Policy,
+    _Replayer,
+    chunk_levels,
+    level_edit,
+    run_audit,
+)
 from interpret.cli import main
 from interpret.compare_cli import two_proportion_p
 from interpret.failure_causes import TABLE_COLUMNS
@@ -34,6 +42,14 @@ def model(tmp_path_factory):
 @pytest.fixture(scope="module")
 def audit(model):
     return run_audit(model, COINRUN, LEVELS, env_options=HARD, n_envs=3, keep_failures=10)
+
+
+@pytest.fixture(scope="module")
+def stepwise(model):
+    """The same audit with the engine that reads every state live and keeps every frame."""
+    return run_audit(
+        model, COINRUN, LEVELS, env_options=HARD, n_envs=3, keep_failures=10, engine="stepwise"
+    )
 
 
 def outcomes(result):
@@ -55,6 +71,123 @@ def test_outcomes_do_not_depend_on_the_split(model, audit):
     split = run_audit(model, COINRUN, LEVELS, env_options=HARD, n_envs=2, chunks=3)
     assert outcomes(split) == outcomes(audit)
     np.testing.assert_array_equal(split.level_seeds, LEVELS)
+
+
+def test_replay_engine_gives_what_the_stepwise_engine_reads_live(audit, stepwise):
+    """Same outcome, cause and fatal state bytes on every level; the kept failures and the
+    extreme steps have the same steps and the same (replayed vs live) frames."""
+    assert outcomes(audit) == outcomes(stepwise)
+    assert audit.fatal_states == stepwise.fatal_states
+    assert sum(state is not None for state in audit.fatal_states) == (~audit.completed).sum() > 0
+    assert [i for i, _ in audit.failures] == [i for i, _ in stepwise.failures]
+    for (_, a), (_, b) in zip(audit.failures, stepwise.failures, strict=True):
+        np.testing.assert_array_equal(a.observations, b.observations)
+        np.testing.assert_array_equal(a.actions, b.actions)
+        np.testing.assert_allclose(a.values, b.values, rtol=1e-6)
+        assert a.metadata == b.metadata
+    for ours, live in ((audit.most_negative, stepwise.most_negative),
+                       (audit.most_positive, stepwise.most_positive)):  # fmt: skip
+        assert [(e.level_index, e.step) for e in ours] == [(e.level_index, e.step) for e in live]
+        for a, b in zip(ours, live, strict=True):
+            np.testing.assert_array_equal(a.observation, b.observation)
+    # The stepwise engine also ran the network on envs whose levels had ended.
+    assert audit.timings["network_rows"] == audit.timings["steps"]
+    assert stepwise.timings["network_rows"] > stepwise.timings["steps"]
+
+
+def test_replay_engine_grows_its_buffers(model, stepwise, monkeypatch):
+    """Episodes longer than the per-env buffers (here 8 steps) double them, random streams
+    included: the outcomes stay those of the stepwise engine."""
+    import interpret.audit as audit_module
+
+    monkeypatch.setattr(audit_module, "_EPISODE_CAPACITY", 8)
+    result = run_audit(model, COINRUN, LEVELS[:3], env_options=HARD, n_envs=2, keep_failures=0)
+    assert result.lengths.max() > 16  # grown at least twice
+    assert outcomes(result) == tuple(column[:3] for column in outcomes(stepwise))
+    assert result.fatal_states == stepwise.fatal_states[:3]
+
+
+@pytest.mark.parametrize("edit", [None, "invisible-buzzsaws"])
+def test_replayed_state_equals_the_state_read_live(edit):
+    """Play a level with random actions reading every state; a fresh game fed the same
+    actions passes through the same state bytes and frames (also after another level)."""
+    change = level_edit(edit)
+    rng = np.random.default_rng(1)
+
+    def live(level):
+        venv = envs.make_vec_env(COINRUN, 1, 0, levels=[level], **HARD)
+        obs = venv.reset()
+        if change is not None:
+            venv.set_states([change(venv.get_states([0])[0])])
+            obs = venv.observations()
+        states, frames, actions = [], [], []
+        done, info = False, {}
+        while not done:
+            states.append(venv.get_states([0])[0])
+            frames.append(obs[0].copy())
+            actions.append(int(rng.choice([1, 5, 7, 8, 8])))
+            obs, _, dones, infos = venv.step(np.array(actions[-1:]))
+            done, info = bool(dones[0]), infos[0]
+        venv.close()
+        return states, frames, np.array(actions), not info["level_complete"]
+
+    replayer = _Replayer(COINRUN, 0, HARD, change)
+    try:
+        for level in (503, 505, 503):  # the replay env is made for one, then moved
+            states, frames, actions, failed = live(level)
+            last = len(actions) - 1
+            for until in sorted({0, last // 2, last}):
+                state, kept = replayer.play(level, actions, until, range(until + 1))
+                assert state == states[until]
+                assert sorted(kept) == list(range(until + 1))
+                for t, frame in kept.items():
+                    np.testing.assert_array_equal(frame, frames[t])
+            if failed:
+                replayer.play(level, actions, last, check_failure=True)
+            else:
+                with pytest.raises(ReplayDivergedError):
+                    replayer.play(level, actions, last, check_failure=True)
+    finally:
+        replayer.close()
+
+
+class _FixedLogits:
+    """A view whose logits are given rows (the observations are their indices)."""
+
+    def __init__(self, logits):
+        self.logits = torch.as_tensor(logits, dtype=torch.float32)
+
+    def preprocess(self, obs):
+        return torch.as_tensor(obs)
+
+    def outputs(self, x):
+        return {"logits": self.logits[x], "value": self.logits[x, 0]}
+
+
+def test_vectorized_sampling_draws_the_same_actions():
+    rng = np.random.default_rng(0)
+    logits = rng.normal(0, 3, (500, 15))
+    logits[:50] = 0.0  # ties: equal probabilities
+    logits[50:60, 3] = 40.0  # one action certain
+    policy = _Policy(_FixedLogits(logits), deterministic=False)
+    rows = np.arange(500)
+    streams = [np.random.default_rng([7, int(i)]) for i in rows]
+    looped, values = policy(rows, streams)
+    uniforms = np.array([np.random.default_rng([7, int(i)]).random() for i in rows])
+    vectorized, same_values = policy.sample(rows, uniforms)
+    np.testing.assert_array_equal(vectorized, looped)
+    np.testing.assert_array_equal(values, same_values)
+    assert (vectorized[50:60] == 3).all() and len(set(vectorized[:50])) > 5
+
+
+def test_bf16_audit_and_bad_options(model):
+    result = run_audit(model, COINRUN, LEVELS[:1], env_options=HARD, precision="bf16")
+    assert (result.lengths > 0).all()
+    assert all((c is None) == done for c, done in zip(result.causes, result.completed, strict=True))
+    with pytest.raises(ValueError, match="engine"):
+        run_audit(model, COINRUN, LEVELS[:1], env_options=HARD, engine="nope")
+    with pytest.raises(ValueError, match="precision"):
+        run_audit(model, COINRUN, LEVELS[:1], env_options=HARD, precision="fp16")
 
 
 def test_every_failure_is_labelled_and_counted_once(audit):
