@@ -1,7 +1,18 @@
 """Fixtures shared by several test files."""
 
+import gc
+
 import pytest
 import torch
+
+
+def pytest_runtest_setup(item):
+    """Collect the previous tests' garbage before each test. A procgen env that nobody closed
+    is closed by gym3's ``__del__`` through cffi, which takes the lock that ``ffi.dlopen``
+    holds while a new env is made: when the cycle collector runs inside that dlopen, the
+    process deadlocks (seen in a full run). Tests' models keep their envs open (SB3 models
+    are reference cycles), so their leftovers are collected here, outside any dlopen."""
+    gc.collect()
 
 
 @pytest.fixture()

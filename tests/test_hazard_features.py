@@ -115,7 +115,9 @@ def test_scores_weigh_negative_attribution_by_hazard_area():
 
 def test_hazard_attribution_on_a_tiny_agent(tmp_path):
     path = tmp_path / "model.zip"
-    MODELS["ours-ppo-interpretable"]().save(path)
+    model = MODELS["ours-ppo-interpretable"]()
+    model.save(path)
+    model.get_env().close()  # not left to the garbage collector (see conftest.py)
     view = agents.load(path)
     directions = np.random.default_rng(0).random((4, 32)).astype(np.float32)
     features = NMFFeatures("2b", directions, "attribution", 0.0)
