@@ -316,7 +316,11 @@ def restore_checkpoint(model: Any, run_dir: Path) -> tuple[int, float | None]:
         return 0, 0.0
     latest = read_json(latest_file)
     zip_path = ckpt_dir / latest["model"]
-    model.set_parameters(str(zip_path), exact_match=True, device=model.device)
+    try:
+        model.set_parameters(str(zip_path), exact_match=True, device=model.device)
+    except (RuntimeError, ValueError, KeyError) as err:  # weights of another network
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise RunError(f"{zip_path} does not fit this run's config.json ({first})") from None
     archive = read_sb3_zip(zip_path)
     model.num_timesteps = int(latest["num_timesteps"])
     if isinstance(model, sb3.PPO):
