@@ -1,8 +1,8 @@
 """Integrated gradients from layer 2b of the interpretable CNN: ours (fp32 and bf16) vs
 captum's ``LayerIntegratedGradients``, measured side by side in one run.
 
-- ours: ``interpret.attribution.HiddenLayerIntegratedGradients``: the lower layers run once per
-  observation, and the upper part only (``Inspectable.split("2b")``) is integrated, all 10
+- ours: ``interpret.attribution.HiddenLayerIntegratedGradients``: the lower layers run
+  once per observation, and the upper part only (``Inspectable.split("2b")``) is integrated, all 10
   steps (alpha = 0.1, ..., 1, captum's ``riemann_right`` rule) in one batched pass.
 - ours bf16: the same with ``precision="bf16"`` (the network under bfloat16 autocast, the
   path, gradients and sums in float32): its completeness error and its largest difference to
@@ -93,7 +93,7 @@ def make_sides(view, batch: int) -> dict:
     ``LayerAttribution`` (ours)."""
     from captum.attr import LayerIntegratedGradients
 
-    from interpret.attribution import HiddenLayerIntegratedGradients
+    from interpret.attribution.integrated_gradients import HiddenLayerIntegratedGradients
 
     ours = HiddenLayerIntegratedGradients(view, LAYER, "value", n_steps=STEPS)
     ours_bf16 = HiddenLayerIntegratedGradients(view, LAYER, "value", STEPS, precision="bf16")
@@ -187,8 +187,8 @@ def peak_memory(name: str, obs_path: str, batch: int, threads: int) -> float:
 
 
 def nmf_timing(n: int, threads: int) -> dict:
-    from interpret.attribution import HiddenLayerIntegratedGradients
-    from interpret.nmf_features import fit_nmf
+    from interpret.attribution.integrated_gradients import HiddenLayerIntegratedGradients
+    from interpret.attribution.nmf import fit_nmf
 
     torch.set_num_threads(threads)
     view = build_view()

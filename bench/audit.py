@@ -1,9 +1,9 @@
 """Audit throughput: today's engine ("stepwise") vs the new one ("replay"), side by side in one run.
 
-Audits the same `--levels` CoinRun levels with `interpret.audit.run_audit` once per engine and
-round, alternating (``--rounds``; each engine's fastest round counts, the least disturbed by
-other processes), with the same executor (`agents.executor.LocalExecutor` with `--workers`
-processes, the CLI's default 2, each running torch with cpus / workers threads; or
+Audits the same `--levels` CoinRun levels with `interpret.audit.engine.run_audit` once per
+engine and round, alternating (``--rounds``; each engine's fastest round counts, the least
+disturbed by other processes), with the same executor (`agents.executor.LocalExecutor` with
+`--workers` processes, the CLI's default 2, each running torch with cpus / workers threads; or
 ``--workers 0`` for this process), the same envs per worker and the same seed:
 
 - ``stepwise``: the audit before the replay engine: every env's game state is read before
@@ -55,7 +55,7 @@ from pathlib import Path
 import numpy as np
 
 from agents.executor import LocalExecutor, SerialExecutor
-from interpret.audit import AuditResult, run_audit
+from interpret.audit.engine import AuditResult, run_audit
 
 SIDES = {"stepwise": ("stepwise", "fp32"), "replay": ("replay", "fp32")}
 

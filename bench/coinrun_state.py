@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import envs
 from envs.procgen_state import parse_state, write_state
-from interpret.failure_causes import FailureLabeler
+from interpret.audit.causes import FailureLabeler
 
 
 def main() -> None:

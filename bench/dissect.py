@@ -2,10 +2,10 @@
 
 - Unit statistics over 4,096 real CoinRun frames (random actions) for each ``--layers`` layer of
   an interpretable-CNN PPO policy (``--model``, or a fresh one: speed does not depend on the
-  weights). Ours: ``interpret.dissection.unit_statistics``, which streams batches and keeps each
-  unit's running top k+1 values for the exact threshold. Baseline: the direct way, holding every
-  activation of the layer and taking ``np.quantile(..., method="lower")`` per unit (the same
-  number; checked). Reported in units/s, and the memory each holds for the threshold.
+  weights). Ours: ``interpret.dissection.units.unit_statistics``, which streams batches and
+  keeps each unit's running top k+1 values for the exact threshold. Baseline: the direct way,
+  holding every activation of the layer and taking ``np.quantile(..., method="lower")`` per
+  unit (the same number; checked). Reported in units/s, and the memory each holds for the threshold.
 - Activation maps: for every unit, its top 3 observations (5 steps apart) and their upsampled
   maps, in units/s.
 - Zeroing effects on 256 observations, in units/s: ours reruns only the layers above the
@@ -36,15 +36,15 @@ import torch
 
 import agents
 from envs import make_vec_env
-from interpret.dissection import (
+from interpret.dissection.interventions import zeroing_effects
+from interpret.dissection.units import (
     activation_maps,
     batches,
     forward_layers,
     top_observations,
     unit_statistics,
 )
-from interpret.game_of_life import LifeBoards, imagination_metric
-from interpret.interventions import zeroing_effects
+from interpret.imagination.game_of_life import LifeBoards, imagination_metric
 
 
 def coinrun_frames(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -4,7 +4,7 @@ Each verb lives in its own module, which exposes ``add_arguments(parser)`` and
 ``run(args) -> Path | None`` (what it wrote; None when it only printed), and optionally
 ``kept_on_interrupt(args) -> str | None`` (what an interrupted run leaves for resuming). Its
 ``--out`` (a directory; replaced only with ``--force``) is checked here before any work. Bad
-input raises one of ``interpret.errors.user_errors()`` and is reported here in one line, exit
+input raises one of ``interpret.core.errors.user_errors()`` and is reported here in one line, exit
 status 2; Ctrl-C prints one line, exit status 130.
 """
 
@@ -20,13 +20,16 @@ from envs import _quiet  # noqa: F401  (before anything imports old gym)
 
 # verb -> (module, one-line help). A new interpreter is one new line here.
 VERBS: dict[str, tuple[str, str]] = {
-    "attribute": ("interpret.attribute_cli", "integrated gradients, NMF features: a report"),
-    "audit": ("interpret.audit_cli", "play N CoinRun levels: failures by cause, a report"),
-    "compare": ("interpret.compare_cli", "two models on the same levels: failure tables"),
-    "edit": ("interpret.edit_cli", "blind a policy to NMF features: a new run directory"),
-    "dissect": ("interpret.dissect_cli", "unit statistics, activation maps and interventions"),
+    "attribute": ("interpret.attribution.command", "integrated gradients, NMF features: a report"),
+    "audit": ("interpret.audit.command", "play N CoinRun levels: failures by cause, a report"),
+    "compare": ("interpret.audit.compare_command", "two models on the same levels: failure tables"),
+    "edit": ("interpret.editing.command", "blind a policy to NMF features: a new run directory"),
+    "dissect": (
+        "interpret.dissection.command",
+        "unit statistics, activation maps and interventions",
+    ),
     "imagine": (
-        "interpret.imagine_cli",
+        "interpret.imagination.command",
         "decode a recurrent model's imagined states (GoL, World Models)",
     ),
     "synthesize": ("interpret.synthesis.command", "generate states of interest for an agent"),
@@ -59,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     from agents.outputs import check_output
     from agents.runtime import keep_freed_memory
-    from interpret.errors import user_errors
+    from interpret.core.errors import user_errors
 
     prog = "python -m interpret"
     try:

@@ -124,7 +124,7 @@ def write_features_report(path: Path, channels: int, k: int = 4) -> Path:
 
 
 def trajectory(shape: tuple[int, ...], steps: int = 8, n_actions: int = 15) -> Any:
-    from interpret.trajectory import Trajectory
+    from interpret.core.trajectory import Trajectory
 
     rng = np.random.default_rng(0)
     dones = np.zeros(steps, bool)

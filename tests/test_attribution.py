@@ -16,10 +16,19 @@ from torch import nn
 import agents
 import envs
 from agents.inspectable import UnknownLayerError
-from interpret.attribution import METHOD, HiddenLayerIntegratedGradients, target_function
-from interpret.dataset_examples import checkerboard, patch, spatial_examples, top_examples
-from interpret.errors import InterpretError
-from interpret.nmf_features import fit_nmf
+from interpret.attribution.dataset_examples import (
+    checkerboard,
+    patch,
+    spatial_examples,
+    top_examples,
+)
+from interpret.attribution.integrated_gradients import (
+    METHOD,
+    HiddenLayerIntegratedGradients,
+    target_function,
+)
+from interpret.attribution.nmf import fit_nmf
+from interpret.core.errors import InterpretError
 
 
 @pytest.fixture(scope="module")
@@ -123,7 +132,7 @@ def test_the_pooled_integral_equals_the_plain_one(
 ):
     """Above 2b the upper network starts with L2 pooling, which the integral factors through;
     forcing the plain path (every point at the layer's size) must give the same answer."""
-    import interpret.attribution as attribution
+    import interpret.attribution.integrated_gradients as attribution
 
     obs = coinrun_obs[:4]
     ig = HiddenLayerIntegratedGradients(interpretable, "2b")
@@ -271,8 +280,8 @@ def test_dataset_examples():
 
 
 def test_bookmarks_at_most_one_per_episode():
-    from interpret.attribution_report import bookmarks
-    from interpret.trajectory import Trajectory
+    from interpret.attribution.report import bookmarks
+    from interpret.core.trajectory import Trajectory
 
     adv = np.array([0.1, -2.0, 1.5, 0.0, 3.0, -0.5, -1.0, 0.2], dtype=np.float32)
     dones = np.array([0, 0, 1, 0, 1, 0, 0, 0], dtype=bool)  # episodes [0,3), [3,5), [5,8)

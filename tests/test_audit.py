@@ -16,7 +16,9 @@ import agents
 import envs
 from agents.evaluate import evaluate_procgen_levels
 from agents.executor import LocalExecutor
-from interpret.audit import (
+from interpret.audit.causes import TABLE_COLUMNS
+from interpret.audit.comparison import two_proportion_p
+from interpret.audit.engine import (
     ReplayDivergedError,
     _Policy,
     _Replayer,
@@ -25,9 +27,7 @@ from interpret.audit import (
     run_audit,
 )
 from interpret.cli import main
-from interpret.compare_cli import two_proportion_p
-from interpret.failure_causes import TABLE_COLUMNS
-from interpret.trajectory import Trajectory
+from interpret.core.trajectory import Trajectory
 
 HARD = {"distribution_mode": "hard"}
 LEVELS = list(range(500, 508))  # the runner completes 5, fails 3 (hard mode)
@@ -98,7 +98,7 @@ def test_replay_engine_gives_what_the_stepwise_engine_reads_live(audit, stepwise
 def test_replay_engine_grows_its_buffers(model, stepwise, monkeypatch):
     """Episodes longer than the per-env buffers (here 8 steps) double them, random streams
     included: the outcomes stay those of the stepwise engine."""
-    import interpret.audit as audit_module
+    import interpret.audit.engine as audit_module
 
     monkeypatch.setattr(audit_module, "_EPISODE_CAPACITY", 8)
     result = run_audit(model, COINRUN, LEVELS[:3], env_options=HARD, n_envs=2, keep_failures=0)

@@ -131,7 +131,7 @@ VALUE_CASES += cases_for("attribute", [
     ("Pong model played on CoinRun", ["--env", COINRUN, "--layer", "cnn.3"], "does not fit",
      PONG),
     ("Ctrl-C while playing", [], "interrupted; nothing written",
-     {"code": 130, "interrupt": "interpret.trajectory:record_trajectories"}),
+     {"code": 130, "interrupt": "interpret.core.trajectory:record_trajectories"}),
 ])  # fmt: skip
 VALUE_CASES += cases_for("audit", [
     ("--levels 0", ["--levels", "0"], "--levels must be positive"),
@@ -150,7 +150,7 @@ VALUE_CASES += cases_for("audit", [
      {"setup": lambda tmp, ws: _corrupt_report(tmp, ws)}),
     ("Pong model played on CoinRun", ["--env", COINRUN], "does not fit", PONG),
     ("Ctrl-C while playing", [], "interrupted; nothing written",
-     {"code": 130, "interrupt": "interpret.audit:run_audit"}),
+     {"code": 130, "interrupt": "interpret.audit.engine:run_audit"}),
 ])  # fmt: skip
 VALUE_CASES += [
     Case("audit: --features at another layer", I,
@@ -166,7 +166,7 @@ VALUE_CASES += cases_for("compare", [
     ("--levels 0", ["--levels", "0"], "--levels must be positive"),
     ("another game", ["--env", "procgen:bigfish"], "procgen:coinrun only"),
     ("Ctrl-C while playing A", [], "interrupted; nothing written",
-     {"code": 130, "interrupt": "interpret.audit:run_audit"}),
+     {"code": 130, "interrupt": "interpret.audit.engine:run_audit"}),
 ])  # fmt: skip
 VALUE_CASES += [
     Case("compare: Pong model as B on CoinRun", I, cmd("compare-b", model="{ws.pong}"),
@@ -189,7 +189,7 @@ VALUE_CASES += cases_for("edit", [
     ("--feature hazards, --hazard-observations 0",
      ["--feature", "hazards", "--hazard-observations", "0"], "must be positive"),
     ("Ctrl-C while editing", [], "interrupted; nothing written",
-     {"code": 130, "interrupt": "interpret.editing:project_out"}),
+     {"code": 130, "interrupt": "interpret.editing.projection:project_out"}),
 ])  # fmt: skip
 DIRECTION = ["edit", "{ws.coinrun}", "--out", "{out}", "--direction-file"]
 VALUE_CASES += [
@@ -229,7 +229,7 @@ VALUE_CASES += cases_for("dissect", [
     ("Pong model played on CoinRun", ["--env", COINRUN, "--layer", "cnn.3"], "does not fit",
      PONG),
     ("Ctrl-C while playing", [], "interrupted; nothing written",
-     {"code": 130, "interrupt": "interpret.dissect_cli:record_trajectories"}),
+     {"code": 130, "interrupt": "interpret.dissection.command:record_trajectories"}),
 ])  # fmt: skip
 GOL = ["imagine", "--gol", "--out", "{out}"]
 WM = ["imagine", "{ws.wm}", "--out", "{out}"]
@@ -255,7 +255,8 @@ VALUE_CASES += [
          ["imagine", "{tmp}/wm", "--out", "{out}"], "not a World Models run",
          setup=lambda tmp, ws: _wm_config(tmp, "[1, 2]")),
     Case("imagine: Ctrl-C while training", I, [*GOL, "--train-steps", "10"],
-         "interrupted; nothing written", code=130, interrupt="interpret.imagine_cli:train_gol"),
+         "interrupted; nothing written", code=130,
+         interrupt="interpret.imagination.command:train_gol"),
     Case("imagine: Ctrl-C while loading MODEL", I, WM, "interrupted; nothing written", code=130,
          interrupt="agents:load"),
 ]  # fmt: skip

@@ -12,20 +12,20 @@ from tiny_models import COINRUN, saved_model
 from torch import nn
 
 import agents
-from interpret.dissection import (
-    activation_maps,
-    dead_units,
-    observation_image,
-    top_observations,
-    unit_statistics,
-)
-from interpret.interventions import (
+from interpret.dissection.interventions import (
     forced,
     intervene,
     output_change,
     rank_units,
     zeroed,
     zeroing_effects,
+)
+from interpret.dissection.units import (
+    activation_maps,
+    dead_units,
+    observation_image,
+    top_observations,
+    unit_statistics,
 )
 
 

@@ -11,9 +11,9 @@ import torch
 from tiny_models import COINRUN, MODELS, saved_model
 
 import agents
+from interpret.attribution.features import read_features_report
 from interpret.cli import main
-from interpret.errors import InterpretError
-from interpret.features_report import read_features_report
+from interpret.core.errors import InterpretError
 
 LABELS = ["buzzsaw", "", "enemy left", "enemy right"]
 
@@ -99,7 +99,9 @@ def test_edit_by_label_end_to_end(setup, capsys):
     changed = changed_weights(before, after)
     assert changed == ["features_extractor.net.3a.conv.weight"]  # the rest is bit for bit
     v = directions[0].astype(np.float64)
-    p = np.eye(32) - np.outer(v, v) / (v @ v)  # Appendix A, independently of interpret.editing
+    p = np.eye(32) - np.outer(v, v) / (
+        v @ v
+    )  # Appendix A, independently of interpret.editing.projection
     w = before[changed[0]].double().numpy()
     expected = np.einsum("oc...,cd->od...", w, p)
     np.testing.assert_allclose(after[changed[0]].double().numpy(), expected, atol=1e-6)

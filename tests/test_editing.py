@@ -10,7 +10,13 @@ from tiny_models import MODELS
 
 import agents
 from agents.inspectable import UnknownLayerError
-from interpret.editing import EditError, next_kernels, project_kernel, project_out, projection
+from interpret.editing.projection import (
+    EditError,
+    next_kernels,
+    project_kernel,
+    project_out,
+    projection,
+)
 
 
 def untrained(name, directory):

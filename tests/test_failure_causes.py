@@ -5,7 +5,7 @@ import pytest
 
 import envs
 from envs.coinrun_state import ENEMY, LAVA_TOP, SAW, CoinRunState
-from interpret.failure_causes import (
+from interpret.audit.causes import (
     BUZZSAW,
     ENEMY_LEFT,
     ENEMY_RIGHT,
@@ -147,7 +147,7 @@ def test_every_real_failure_gets_a_cause_and_survived_steps_get_none(labeler):
 
 
 def test_label_trajectory_finds_each_failed_episode(labeler):
-    from interpret.trajectory import Trajectory
+    from interpret.core.trajectory import Trajectory
 
     venv = envs.make_vec_env("procgen:coinrun", 1, 4, distribution_mode="hard")
     venv.reset()

@@ -10,8 +10,13 @@ import numpy as np
 import pytest
 import torch
 
-from interpret.game_of_life import LifeBoards, imagination_metric, life_sequence, life_step
-from interpret.imagination import (
+from interpret.imagination.game_of_life import (
+    LifeBoards,
+    imagination_metric,
+    life_sequence,
+    life_step,
+)
+from interpret.imagination.gol_imaginer import (
     GoLConfig,
     ImaginationNet,
     evaluate_gol,

@@ -7,9 +7,7 @@ from tiny_models import COINRUN, MODELS
 import agents
 import envs
 from envs.coinrun_state import ENEMY, LAVA_TOP, SAW, CoinRunState
-from interpret.attribution import HiddenLayerIntegratedGradients
-from interpret.errors import InterpretError
-from interpret.hazard_features import (
+from interpret.attribution.hazards import (
     area_fractions,
     hazard_attribution,
     hazard_masks,
@@ -17,7 +15,9 @@ from interpret.hazard_features import (
     hazard_scores,
     measure_hazard_attribution,
 )
-from interpret.nmf_features import NMFFeatures
+from interpret.attribution.integrated_gradients import HiddenLayerIntegratedGradients
+from interpret.attribution.nmf import NMFFeatures
+from interpret.core.errors import InterpretError
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -6,8 +6,8 @@ import gymnasium as gym
 import pytest
 
 from envs import EnvSpecError
-from interpret.errors import InterpretError
-from interpret.model_env import resolve_env
+from interpret.core.errors import InterpretError
+from interpret.core.model_env import resolve_env
 
 EASY = {"distribution_mode": "easy", "paint_vel_info": True}
 VIEW = SimpleNamespace(

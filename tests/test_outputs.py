@@ -16,7 +16,7 @@ from bad_inputs import payload_pth, rewrite_zip
 
 from agents.fileio import current_umask, write_json
 from agents.outputs import DirLockedError, OutputError, lock_dir, swap_in
-from interpret.report import write_report
+from interpret.core.report import write_report
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

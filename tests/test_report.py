@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from interpret.report import page, png_bytes, png_data_uri, script_json, write_report
+from interpret.core.report import page, png_bytes, png_data_uri, script_json, write_report
 
 
 def test_write_report_round_trip(tmp_path):

@@ -184,7 +184,7 @@ def test_target_gradients_point_the_right_way_on_a_hand_made_q_vector():
 
 
 def test_user_callable_and_bad_targets():
-    from interpret.errors import InterpretError
+    from interpret.core.errors import InterpretError
 
     assert resolve_target(len) is len
     assert resolve_target("math:fabs")(-2.0) == 2.0

@@ -10,7 +10,7 @@ import torch
 from captum.attr import GuidedBackprop
 
 import agents
-from interpret.errors import InterpretError
+from interpret.core.errors import InterpretError
 from interpret.synthesis.frames import frame_space, record_frames
 from interpret.synthesis.goggles import EVAL_LEVEL_START, goggles_returns
 from interpret.synthesis.latent import agent_outputs

@@ -6,7 +6,7 @@ from tiny_models import COINRUN, saved_model
 
 import agents
 import envs
-from interpret.trajectory import Trajectory, gae_advantages, record_trajectories
+from interpret.core.trajectory import Trajectory, gae_advantages, record_trajectories
 
 
 def test_gae_known_answer():

@@ -12,9 +12,9 @@ import torch
 from test_world_model import car_view, one_torch_thread, tiny_model  # noqa: F401  (fixtures)
 from tiny_models import saved_model
 
-from interpret.dissection import activation_maps, dead_units, unit_statistics
-from interpret.interventions import zeroed, zeroing_effects
-from interpret.wm_imagination import (
+from interpret.dissection.interventions import zeroed, zeroing_effects
+from interpret.dissection.units import activation_maps, dead_units, unit_statistics
+from interpret.imagination.world_model import (
     dream,
     k_step_predictions,
     mixture_mean,
@@ -199,7 +199,7 @@ def test_interventions_on_the_world_model_view(car_view):  # noqa: F811
 
 
 def test_recording_a_world_model_carries_its_recurrent_state(car_view):  # noqa: F811
-    from interpret.trajectory import record_trajectories
+    from interpret.core.trajectory import record_trajectories
 
     view, _ = car_view
     # 7-step episodes: the 16 recorded steps cross two episode ends per env

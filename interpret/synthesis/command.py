@@ -37,7 +37,7 @@ from typing import Any
 
 import torch
 
-from interpret.errors import InterpretError
+from interpret.core.errors import InterpretError
 from interpret.synthesis.training import VARIANTS, TrainSettings
 
 SAMPLE_SEED = 0
@@ -134,7 +134,7 @@ def run(args: argparse.Namespace) -> Path:
     import agents
     import envs
     from agents.loading import resolve_model_path
-    from interpret.model_env import check_fits
+    from interpret.core.model_env import check_fits
     from interpret.synthesis import frames as frames_mod
     from interpret.synthesis.report import write_synthesis_report
     from interpret.synthesis.targets import resolve_target

@@ -25,7 +25,7 @@ import torch
 
 from agents.fileio import atomic_path
 from agents.inspectable import Inspectable
-from interpret.errors import InterpretError
+from interpret.core.errors import InterpretError
 
 GRAY_WEIGHTS = (0.299, 0.587, 0.114)  # OpenCV's RGB2GRAY, as SB3's WarpFrame uses
 
@@ -212,7 +212,7 @@ def record_frames(
 ) -> np.ndarray:
     """Play ``view`` epsilon-greedily around its own policy; (n_frames, H, W, C) uint8 frames.
 
-    RGB envs go through ``interpret.trajectory.record_trajectories``; Atari records the color
+    RGB envs go through ``interpret.core.trajectory.record_trajectories``; Atari records the color
     twin of each observed stack (``ColorFrameStack``).
     """
     n_envs = max(1, min(n_envs, n_frames))
@@ -222,7 +222,7 @@ def record_frames(
             :n_frames
         ]
     if not space.gray_stack:
-        from interpret.trajectory import record_trajectories
+        from interpret.core.trajectory import record_trajectories
 
         trajectories = record_trajectories(
             view, env_id, n_envs=n_envs, n_steps=n_steps, seed=seed, epsilon=epsilon, **env_options

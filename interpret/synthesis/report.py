@@ -8,16 +8,10 @@ from typing import Any
 
 import numpy as np
 
-from interpret.report import page, png_data_uri, write_report
+from interpret.core.report import page, png_data_uri, read_static, write_report
 from interpret.synthesis.frames import FrameSet, FrameSpace
 
-CSS = """
-.grid { display: flex; flex-wrap: wrap; gap: 12px; }
-.card { border: 1px solid #ddd; padding: 6px; font-size: 0.85em; width: 300px; }
-.card img { width: 140px; height: 140px; image-rendering: pixelated; }
-.bar { display: inline-block; height: 0.7em; background: #4a7; vertical-align: middle; }
-td.num { text-align: right; font-variant-numeric: tabular-nums; }
-"""
+CSS = read_static("synthesis.css")
 LABELS = {
     "agent": "agent (real frames)",
     "vae": "plain VAE",

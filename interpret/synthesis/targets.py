@@ -21,7 +21,7 @@ from collections.abc import Callable
 
 import torch
 
-from interpret.errors import InterpretError
+from interpret.core.errors import InterpretError
 
 Target = Callable[[dict[str, torch.Tensor]], torch.Tensor]
 NAMES = ("T+", "T-", "T+-")

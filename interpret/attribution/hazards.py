@@ -1,0 +1,241 @@
+"""Which NMF feature sees CoinRun's hazards: hazard pixel masks from the game's own renderer,
+and each feature's negative attribution inside them.
+
+Hilton et al. (2020, "Model editing") blind the agent to the feature the interface shows on
+buzzsaws. To choose that feature by measurement: the frame the game draws for a recorded state
+as it is, and for the same state with its hazards removed (`envs.coinrun_state`: buzzsaws,
+enemies, lava), differ exactly on the hazards' pixels, so no camera geometry is re-implemented
+here. Each feature's negative ("bad news") attribution map (`NMFFeatures.maps`, layer
+resolution) is weighed by those masks (averaged down to the layer's resolution) and summed over
+a sample of states with a hazard in view. The most negative score marks the hazard feature.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from envs.coinrun_state import ENEMY, SAW, without_hazards
+from envs.procgen_state import StateFormatError
+from interpret.attribution.nmf import NMFFeatures
+from interpret.core.errors import InterpretError
+
+HAZARD_KINDS = ("buzzsaw", "enemy", "lava")
+COINRUN = "procgen:coinrun"
+
+
+def hazard_remover(kinds: Iterable[str] = HAZARD_KINDS) -> Callable[[bytes], bytes]:
+    """``state -> state`` without the hazards of `kinds` (names from `HAZARD_KINDS`)."""
+    kinds = tuple(kinds)
+    unknown = sorted(set(kinds) - set(HAZARD_KINDS))
+    if unknown or not kinds:
+        raise InterpretError(f"hazard kinds must be among {', '.join(HAZARD_KINDS)}; got {kinds}")
+    types = tuple(t for kind, t in (("buzzsaw", SAW), ("enemy", ENEMY)) if kind in kinds)
+    lava = "lava" in kinds
+
+    def remove(state: bytes) -> bytes:
+        return without_hazards(state, types, lava=lava)
+
+    return remove
+
+
+def hazard_masks(
+    states: Sequence[bytes], kinds: Iterable[str] = HAZARD_KINDS, batch_size: int = 32
+) -> np.ndarray:
+    """(N, 64, 64) bool: the pixels where the hazards of `kinds` are drawn in each CoinRun state.
+
+    Both frames come from the game's renderer (``ProcgenVecEnv.set_states`` then
+    ``observations()``); a state's bytes carry its own render options, so the masks hold for
+    whatever options (``paint_vel_info``, distribution mode) recorded it.
+    """
+    import envs
+
+    remove = hazard_remover(kinds)
+    if len(states) == 0:
+        return np.zeros((0, 64, 64), dtype=bool)
+    try:
+        edited = [remove(bytes(s)) for s in states]
+    except StateFormatError as err:
+        raise InterpretError(f"hazard masks need CoinRun states: {err}") from err
+    n_envs = min(batch_size, len(states))
+    vec = envs.make_vec_env(COINRUN, n_envs, 0)
+    masks = []
+    try:
+        vec.reset()
+        for start in range(0, len(states), n_envs):
+            chunk = list(range(min(n_envs, len(states) - start)))
+            vec.set_states([bytes(s) for s in states[start : start + len(chunk)]], chunk)
+            drawn = vec.observations()[chunk]
+            vec.set_states(edited[start : start + len(chunk)], chunk)
+            without = vec.observations()[chunk]
+            masks.append((drawn != without).any(axis=-1))
+    finally:
+        vec.close()
+    return np.concatenate(masks)
+
+
+def area_fractions(masks: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """(N, H, W) float32: the share of each layer cell's pixels that `masks` (N, h, w) covers
+    (area averaging, exact block means when h, w are multiples of H, W)."""
+    tensor = torch.as_tensor(np.asarray(masks), dtype=torch.float32)[:, None]
+    return F.adaptive_avg_pool2d(tensor, shape)[:, 0].numpy()
+
+
+def hazard_scores(features: NMFFeatures, attributions: np.ndarray, masks: np.ndarray) -> np.ndarray:
+    """(k,) float64: minus each feature's negative attribution inside the hazard masks, per
+    observation (attribution units, e.g. value): ``-mean_n sum_yx negative[n, k] * area[n]``.
+
+    :param attributions: (N, C, H, W) attributions at ``features.layer``
+    :param masks: (N, h, w) bool hazard pixels of the same N observations (any resolution)
+    """
+    if len(attributions) != len(masks) or len(masks) == 0:
+        raise InterpretError(f"{len(attributions)} attributions for {len(masks)} hazard masks")
+    inside, _ = _negative_inside(features.maps(attributions).negative, masks)
+    return -inside / len(masks)
+
+
+def _negative_inside(negative: np.ndarray, masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(k,) each feature's negative attribution inside the masks, and in all, summed over N."""
+    negative = negative.astype(np.float64)  # (N, k, H, W), >= 0
+    area = area_fractions(masks, negative.shape[2:]).astype(np.float64)  # (N, H, W)
+    return np.einsum("nkyx,nyx->k", negative, area), negative.sum(axis=(0, 2, 3))
+
+
+@dataclass
+class HazardAttribution:
+    """`measure_hazard_attribution`'s result.
+
+    Attributes:
+        scores: (k,) `hazard_scores`; the most negative is the hazard feature.
+        shares: (k,) the part of each feature's negative attribution (over these frames) that
+            lies on hazard pixels, in [0, 1] (how specific to hazards its bad news is).
+        observations: (N, 64, 64, 3) uint8, the sampled frames with a hazard in view.
+        masks: (N, 64, 64) bool, their hazard pixels.
+        steps_recorded: steps played to find them.
+    """
+
+    scores: np.ndarray
+    shares: np.ndarray
+    observations: np.ndarray
+    masks: np.ndarray
+    steps_recorded: int
+
+    @property
+    def feature(self) -> int:
+        """Index of the feature with the strongest negative attribution on hazards."""
+        return int(np.argmin(self.scores))
+
+
+def sample_hazard_frames(
+    view: Any,
+    env_id: str,
+    env_options: dict[str, Any] | None,
+    n_observations: int,
+    seed: int,
+    kinds: Iterable[str] = HAZARD_KINDS,
+    *,
+    n_envs: int = 8,
+    steps_per_round: int = 64,
+    every: int = 2,
+    max_rounds: int = 16,
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """Play `view` (rounds of `n_envs` x `steps_per_round` steps, every `every`-th step kept)
+    until `n_observations` frames show a hazard of `kinds`, or `max_rounds` rounds are played.
+
+    :return: observations (N, 64, 64, 3) uint8, masks (N, 64, 64) bool, steps played
+    """
+    from interpret.core.trajectory import record_trajectories
+
+    kinds = tuple(kinds)
+    observations: list[np.ndarray] = []
+    masks: list[np.ndarray] = []
+    found = played = 0
+    for round_index in range(max_rounds):
+        trajectories = record_trajectories(
+            view, env_id, n_envs=n_envs, n_steps=steps_per_round, seed=seed + 7919 * round_index,
+            record_states=True, **(env_options or {}),
+        )  # fmt: skip
+        played += n_envs * steps_per_round
+        states = [s for t in trajectories for s in (t.states or [])[::every]]
+        frames = np.concatenate([t.observations[::every] for t in trajectories])
+        drawn = hazard_masks(states, kinds)
+        visible = drawn.any(axis=(1, 2))
+        observations.append(frames[visible])
+        masks.append(drawn[visible])
+        found += int(visible.sum())
+        if found >= n_observations:
+            break
+    if found == 0:
+        raise InterpretError(f"no {'/'.join(kinds)} came into view in {played} steps played")
+    if found < n_observations:
+        warnings.warn(
+            f"only {found} of {n_observations} frames with hazards in {played} steps",
+            stacklevel=2,
+        )
+    return (
+        np.concatenate(observations)[:n_observations],
+        np.concatenate(masks)[:n_observations],
+        played,
+    )
+
+
+def measure_hazard_attribution(
+    view: Any,
+    features: NMFFeatures,
+    env_id: str = COINRUN,
+    env_options: dict[str, Any] | None = None,
+    n_observations: int = 128,
+    seed: int = 0,
+    *,
+    kinds: Iterable[str] = HAZARD_KINDS,
+    target: str = "value",
+    n_steps: int = 10,
+    batch_size: int = 32,
+    n_envs: int = 8,
+    steps_per_round: int = 64,
+) -> HazardAttribution:
+    """`hazard_attribution` with the frames and masks it used (see there)."""
+    import envs
+    from interpret.attribution.integrated_gradients import HiddenLayerIntegratedGradients
+
+    family, game = envs.parse_env_id(env_id)
+    if (family, game) != ("procgen", "coinrun"):
+        raise InterpretError(f"hazard features need CoinRun ({COINRUN}), not {env_id}")
+    if n_observations < 1:
+        raise InterpretError(f"n_observations must be positive, got {n_observations}")
+    ig = HiddenLayerIntegratedGradients(view, features.layer, target=target, n_steps=n_steps)
+    observations, masks, played = sample_hazard_frames(
+        view, env_id, env_options, n_observations, seed, kinds,
+        n_envs=n_envs, steps_per_round=steps_per_round,
+    )  # fmt: skip
+    attribution = ig.attribute(observations, batch_size=batch_size)
+    if attribution.attributions.shape[1] != features.directions.shape[1]:
+        raise InterpretError(
+            f"layer {features.layer!r} has {attribution.attributions.shape[1]} channels, the "
+            f"features {features.directions.shape[1]}"
+        )
+    inside, total = _negative_inside(features.maps(attribution.attributions).negative, masks)
+    shares = inside / np.maximum(total, 1e-30)
+    return HazardAttribution(-inside / len(masks), shares, observations, masks, played)
+
+
+def hazard_attribution(view: Any, features: NMFFeatures, *args: Any, **kwargs: Any) -> np.ndarray:
+    """(k,) each NMF feature's negative attribution on CoinRun hazards; argmin = hazard feature.
+
+    Plays `view` on `env_id` (CoinRun, with `env_options` such as ``distribution_mode``) from
+    `seed` until `n_observations` frames show a hazard of `kinds`, attributes `target` to
+    ``features.layer`` with integrated gradients (`n_steps`, zero baseline: the attribute
+    report's settings), and returns `hazard_scores`: minus the mean per frame of each feature's
+    negative attribution inside the hazard pixels, in the target's units (<= 0). Frames are
+    played in rounds of `n_envs` envs x `steps_per_round` steps (every 2nd step kept).
+    Takes the arguments of `measure_hazard_attribution`: ``(view, features, env_id=COINRUN,
+    env_options=None, n_observations=128, seed=0, *, kinds, target, n_steps, batch_size,
+    n_envs, steps_per_round)``.
+    """
+    return measure_hazard_attribution(view, features, *args, **kwargs).scores

@@ -1,0 +1,78 @@
+"""Two audits on the same levels, side by side: rates, differences and their p-values."""
+
+from __future__ import annotations
+
+import html
+import math
+from typing import Any
+
+
+def two_proportion_p(k_a: int, n_a: int, k_b: int, n_b: int) -> float:
+    """Two-sided p-value of the pooled two-proportion z-test (1.0 when there is no variance)."""
+    pooled = (k_a + k_b) / (n_a + n_b)
+    variance = pooled * (1 - pooled) * (1 / n_a + 1 / n_b)
+    if variance <= 0:
+        return 1.0
+    z = (k_b / n_b - k_a / n_a) / math.sqrt(variance)
+    return math.erfc(abs(z) / math.sqrt(2))
+
+
+def comparison_rows(a: Any, b: Any) -> list[dict[str, Any]]:
+    """Per row (completed, each paper column, all failures): both rates with CIs, B - A and
+    the p-value of the difference."""
+    from interpret.audit.causes import TABLE_COLUMNS
+
+    rows = []
+    pairs = [("completed", _completion_rate(a), _completion_rate(b))]
+    table_a, table_b = a.failure_table(), b.failure_table()
+    pairs += [(c, table_a[c], table_b[c]) for c in (*TABLE_COLUMNS, "all failures")]
+    for name, ra, rb in pairs:
+        rows.append(
+            {
+                "row": name,
+                "a": ra,
+                "b": rb,
+                "difference": rb["rate"] - ra["rate"],
+                "p_value": two_proportion_p(ra["count"], a.n, rb["count"], b.n),
+            }
+        )
+    return rows
+
+
+def _completion_rate(result: Any) -> dict[str, Any]:
+    c = result.completion()
+    return {"count": c["completed"], "rate": c["rate"], "ci95": c["ci95"]}
+
+
+def format_comparison(rows: list[dict[str, Any]], name_a: str, name_b: str, n: int) -> str:
+    from interpret.audit.report import percent, text_table
+
+    lines = [["", f"A: {name_a}", f"B: {name_b}", "B - A", "p"]]
+    for r in rows:
+        label = r["row"] if r["row"] == "completed" else f"failed: {r['row']}"
+        difference = f"{100 * r['difference']:+.2f}%"
+        lines.append([label, percent(r["a"]), percent(r["b"]), difference, f"{r['p_value']:.3g}"])
+    note = f"(% of {n} levels each, 95% Wilson intervals; p: two-proportion z-test)"
+    return text_table(lines) + "\n" + note
+
+
+def comparison_page(
+    rows: list[dict[str, Any]], text: str, a: Any, b: Any, name_a: str, name_b: str
+) -> tuple[str, dict[str, Any]]:
+    """(index.html, summary) of the comparison of audits `a` and `b` (of models named
+    `name_a`, `name_b`); pure."""
+    from interpret.core.report import page
+
+    summary = {
+        "model_a": a.settings,
+        "model_b": b.settings,
+        "rows": rows,
+        "rates_note": "rate = share of all levels; ci95 = 95% Wilson interval; p_value: "
+        "pooled two-proportion z-test, two sided",
+        "timings": {"a": a.timings, "b": b.timings},
+    }
+    body = (
+        f"<h1>Compare: {html.escape(name_a)} vs {html.escape(name_b)}</h1>"
+        f"<pre>{html.escape(text)}</pre>"
+    )
+    return page("compare", body), summary

@@ -1,0 +1,899 @@
+"""Audit a CoinRun policy: play N levels, label every failure by cause, keep what explains it.
+
+Hilton et al. (2020), "Dissecting failure": each level is played once; an episode that ends
+without the coin is labelled by what ended it (buzzsaw, enemy moving left or right, lava,
+timeout, or several), read from the game state before the fatal step
+(`interpret.audit.causes`). The audit also keeps the last steps of the first failed
+episodes as `Trajectory` objects (for the attribution interface) and the steps with the most
+extreme GAE advantages (surprises: the value was badly wrong).
+
+Levels are split into chunks played by an `agents.executor.Executor` (local processes by
+default, Ray as an option), each chunk in a vectorized env (``levels=`` mode, one env per
+level). Actions are sampled with a random stream per level (seeded by the audit seed and the
+level seed), so the outcome of a level does not depend on how levels were split among workers.
+
+Two engines play a chunk, with the same outcome for every level (tested, and compared side by
+side in ``bench/audit.py``):
+
+- ``"replay"`` (the default) records only actions, rewards and values while playing, runs the
+  network on the envs still playing only, and samples every env's action in one vectorized
+  step. Procgen is deterministic given the level, its options and the actions, so what a
+  failure needs (the game state before the fatal step, the frames of a kept episode or of an
+  extreme step) is recovered afterwards by replaying the recorded actions in a fresh game of
+  the same level (tested: the replayed state bytes equal the ones read live).
+- ``"stepwise"`` (the engine before it, kept for comparison) reads every env's game state
+  before every step and keeps every frame.
+
+``precision="bf16"`` runs the network under bfloat16 autocast (`agents.precision`); the
+outcomes then differ from fp32's where the rounding changes a sampled action.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+
+import numpy as np
+import torch
+
+from agents.evaluate import wilson_interval
+from agents.precision import autocast, check_precision
+from envs.coinrun_state import ENEMY, SAW, invisible_buzzsaws, without_hazards
+from interpret.audit.causes import CAUSES, TABLE_COLUMNS, FailureCause
+from interpret.core.trajectory import GAE_LAMBDA, GAMMA, Trajectory, gae_advantages
+
+# Level edits for counterfactual audits (the paper's controls): name -> state edit.
+LEVEL_EDITS: dict[str, Callable[[bytes], bytes]] = {
+    "invisible-buzzsaws": invisible_buzzsaws,
+    "no-buzzsaws": partial(without_hazards, types=(SAW,)),
+    "no-enemies": partial(without_hazards, types=(ENEMY,)),
+    "no-hazards": partial(without_hazards, types=(SAW, ENEMY), lava=True),
+}
+
+
+def level_edit(name: str | None) -> Callable[[bytes], bytes] | None:
+    """The state edit called `name` (a key of `LEVEL_EDITS`), or None for None."""
+    if name is None:
+        return None
+    if name not in LEVEL_EDITS:
+        raise ValueError(f"unknown level edit {name!r}; valid: {', '.join(LEVEL_EDITS)}")
+    return LEVEL_EDITS[name]
+
+
+@dataclass(frozen=True)
+class AuditTask:
+    """One chunk of levels for one worker (picklable)."""
+
+    model: str
+    env_id: str
+    env_options: dict[str, Any]
+    levels: tuple[tuple[int, int], ...]  # (index in the audit, level seed)
+    seed: int = 0
+    n_envs: int = 16
+    deterministic: bool = False
+    context: int = 128  # steps kept before the end of each kept failed episode
+    keep_failures: int = 12  # failed episodes kept: those of lowest level index
+    extremes: int = 8  # steps kept per sign of advantage
+    level_edit: str | None = None
+    trust_pickle: bool = False
+    threads: int = 0  # torch threads in the worker (0: leave as is)
+    engine: str = "replay"  # or "stepwise" (see the module docstring)
+    precision: str = "fp32"  # or "bf16"
+
+
+ENGINES = ("replay", "stepwise")
+_EPISODE_CAPACITY = 1024  # steps per env the replay engine's buffers start with (CoinRun: 1,000)
+
+
+@dataclass
+class ExtremeStep:
+    """A step with an extreme GAE advantage; ``observation`` (H, W, 3) uint8."""
+
+    advantage: float
+    value: float
+    reward: float
+    action: int
+    level_index: int
+    level_seed: int
+    step: int  # within its episode
+    episode_length: int
+    completed: bool
+    observation: np.ndarray | None  # None only while the "replay" engine has yet to replay it
+
+
+@dataclass
+class ChunkResult:
+    """What one chunk of levels gave. Arrays are (levels in the chunk,), in chunk order."""
+
+    indices: np.ndarray
+    level_seeds: np.ndarray
+    completed: np.ndarray
+    returns: np.ndarray
+    lengths: np.ndarray
+    causes: list[FailureCause | None]
+    fatal_states: list[bytes | None]
+    failures: list[tuple[int, Trajectory]]  # (level index, last `context` steps), lowest first
+    most_negative: list[ExtremeStep]
+    most_positive: list[ExtremeStep]
+    steps: int = 0
+    network_rows: int = 0  # observations the network was run on (steps + finished envs' rows)
+    play_s: float = 0.0
+    state_read_s: float = 0.0  # reading the pre-step state every step ("stepwise")
+    replay_s: float = 0.0  # replaying failures and extreme steps for states, frames ("replay")
+    label_s: float = 0.0  # labelling fatal steps
+    setup_s: float = 0.0
+    cpu_s: float = 0.0  # CPU time of the worker process (all its threads) for this chunk
+
+
+@dataclass
+class AuditResult:
+    """An audit of ``len(level_seeds)`` levels, merged over chunks, in level order."""
+
+    env_id: str
+    env_options: dict[str, Any]
+    level_seeds: np.ndarray  # (N,) int64
+    completed: np.ndarray  # (N,) bool
+    returns: np.ndarray  # (N,) float
+    lengths: np.ndarray  # (N,) int
+    causes: list[FailureCause | None]  # None where completed
+    fatal_states: list[bytes | None]
+    failures: list[tuple[int, Trajectory]]
+    most_negative: list[ExtremeStep]
+    most_positive: list[ExtremeStep]
+    timings: dict[str, float] = field(default_factory=dict)
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def n(self) -> int:
+        return len(self.level_seeds)
+
+    def completion(self) -> dict[str, Any]:
+        k = int(self.completed.sum())
+        lo, hi = wilson_interval(k, self.n)
+        return {"levels": self.n, "completed": k, "rate": k / self.n, "ci95": [lo, hi]}
+
+    def failure_table(self) -> dict[str, dict[str, Any]]:
+        """Per paper column (buzzsaw / enemy left / enemy right / multiple or other), and per
+        exact cause: count, share of all levels and its 95% Wilson interval."""
+        rows: dict[str, dict[str, Any]] = {}
+        failed = [c for c in self.causes if c is not None]
+        categories = [c.category for c in failed]
+        for column in TABLE_COLUMNS:
+            rows[column] = _rate(categories.count(column), self.n)
+        rows["all failures"] = _rate(len(failed), self.n)
+        return rows
+
+    def cause_breakdown(self) -> dict[str, dict[str, Any]]:
+        """Every exact label seen ("buzzsaw", "lava + timeout", "timeout", ...): count and rate;
+        and, per single cause, how many failures involved it."""
+        failed = [c for c in self.causes if c is not None]
+        labels: dict[str, int] = {}
+        for c in failed:
+            labels[c.label] = labels.get(c.label, 0) + 1
+        out = {label: _rate(count, self.n) for label, count in sorted(labels.items())}
+        for cause in CAUSES:
+            involved = sum(cause in c.causes for c in failed)
+            out[f"involving {cause}"] = _rate(involved, self.n)
+        return out
+
+
+def _rate(count: int, n: int) -> dict[str, Any]:
+    lo, hi = wilson_interval(count, n)
+    return {"count": count, "rate": count / n if n else 0.0, "ci95": [lo, hi]}
+
+
+# ---- one worker -----------------------------------------------------------------------------
+_CACHE: dict[str, Any] = {}
+
+
+def _cached_view(model: str, trust_pickle: bool) -> Any:
+    import agents
+
+    key = f"view:{model}:{trust_pickle}"
+    if key not in _CACHE:
+        _CACHE[key] = agents.load(model, trust_pickle=trust_pickle)
+    return _CACHE[key]
+
+
+def _cached_labeler() -> Any:
+    from interpret.audit.causes import FailureLabeler
+
+    if "labeler" not in _CACHE:
+        _CACHE["labeler"] = FailureLabeler()
+    return _CACHE["labeler"]
+
+
+def _level_rng(seed: int, level_seed: int) -> np.random.Generator:
+    return np.random.default_rng([int(seed), int(level_seed)])
+
+
+class _Policy:
+    """Scores, values and actions of a view for a batch; per-env random streams."""
+
+    def __init__(self, view: Any, deterministic: bool, precision: str = "fp32") -> None:
+        self.view = view
+        self.deterministic = deterministic
+        self.precision = check_precision(precision)
+        self.recurrent = hasattr(view, "reset")
+        if self.recurrent:
+            view.reset()  # a cached view may carry the state of an earlier chunk
+
+    def scores(self, obs: np.ndarray) -> tuple[str, np.ndarray, np.ndarray]:
+        """("q", Q (n, A) float32, max Q) or ("logits", logits (n, A) float64, values (n,)
+        float32; NaN where the view has none), in float32 whatever the precision."""
+        n = len(obs)
+        with torch.inference_mode():
+            x = self.view.preprocess(obs)
+            with autocast(self.precision, x.device):
+                out = self.view.outputs(x)
+            out = {key: value.float() for key, value in out.items()}
+        if "q" in out:
+            q = out["q"].cpu().numpy()
+            return "q", q, q.max(axis=1).astype(np.float32)
+        logits = out["logits"].double().cpu().numpy()
+        values = out["value"].cpu().numpy() if "value" in out else np.full(n, np.nan)
+        return "logits", logits, values.astype(np.float32)
+
+    def __call__(
+        self, obs: np.ndarray, rngs: Sequence[np.random.Generator | None]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(actions (n,) int64, values (n,) float32; NaN where the view has none)."""
+        n = len(obs)
+        if self.recurrent:  # World Models: the controller keeps (h, c) between calls
+            actions = np.asarray(self.view.act(obs, deterministic=True)).reshape(n)
+            return actions.astype(np.int64), np.full(n, np.nan, np.float32)
+        kind, logits, values = self.scores(obs)
+        if kind == "q" or self.deterministic:
+            return logits.argmax(axis=1), values
+        probs = np.exp(logits - logits.max(axis=1, keepdims=True))
+        cdf = np.cumsum(probs, axis=1)
+        actions = np.zeros(n, np.int64)
+        for i, rng in enumerate(rngs):
+            if rng is not None:
+                u = rng.random() * cdf[i, -1]
+                actions[i] = min(int(np.searchsorted(cdf[i], u, side="right")), cdf.shape[1] - 1)
+        return actions, values
+
+    def sample(self, obs: np.ndarray, uniforms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """`__call__` with each row's next uniform draw given, (n,) in [0, 1), and no Python
+        loop: the same actions (the count of CDF entries <= u is searchsorted's index)."""
+        n = len(obs)
+        if self.recurrent:
+            return self(obs, [None] * n)
+        kind, logits, values = self.scores(obs)
+        if kind == "q" or self.deterministic:
+            return logits.argmax(axis=1), values
+        probs = np.exp(logits - logits.max(axis=1, keepdims=True))
+        cdf = np.cumsum(probs, axis=1)
+        u = uniforms * cdf[:, -1]
+        actions = np.minimum((cdf <= u[:, None]).sum(axis=1), cdf.shape[1] - 1)
+        return actions.astype(np.int64), values
+
+    def reset(self, rows: list[int]) -> None:
+        if self.recurrent and rows:
+            self.view.reset(rows)
+
+
+class _Episode:
+    """The steps of one running episode, kept whole (extreme steps may lie anywhere; CoinRun
+    episodes end by 1,000 steps)."""
+
+    def __init__(self, index: int, level_seed: int, rng: np.random.Generator | None) -> None:
+        self.index, self.level_seed, self.rng = index, level_seed, rng
+        self.obs: list[np.ndarray] = []
+        self.actions: list[int] = []
+        self.rewards: list[float] = []
+        self.values: list[float] = []
+        self.state: bytes | None = None  # before the latest step
+
+
+def _push(heap: list, item: ExtremeStep, key: float, limit: int) -> None:
+    """Keep the `limit` items of largest `key` (ties: lower level index, then earlier step)."""
+    entry = (key, -item.level_index, -item.step, id(item), item)
+    if len(heap) < limit:
+        heapq.heappush(heap, entry)
+    elif entry[:3] > heap[0][:3]:
+        heapq.heapreplace(heap, entry)
+
+
+def play_levels(task: AuditTask) -> ChunkResult:
+    """Play every level of `task` once (a worker's job); label the failures."""
+    if task.engine not in ENGINES:
+        raise ValueError(f"unknown audit engine {task.engine!r}; valid: {', '.join(ENGINES)}")
+    check_precision(task.precision)
+    if task.engine == "replay":
+        return _play_replay(task)
+    return _play_stepwise(task)
+
+
+def _env_options(task: AuditTask) -> dict[str, Any]:
+    """The env options of the chunk's games (each game is pinned to its level)."""
+    return {k: v for k, v in task.env_options.items() if k not in ("num_levels", "start_level")}
+
+
+def _play_stepwise(task: AuditTask) -> ChunkResult:
+    """The "stepwise" engine: every env's game state is read before every step, every frame
+    kept."""
+    import envs
+
+    began, cpu_began = time.perf_counter(), time.process_time()
+    if task.threads:
+        torch.set_num_threads(task.threads)
+    view = _cached_view(task.model, task.trust_pickle)
+    labeler = _cached_labeler()
+    policy = _Policy(view, task.deterministic, task.precision)
+    edit = level_edit(task.level_edit)
+    levels = list(task.levels)
+    n = len(levels)
+    slots = min(task.n_envs, n)
+    options = _env_options(task)
+    venv = envs.make_vec_env(
+        task.env_id, slots, task.seed, levels=[s for _, s in levels[:slots]], **options
+    )
+    position = {index: i for i, (index, _) in enumerate(levels)}
+    completed, returns = np.zeros(n, bool), np.zeros(n)
+    lengths = np.zeros(n, np.int64)
+    causes: list[FailureCause | None] = [None] * n
+    fatal_states: list[bytes | None] = [None] * n
+    failures: list[tuple[int, Trajectory]] = []
+    negative: list = []
+    positive: list = []
+    timings = {"state_read_s": 0.0, "label_s": 0.0, "steps": 0, "network_rows": 0}
+    setup_s = time.perf_counter() - began
+
+    def start(slot: int, k: int) -> np.ndarray | None:
+        index, level_seed = levels[k]
+        rng = None if task.deterministic else _level_rng(task.seed, level_seed)
+        running[slot] = _Episode(index, level_seed, rng)
+        if edit is None:
+            return None
+        venv.set_states([edit(venv.get_states([slot])[0])], [slot])
+        return venv.observations()[slot]
+
+    running: list[_Episode | None] = [None] * slots
+    obs = venv.reset()
+    for slot in range(slots):
+        frame = start(slot, slot)
+        if frame is not None:
+            obs[slot] = frame
+    next_level = slots
+    finished = 0
+    play_began = time.perf_counter()
+    try:
+        while finished < n:
+            clock = time.perf_counter()
+            states = venv.get_states()
+            timings["state_read_s"] += time.perf_counter() - clock
+            actions, values = policy(obs, [e.rng if e else None for e in running])
+            timings["network_rows"] += len(obs)
+            for slot, episode in enumerate(running):
+                if episode is not None:
+                    episode.obs.append(obs[slot].copy())  # not a view: frees the batch
+                    episode.actions.append(int(actions[slot]))
+                    episode.values.append(float(values[slot]))
+                    episode.state = states[slot]
+            obs, rewards, dones, infos = venv.step(actions)
+            timings["steps"] += sum(e is not None for e in running)
+            ended = []
+            for slot, episode in enumerate(running):
+                if episode is None:
+                    continue
+                episode.rewards.append(float(rewards[slot]))
+                if not dones[slot]:
+                    continue
+                ended.append(slot)
+                k = position[episode.index]
+                info = infos[slot]
+                completed[k] = bool(info["level_complete"])
+                returns[k] = info["episode"]["r"]
+                lengths[k] = info["episode"]["l"]
+                if not completed[k]:
+                    clock = time.perf_counter()
+                    causes[k] = labeler.cause(episode.state, episode.actions[-1])
+                    timings["label_s"] += time.perf_counter() - clock
+                    fatal_states[k] = episode.state
+                advantages = _finish(episode, bool(completed[k]), task, negative, positive)
+                if not completed[k]:
+                    _keep_lowest(failures, episode, advantages, task)
+                finished += 1
+                running[slot] = None
+                if next_level < n:
+                    obs[slot] = venv.replace_level(slot, levels[next_level][1])
+                    frame = start(slot, next_level)
+                    if frame is not None:
+                        obs[slot] = frame
+                    next_level += 1
+            policy.reset(ended)
+    finally:
+        venv.close()
+    play_s = time.perf_counter() - play_began
+    return ChunkResult(
+        indices=np.array([i for i, _ in levels], np.int64),
+        level_seeds=np.array([s for _, s in levels], np.int64),
+        completed=completed,
+        returns=returns,
+        lengths=lengths,
+        causes=causes,
+        fatal_states=fatal_states,
+        failures=sorted(failures, key=lambda f: f[0]),
+        most_negative=[e[-1] for e in negative],
+        most_positive=[e[-1] for e in positive],
+        steps=int(timings["steps"]),
+        network_rows=int(timings["network_rows"]),
+        play_s=play_s,
+        state_read_s=timings["state_read_s"],
+        label_s=timings["label_s"],
+        setup_s=setup_s,
+        cpu_s=time.process_time() - cpu_began,
+    )
+
+
+class ReplayDivergedError(RuntimeError):
+    """A replayed episode did not end as the live one did (the game was not deterministic)."""
+
+
+class _Replayer:
+    """Plays a level again from its recorded actions in a fresh game made like the live ones
+    (the same env options, procgen seed and level edit): Procgen is deterministic given those,
+    so the replay passes through the live episode's states and frames."""
+
+    def __init__(
+        self, env_id: str, seed: int, options: dict[str, Any], edit: Callable | None
+    ) -> None:
+        self.env_id, self.seed, self.options, self.edit = env_id, seed, options, edit
+        self.venv: Any = None
+        self.seconds = 0.0
+
+    def play(
+        self,
+        level_seed: int,
+        actions: np.ndarray,
+        until: int,
+        frames: Sequence[int] = (),
+        check_failure: bool = False,
+    ) -> tuple[bytes, dict[int, np.ndarray]]:
+        """(the game state after ``actions[:until]``, {t: the frame ``actions[t]`` was taken on}
+        for t in `frames` (each <= until)). With `check_failure`, ``actions[until]`` must then
+        end the episode without the coin, as it did live (else `ReplayDivergedError`)."""
+        import envs
+
+        clock = time.perf_counter()
+        if self.venv is None:
+            self.venv = envs.make_vec_env(
+                self.env_id, 1, self.seed, levels=[int(level_seed)], **self.options
+            )
+            obs = self.venv.reset()[0]
+        else:
+            obs = self.venv.replace_level(0, int(level_seed))
+        if self.edit is not None:
+            self.venv.set_states([self.edit(self.venv.get_states([0])[0])], [0])
+            obs = self.venv.observations()[0]
+        wanted, kept = set(frames), {}
+        for t in range(until):
+            if t in wanted:
+                kept[t] = obs
+            step_obs, _, done, _ = self.venv.step(actions[t : t + 1])
+            if done[0]:
+                raise ReplayDivergedError(f"level {level_seed}: the replay ended at step {t}")
+            obs = step_obs[0]
+        if until in wanted:
+            kept[until] = obs
+        state = self.venv.get_states([0])[0]
+        if check_failure:
+            _, _, done, infos = self.venv.step(actions[until : until + 1])
+            if not done[0] or infos[0]["level_complete"]:
+                raise ReplayDivergedError(f"level {level_seed}: the replayed last step differs")
+        self.seconds += time.perf_counter() - clock
+        return state, kept
+
+    def close(self) -> None:
+        if self.venv is not None:
+            self.venv.close()
+
+
+def _play_replay(task: AuditTask) -> ChunkResult:
+    """The "replay" engine (see the module docstring): the same outcomes as `_play_stepwise`."""
+    import envs
+
+    began, cpu_began = time.perf_counter(), time.process_time()
+    if task.threads:
+        torch.set_num_threads(task.threads)
+    view = _cached_view(task.model, task.trust_pickle)
+    labeler = _cached_labeler()
+    policy = _Policy(view, task.deterministic, task.precision)
+    edit = level_edit(task.level_edit)
+    levels = list(task.levels)
+    n = len(levels)
+    slots = min(task.n_envs, n)
+    options = _env_options(task)
+    venv = envs.make_vec_env(
+        task.env_id, slots, task.seed, levels=[s for _, s in levels[:slots]], **options
+    )
+    replayer = _Replayer(task.env_id, task.seed, options, edit)
+    completed, returns = np.zeros(n, bool), np.zeros(n)
+    lengths = np.zeros(n, np.int64)
+    causes: list[FailureCause | None] = [None] * n
+    fatal_states: list[bytes | None] = [None] * n
+    failures: list[tuple[int, Trajectory]] = []
+    negative: list = []
+    positive: list = []
+    recorded: dict[int, np.ndarray] = {}  # level index -> actions, for extreme steps' frames
+    label_s, steps, network_rows = 0.0, 0, 0
+    # Per slot, the running episode's steps so far (grown if an episode outlasts them).
+    capacity = _EPISODE_CAPACITY
+    actions = np.zeros((slots, capacity), np.int64)
+    rewards = np.zeros((slots, capacity), np.float32)
+    values = np.zeros((slots, capacity), np.float32)
+    uniforms = np.zeros((slots, capacity))  # each level's stream, drawn ahead
+    rngs: list[np.random.Generator | None] = [None] * slots
+    length = np.zeros(slots, np.int64)
+    playing = np.full(slots, -1, np.int64)  # position in `levels` of each slot's level; -1 idle
+    setup_s = time.perf_counter() - began
+
+    def start(slot: int, k: int) -> np.ndarray | None:
+        playing[slot], length[slot] = k, 0
+        if not task.deterministic:
+            rngs[slot] = _level_rng(task.seed, levels[k][1])
+            uniforms[slot] = rngs[slot].random(capacity)
+        if edit is None:
+            return None
+        venv.set_states([edit(venv.get_states([slot])[0])], [slot])
+        return venv.observations()[slot]
+
+    def grow() -> None:  # an episode longer than the buffers: double them
+        nonlocal actions, rewards, values, uniforms, capacity
+        actions, rewards, values = (np.concatenate([b, np.zeros_like(b)], axis=1)
+                                    for b in (actions, rewards, values))  # fmt: skip
+        more = [r.random(capacity) if r is not None else np.zeros(capacity) for r in rngs]
+        uniforms = np.concatenate([uniforms, np.stack(more)], axis=1)
+        capacity *= 2
+
+    def finish(slot: int, info: dict) -> None:
+        nonlocal label_s
+        k = int(playing[slot])
+        index, level_seed = levels[k]
+        count = int(length[slot])
+        completed[k] = bool(info["level_complete"])
+        returns[k] = info["episode"]["r"]
+        lengths[k] = info["episode"]["l"]
+        episode = _Episode(index, level_seed, None)
+        episode.actions = actions[slot, :count].tolist()
+        episode.rewards = rewards[slot, :count].tolist()
+        episode.values = values[slot, :count].tolist()
+        frames: dict[int, np.ndarray] = {}
+        keep = not completed[k] and _would_keep(failures, index, task)
+        if not completed[k]:
+            shown = range(_context_start(count, task), count) if keep else ()
+            state, frames = replayer.play(
+                level_seed, actions[slot, :count], count - 1, shown, check_failure=True
+            )
+            clock = time.perf_counter()
+            causes[k] = labeler.cause(state, episode.actions[-1])
+            label_s += time.perf_counter() - clock
+            fatal_states[k] = state
+        advantages = _finish(episode, bool(completed[k]), task, negative, positive)
+        if task.extremes:
+            recorded[index] = actions[slot, :count].astype(np.uint8)
+        if keep:
+            observations = np.stack([frames[t] for t in sorted(frames)])
+            _keep_lowest(failures, episode, advantages, task, observations)
+        playing[slot] = -1
+
+    obs = venv.reset()
+    for slot in range(slots):
+        frame = start(slot, slot)
+        if frame is not None:
+            obs[slot] = frame
+    next_level = slots
+    finished = 0
+    every = np.arange(slots)
+    play_began = time.perf_counter()
+    try:
+        while finished < n:
+            active = np.flatnonzero(playing >= 0)
+            if length[active].max() >= capacity:
+                grow()
+            t = length[active]
+            # The network sees the envs still playing only (all of them for a recurrent view,
+            # whose rows keep their memory).
+            rows = every if policy.recurrent or len(active) == slots else active
+            batch = obs if len(rows) == slots else obs[rows]
+            network_rows += len(rows)
+            chosen, scored = policy.sample(
+                batch, uniforms[rows, np.minimum(length[rows], capacity - 1)]
+            )
+            if len(rows) == slots:
+                step_actions = chosen
+                chosen, scored = chosen[active], scored[active]
+            else:
+                step_actions = np.zeros(slots, np.int64)
+                step_actions[active] = chosen
+            actions[active, t] = chosen
+            values[active, t] = scored
+            obs, step_rewards, dones, infos = venv.step(step_actions)
+            rewards[active, t] = step_rewards[active]
+            length[active] += 1
+            steps += len(active)
+            ended = active[dones[active]]
+            for slot in ended:
+                finish(int(slot), infos[slot])
+                finished += 1
+                if next_level < n:
+                    obs[slot] = venv.replace_level(int(slot), levels[next_level][1])
+                    frame = start(int(slot), next_level)
+                    if frame is not None:
+                        obs[slot] = frame
+                    next_level += 1
+            policy.reset(ended.tolist())
+        _replay_extremes(replayer, recorded, negative + positive)
+    finally:
+        venv.close()
+        replayer.close()
+    play_s = time.perf_counter() - play_began
+    return ChunkResult(
+        indices=np.array([i for i, _ in levels], np.int64),
+        level_seeds=np.array([s for _, s in levels], np.int64),
+        completed=completed,
+        returns=returns,
+        lengths=lengths,
+        causes=causes,
+        fatal_states=fatal_states,
+        failures=sorted(failures, key=lambda f: f[0]),
+        most_negative=[e[-1] for e in negative],
+        most_positive=[e[-1] for e in positive],
+        steps=steps,
+        network_rows=network_rows,
+        play_s=play_s,
+        replay_s=replayer.seconds,
+        label_s=label_s,
+        setup_s=setup_s,
+        cpu_s=time.process_time() - cpu_began,
+    )
+
+
+def _replay_extremes(replayer: _Replayer, recorded: dict[int, np.ndarray], heap: list) -> None:
+    """Fill in the frames of the extreme steps kept in the heaps (one replay per level)."""
+    by_level: dict[int, list[ExtremeStep]] = {}
+    for entry in heap:
+        item = entry[-1]
+        if item.observation is None:
+            by_level.setdefault(item.level_index, []).append(item)
+    for index, items in sorted(by_level.items()):
+        wanted = [item.step for item in items]
+        _, frames = replayer.play(items[0].level_seed, recorded[index], max(wanted), wanted)
+        for item in items:
+            item.observation = frames[item.step]
+
+
+def _finish(
+    episode: _Episode, completed: bool, task: AuditTask, negative: list, positive: list
+) -> np.ndarray:
+    """GAE of the finished episode (no bootstrap: it ended); offer its most negative and most
+    positive step to the extremes (at most one per episode each, as the paper's bookmarks)."""
+    rewards = np.asarray(episode.rewards, np.float32)
+    values = np.asarray(episode.values, np.float32)
+    dones = np.zeros(len(rewards), bool)
+    dones[-1] = True
+    advantages = gae_advantages(rewards, values, dones, 0.0, GAMMA, GAE_LAMBDA)
+    if task.extremes and np.isfinite(advantages).all():  # one step per episode and sign
+        for t, heap, sign in ((int(np.argmin(advantages)), negative, -1.0),
+                              (int(np.argmax(advantages)), positive, 1.0)):  # fmt: skip
+            item = ExtremeStep(
+                advantage=float(advantages[t]),
+                value=float(values[t]),
+                reward=float(rewards[t]),
+                action=episode.actions[t],
+                level_index=episode.index,
+                level_seed=episode.level_seed,
+                step=t,
+                episode_length=len(rewards),
+                completed=completed,
+                observation=episode.obs[t] if episode.obs else None,  # "replay": filled later
+            )
+            _push(heap, item, sign * item.advantage, task.extremes)
+    return advantages
+
+
+def _would_keep(kept: list[tuple[int, Trajectory]], index: int, task: AuditTask) -> bool:
+    """Whether `_keep_lowest` would keep a failed episode of level index `index` now."""
+    if task.keep_failures < 1:
+        return False
+    return len(kept) < task.keep_failures or max(i for i, _ in kept) > index
+
+
+def _keep_lowest(
+    kept: list[tuple[int, Trajectory]],
+    episode: _Episode,
+    advantages: np.ndarray,
+    task: AuditTask,
+    observations: np.ndarray | None = None,
+) -> None:
+    """Keep the `task.keep_failures` failed episodes of lowest level index seen so far (so the
+    merged audit keeps the first ones by level order, however the levels were split).
+    `observations`: those of the kept steps, when the episode does not hold its frames."""
+    if not _would_keep(kept, episode.index, task):
+        return
+    if len(kept) >= task.keep_failures:
+        del kept[max(range(len(kept)), key=lambda i: kept[i][0])]
+    kept.append((episode.index, _trajectory(episode, advantages, task, observations)))
+
+
+def _context_start(length: int, task: AuditTask) -> int:
+    """The first step of a failed episode of `length` steps that its trajectory keeps."""
+    return max(0, length - task.context)
+
+
+def _trajectory(
+    episode: _Episode,
+    advantages: np.ndarray,
+    task: AuditTask,
+    observations: np.ndarray | None = None,
+) -> Trajectory:
+    """The last `task.context` steps of a finished, failed episode."""
+    start = _context_start(len(episode.actions), task)
+    t = len(episode.actions) - start
+    dones = np.zeros(t, bool)
+    dones[-1] = True
+    values = np.asarray(episode.values[start:], np.float32)
+    if observations is None:
+        observations = np.stack(episode.obs[start:])
+    return Trajectory(
+        observations=observations,
+        actions=np.asarray(episode.actions[start:], np.int64),
+        rewards=np.asarray(episode.rewards[start:], np.float32),
+        dones=dones,
+        values=values,
+        logits=np.zeros((t, 0), np.float32),
+        level_seeds=np.full(t, episode.level_seed, np.int64),
+        level_complete=np.zeros(t, bool),
+        advantages=advantages[start:].astype(np.float32),
+        metadata={
+            "env_id": task.env_id,
+            "env_options": task.env_options,
+            "model": task.model,
+            "seed": task.seed,
+            "level_index": episode.index,
+            "first_step": start,
+            "episode_length": len(episode.actions),
+            "level_edit": task.level_edit,
+            "gamma": GAMMA,
+            "gae_lambda": GAE_LAMBDA,
+        },
+    )
+
+
+# ---- the whole audit ------------------------------------------------------------------------
+def chunk_levels(level_seeds: Sequence[int], chunks: int) -> list[tuple[tuple[int, int], ...]]:
+    """Split (index, seed) pairs into `chunks` contiguous, nearly equal parts (none empty)."""
+    pairs = list(enumerate(int(s) for s in level_seeds))
+    chunks = max(1, min(chunks, len(pairs)))
+    bounds = np.linspace(0, len(pairs), chunks + 1).round().astype(int)
+    return [tuple(pairs[a:b]) for a, b in itertools.pairwise(bounds) if b > a]
+
+
+def run_audit(
+    model: str,
+    env_id: str,
+    level_seeds: Sequence[int],
+    *,
+    env_options: dict[str, Any] | None = None,
+    seed: int = 0,
+    executor: Any = None,
+    n_envs: int = 16,
+    chunks: int | None = None,
+    deterministic: bool = False,
+    context: int = 128,
+    keep_failures: int = 12,
+    extremes: int = 8,
+    level_edit: str | None = None,
+    trust_pickle: bool = False,
+    progress: Callable[[int], None] | None = None,
+    engine: str = "replay",
+    precision: str = "fp32",
+) -> AuditResult:
+    """Play each of `level_seeds` once with the model at `model` (a path or ``zoo:NAME``).
+
+    :param executor: an `agents.executor.Executor` (None: this process)
+    :param chunks: how many chunks the levels are split into (default: 2 per worker)
+    :param progress: called with the number of levels finished after each chunk
+    :param engine: ``"replay"`` or ``"stepwise"`` (the same outcomes; see the module docstring)
+    :param precision: ``"fp32"`` or ``"bf16"`` (the network under bfloat16 autocast)
+    """
+    from agents.executor import SerialExecutor
+
+    if not len(level_seeds):
+        raise ValueError("no levels to audit")
+    if engine not in ENGINES:
+        raise ValueError(f"unknown audit engine {engine!r}; valid: {', '.join(ENGINES)}")
+    check_precision(precision)
+    executor = executor or SerialExecutor()
+    workers = max(1, executor.workers)
+    threads = max(1, (os.cpu_count() or 1) // workers) if workers > 1 else 0
+    parts = chunk_levels(level_seeds, chunks or 2 * workers)
+    tasks = [
+        AuditTask(
+            model=str(model),
+            env_id=env_id,
+            env_options=dict(env_options or {}),
+            levels=part,
+            seed=seed,
+            n_envs=n_envs,
+            deterministic=deterministic,
+            context=context,
+            keep_failures=keep_failures,
+            extremes=extremes,
+            level_edit=level_edit,
+            trust_pickle=trust_pickle,
+            threads=threads,
+            engine=engine,
+            precision=precision,
+        )
+        for part in parts
+    ]
+    began = time.perf_counter()
+    results: list[ChunkResult] = []
+    for result in executor.imap(play_levels, tasks):
+        results.append(result)
+        if progress is not None:
+            progress(len(result.indices))
+    wall = time.perf_counter() - began
+    return merge_chunks(results, env_id, dict(env_options or {}), keep_failures, extremes, wall)
+
+
+def merge_chunks(
+    results: list[ChunkResult],
+    env_id: str,
+    env_options: dict[str, Any],
+    keep_failures: int,
+    extremes: int,
+    wall_s: float,
+) -> AuditResult:
+    """One `AuditResult` in level order from the chunks' results."""
+    indices = np.concatenate([r.indices for r in results])
+    order = np.argsort(indices, kind="stable")
+
+    def cat(name: str) -> np.ndarray:
+        return np.concatenate([getattr(r, name) for r in results])[order]
+
+    def flat(name: str) -> list:
+        items = [x for r in results for x in getattr(r, name)]
+        return [items[i] for i in order]
+
+    failures = sorted((f for r in results for f in r.failures), key=lambda f: f[0])
+    negative = sorted((e for r in results for e in r.most_negative),
+                      key=lambda e: (e.advantage, e.level_index, e.step))[:extremes]  # fmt: skip
+    positive = sorted((e for r in results for e in r.most_positive),
+                      key=lambda e: (-e.advantage, e.level_index, e.step))[:extremes]  # fmt: skip
+    steps = sum(r.steps for r in results)
+    timings = {
+        "wall_s": wall_s,
+        "worker_play_s": sum(r.play_s for r in results),
+        "worker_setup_s": sum(r.setup_s for r in results),
+        "worker_cpu_s": sum(r.cpu_s for r in results),
+        "state_read_s": sum(r.state_read_s for r in results),
+        "replay_s": sum(r.replay_s for r in results),
+        "label_s": sum(r.label_s for r in results),
+        "steps": steps,
+        "network_rows": sum(r.network_rows for r in results),
+        "levels_per_s": len(indices) / wall_s if wall_s > 0 else float("nan"),
+    }
+    return AuditResult(
+        env_id=env_id,
+        env_options=env_options,
+        level_seeds=cat("level_seeds"),
+        completed=cat("completed"),
+        returns=cat("returns"),
+        lengths=cat("lengths"),
+        causes=flat("causes"),
+        fatal_states=flat("fatal_states"),
+        failures=failures[:keep_failures],
+        most_negative=negative,
+        most_positive=positive,
+        timings=timings,
+    )

@@ -1,0 +1,299 @@
+"""``Trajectory``: what an agent saw and did, recorded for interpreters; saved as ``.npz``.
+
+One ``Trajectory`` is one environment's consecutive steps (possibly several episodes, split by
+``dones``). ``record_trajectories`` plays a trained agent (``agents.load``'s view) in a
+vectorized env and returns one per env, with GAE advantages computed from the recorded values.
+Files are plain ``.npz`` arrays (no pickle): Procgen state bytes are stored concatenated with
+offsets, metadata as a JSON string.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from agents.fileio import InputFileError, atomic_path, read_npz
+from agents.inspectable import Inspectable
+
+GAMMA = 0.999
+GAE_LAMBDA = 0.95
+
+
+@dataclass
+class Trajectory:
+    """T steps of one env. ``observations[t]`` is what the agent saw when it chose
+    ``actions[t]``; ``rewards[t]``/``dones[t]`` came back from that step.
+
+    Attributes:
+        observations: (T, *obs_shape) uint8, as the env gives them.
+        actions: (T,) int64 for discrete actions, (T, *action_shape) float32 otherwise.
+        rewards: (T,) float32.
+        dones: (T,) bool, True on an episode's last step.
+        values: (T,) float32 value estimate (max-Q for a Q-network; NaN if the agent has none).
+        logits: (T, A) float32 action scores: policy logits, Q-values, or a Gaussian's mean.
+        level_seeds: (T,) int64 Procgen level seed of each step (-1 outside Procgen).
+        level_complete: (T,) bool, True on the last step of an episode that reached its goal.
+        advantages: (T,) float32 GAE advantages (NaN where values are NaN).
+        states: Procgen game state bytes before each step (``get_states``), or None.
+        metadata: env id, options, model, seed, gamma, lambda, what ``logits`` hold.
+    """
+
+    observations: np.ndarray
+    actions: np.ndarray
+    rewards: np.ndarray
+    dones: np.ndarray
+    values: np.ndarray
+    logits: np.ndarray
+    level_seeds: np.ndarray
+    level_complete: np.ndarray
+    advantages: np.ndarray
+    states: list[bytes] | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.actions)
+
+    def episode_bounds(self) -> list[tuple[int, int]]:
+        """[(start, stop)] of each episode (the last one may be unfinished)."""
+        ends = np.flatnonzero(self.dones) + 1
+        starts = np.concatenate([[0], ends])
+        stops = np.concatenate([ends, [len(self)]])
+        return [(int(a), int(b)) for a, b in zip(starts, stops, strict=True) if b > a]
+
+    # -- files ------------------------------------------------------------------------------
+    _ARRAYS = (
+        "observations",
+        "actions",
+        "rewards",
+        "dones",
+        "values",
+        "logits",
+        "level_seeds",
+        "level_complete",
+        "advantages",
+    )
+
+    def file_arrays(self) -> dict[str, np.ndarray]:
+        """The arrays of its ``.npz`` file (what `save` writes and `load` reads)."""
+        arrays = {name: getattr(self, name) for name in self._ARRAYS}
+        arrays["metadata"] = np.array(json.dumps(self.metadata))
+        if self.states is not None:
+            arrays["state_bytes"] = np.frombuffer(b"".join(self.states), dtype=np.uint8)
+            arrays["state_offsets"] = np.cumsum([0] + [len(s) for s in self.states])
+        return arrays
+
+    def save(self, path: str | Path) -> Path:
+        """Write an ``.npz`` (atomically, compressed, no pickle)."""
+        path = Path(path)
+        with atomic_path(path, suffix=".npz") as tmp:
+            np.savez_compressed(tmp, **self.file_arrays())
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> Trajectory:
+        """Read a file `save` wrote; `agents.fileio.InputFileError` (one line) for a missing,
+        damaged or foreign file (other arrays, inconsistent lengths, no steps)."""
+        data = read_npz(path, "trajectory file")
+        missing = [name for name in (*cls._ARRAYS, "metadata") if name not in data]
+        if missing:
+            raise InputFileError(
+                f"{path} is not a trajectory file (no {', '.join(missing[:3])}); trajectories "
+                "are the .npz files that interpret.core.trajectory.Trajectory.save writes"
+            )
+        fields = {name: data[name] for name in cls._ARRAYS}
+        lengths = {name: len(a) if a.ndim else -1 for name, a in fields.items()}
+        if len(set(lengths.values())) != 1 or lengths["actions"] < 1:
+            raise InputFileError(f"{path}: a trajectory's arrays must have one length >= 1")
+        if fields["observations"].dtype != np.uint8:
+            raise InputFileError(f"{path}: observations must be uint8")
+        states = None
+        if "state_bytes" in data:
+            raw, offsets = data["state_bytes"].tobytes(), data.get("state_offsets")
+            if offsets is None or len(offsets) != lengths["actions"] + 1:
+                raise InputFileError(f"{path}: state_offsets do not match the steps")
+            states = [raw[int(a) : int(b)] for a, b in itertools.pairwise(offsets)]
+        try:
+            metadata = json.loads(str(data["metadata"]))
+        except ValueError:
+            metadata = None
+        if not isinstance(metadata, dict):
+            raise InputFileError(f"{path}: its metadata is not a JSON object")
+        return cls(**fields, states=states, metadata=metadata)
+
+
+def gae_advantages(
+    rewards: np.ndarray,
+    values: np.ndarray,
+    dones: np.ndarray,
+    last_value: float,
+    gamma: float = GAMMA,
+    lam: float = GAE_LAMBDA,
+) -> np.ndarray:
+    """Generalized advantage estimates (T,) for one env's steps.
+
+    ``last_value`` is the value of the observation after the last step (ignored if that step
+    ended an episode). No bootstrapping across ``dones``.
+    """
+    advantages = np.zeros(len(rewards), dtype=np.float32)
+    running = 0.0
+    next_value = last_value
+    for t in reversed(range(len(rewards))):
+        alive = 0.0 if dones[t] else 1.0
+        delta = rewards[t] + gamma * next_value * alive - values[t]
+        running = delta + gamma * lam * alive * running
+        advantages[t] = running
+        next_value = values[t]
+    return advantages
+
+
+@torch.no_grad()
+def _scores_and_values(
+    view: Inspectable, obs: np.ndarray, state: Any = None
+) -> tuple[np.ndarray, np.ndarray, str]:
+    x = view.preprocess(obs)
+    out = view.outputs(x) if state is None else view.outputs(x, state)
+    if "q" in out:
+        q = out["q"].float()
+        return q.cpu().numpy(), q.max(dim=1).values.cpu().numpy(), "q"
+    # logits (discrete), a Gaussian's mean, or a World Models controller's preactivation
+    key = next(k for k in ("logits", "mean", "preactivation") if k in out)
+    value = out["value"].float().cpu().numpy() if "value" in out else np.full(len(obs), np.nan)
+    return out[key].float().cpu().numpy(), value, key
+
+
+def record_trajectories(
+    view: Inspectable,
+    env_id: str,
+    *,
+    n_envs: int = 4,
+    n_steps: int = 256,
+    seed: int = 0,
+    deterministic: bool = False,
+    epsilon: float = 0.0,
+    record_states: bool = False,
+    gamma: float = GAMMA,
+    lam: float = GAE_LAMBDA,
+    **env_options: Any,
+) -> list[Trajectory]:
+    """Play ``view`` for ``n_steps`` in ``n_envs`` envs; one ``Trajectory`` per env.
+
+    A recurrent view (World Models) acts with its state carried from step to step and reset
+    for each env whose episode ended; ``values`` are NaN when the view has no value head.
+
+    :param epsilon: chance per step of a uniformly random action instead of the agent's (a
+        recurrent view's state still advances with the action the agent chose)
+    :param record_states: keep Procgen's state bytes before each step (Procgen only)
+    :param env_options: passed to ``envs.make_vec_env`` (e.g. ``distribution_mode="easy"``)
+    """
+    import envs
+
+    if n_steps < 1:
+        raise ValueError(f"n_steps must be positive, got {n_steps}")
+    if not 0.0 <= epsilon <= 1.0:
+        raise ValueError(f"epsilon must be in [0, 1], got {epsilon}")
+    family, _ = envs.parse_env_id(env_id)
+    if record_states and family != "procgen":
+        raise ValueError("record_states is only available for procgen envs")
+    vec = envs.make_vec_env(env_id, n_envs, seed, **env_options)
+    rng = np.random.default_rng(seed)
+    generator = torch.Generator(device=view.device).manual_seed(seed)
+    # A view with a recurrent state (World Models: ``state``, ``reset(rows)``) acts through
+    # ``act``, which carries it; scores come from ``outputs`` at that same state.
+    recurrent = hasattr(view, "state") and callable(getattr(view, "reset", None))
+    if recurrent:
+        view.reset()
+    try:
+        obs = vec.reset()
+        steps: dict[str, list] = {k: [] for k in ("obs", "act", "rew", "done", "val", "sc")}
+        steps.update(seed=[], complete=[], states=[])
+        for _ in range(n_steps):
+            if recurrent:
+                scores, values, kind = _scores_and_values(view, obs, view.state)
+                actions = view.act(obs, deterministic=deterministic, generator=generator)
+            else:
+                scores, values, kind = _scores_and_values(view, obs)
+                actions = _choose(view, obs, scores, kind, deterministic, generator)
+            random_mask = rng.random(n_envs) < epsilon
+            for i in np.flatnonzero(random_mask):
+                actions[i] = _random_action(vec.action_space, rng)
+            if family == "procgen":
+                steps["seed"].append(vec.current_level_seeds())
+                if record_states:
+                    steps["states"].append(vec.get_states())
+            else:
+                steps["seed"].append(np.full(n_envs, -1, dtype=np.int64))
+            steps["obs"].append(obs)
+            new_obs, rewards, dones, infos = vec.step(actions)
+            steps["act"].append(actions)
+            steps["rew"].append(rewards)
+            steps["done"].append(dones)
+            steps["val"].append(values)
+            steps["sc"].append(scores)
+            steps["complete"].append([bool(info.get("level_complete", False)) for info in infos])
+            if recurrent and np.any(dones):
+                view.reset(np.flatnonzero(dones))  # those envs start a new episode
+            obs = new_obs
+        _, last_values, _ = _scores_and_values(view, obs, view.state if recurrent else None)
+    finally:
+        vec.close()
+
+    metadata = {
+        "env_id": env_id,
+        "env_options": env_options,
+        "model": str(view.source) if view.source is not None else None,
+        "seed": seed,
+        "epsilon": epsilon,
+        "deterministic": deterministic,
+        "gamma": gamma,
+        "gae_lambda": lam,
+        "scores": kind,
+    }
+    trajectories = []
+    for i in range(n_envs):
+        rewards = np.array([r[i] for r in steps["rew"]], dtype=np.float32)
+        dones = np.array([d[i] for d in steps["done"]], dtype=bool)
+        values = np.array([v[i] for v in steps["val"]], dtype=np.float32)
+        trajectories.append(
+            Trajectory(
+                observations=np.stack([o[i] for o in steps["obs"]]),
+                actions=np.stack([a[i] for a in steps["act"]]),
+                rewards=rewards,
+                dones=dones,
+                values=values,
+                logits=np.stack([s[i] for s in steps["sc"]]).astype(np.float32),
+                level_seeds=np.array([s[i] for s in steps["seed"]], dtype=np.int64),
+                level_complete=np.array([c[i] for c in steps["complete"]], dtype=bool),
+                advantages=gae_advantages(rewards, values, dones, last_values[i], gamma, lam),
+                states=[s[i] for s in steps["states"]] if record_states else None,
+                metadata={**metadata, "env_index": i},
+            )
+        )
+    return trajectories
+
+
+def _choose(
+    view: Inspectable,
+    obs: np.ndarray,
+    scores: np.ndarray,
+    kind: str,
+    deterministic: bool,
+    generator: torch.Generator,
+) -> np.ndarray:
+    if kind == "logits" and not deterministic:
+        probs = torch.softmax(torch.as_tensor(scores), dim=1)
+        return torch.multinomial(probs, 1, generator=generator).squeeze(1).numpy()
+    if kind in ("logits", "q"):
+        return scores.argmax(axis=1)
+    return view.act(obs, deterministic=deterministic, generator=generator)
+
+
+def _random_action(space: Any, rng: np.random.Generator) -> Any:
+    if hasattr(space, "n"):
+        return int(rng.integers(space.n))
+    return rng.uniform(space.low, space.high).astype(space.dtype)

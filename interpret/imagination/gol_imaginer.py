@@ -1,0 +1,402 @@
+"""Network imagination on the Game of Life [001_72aeb2635db86c6e.txt]: a convolutional
+encoder-RNN-decoder trained to predict only the k-th state, whose decoder is then applied to
+the intermediate hidden states; optional autoencoder loss and adversarial decoder training.
+
+``train_gol(config)`` trains one model (resumable from a checkpoint) and returns it with its
+training history; ``evaluate_gol`` computes the paper's metric over many fresh sequences.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from agents.fileio import atomic_path
+from interpret.imagination.game_of_life import LifeBoards, imagination_metric
+
+
+@dataclass(frozen=True)
+class GoLConfig:
+    """One training run. ``steps``: GoL timesteps k; ``model_steps``: RNN timesteps (default k).
+
+    The paper's best settings: 20 channels, one layer in the encoder and in the decoder.
+    """
+
+    steps: int = 3
+    model_steps: int | None = None
+    autoencoder: bool = True
+    rnn: bool = True  # False: each timestep has its own weights ("Use RNN" = False)
+    adversarial_steps: int = 0  # decoder-only GAN phase after the main training
+    channels: int = 20
+    board: int = 12
+    density: tuple[float, float] = (0.2, 0.6)
+    warmup: int = 0
+    train_steps: int = 4000
+    batch: int = 64
+    lr: float = 3e-3
+    schedule: str = "cosine"  # "cosine": lr decays to 0 over train_steps; "constant"
+    clip: float = 1.0  # gradient norm clip (0: none)
+    weight_decay: float = 0.0  # AdamW's decoupled weight decay (0: plain Adam)
+    linear_cell_output: bool = False  # no ReLU after the RNN cell's last convolution
+    loss: str = "mse"  # prediction loss: "mse" (L2, like the autoencoder's) or "bce"
+    keep_best: bool = True  # end on the weights with the lowest validation prediction loss
+    seed: int = 0
+
+    @property
+    def rnn_steps(self) -> int:
+        return self.model_steps if self.model_steps is not None else self.steps
+
+    def boards(self) -> LifeBoards:
+        return LifeBoards(self.board, self.steps, self.density, self.warmup)
+
+
+def _conv(c_in: int, c_out: int, kernel: int) -> nn.Conv2d:
+    return nn.Conv2d(c_in, c_out, kernel, padding=kernel // 2, padding_mode="circular")
+
+
+class RNNCell(nn.Module):
+    """One model timestep: hidden (N, C, H, W) -> next hidden, a 3x3 then a 1x1 convolution,
+    each followed by a ReLU (``linear_output``: none after the 1x1)."""
+
+    def __init__(self, channels: int, linear_output: bool = False) -> None:
+        super().__init__()
+        layers = [_conv(channels, channels, 3), nn.ReLU(), _conv(channels, channels, 1)]
+        self.net = nn.Sequential(*layers, *([] if linear_output else [nn.ReLU()]))
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return self.net(h)
+
+
+class ImaginationNet(nn.Module):
+    """Encoder (one conv) -> ``rnn_steps`` cells (shared weights if ``rnn``) -> decoder (one
+    conv, sigmoid). Boards (N, 1, H, W) in [0, 1]; all convolutions wrap around like the board."""
+
+    def __init__(
+        self, channels: int = 20, rnn_steps: int = 3, rnn: bool = True, linear_output=False
+    ) -> None:
+        super().__init__()
+        self.rnn_steps = rnn_steps
+        self.encoder = nn.Sequential(_conv(1, channels, 1), nn.ReLU())
+        n_cells = 1 if rnn else rnn_steps
+        self.cells = nn.ModuleList(RNNCell(channels, linear_output) for _ in range(n_cells))
+        self.decoder = _conv(channels, 1, 1)
+
+    def hidden_states(self, boards: torch.Tensor) -> list[torch.Tensor]:
+        """[encoder output, after cell 1, ..., after cell rnn_steps], each (N, C, H, W)."""
+        h = self.encoder(boards)
+        states = [h]
+        for t in range(self.rnn_steps):
+            h = self.cells[t % len(self.cells)](h)
+            states.append(h)
+        return states
+
+    def decode(self, h: torch.Tensor) -> torch.Tensor:
+        """Hidden (N, C, H, W) -> probabilities (N, 1, H, W)."""
+        return torch.sigmoid(self.decoder(h))
+
+    def imagine(self, boards: torch.Tensor) -> torch.Tensor:
+        """(N, 1, H, W) first states -> (N, rnn_steps + 1, H, W): every hidden state decoded;
+        index 0 is the autoencoded input, the last is the prediction of the k-th state."""
+        return torch.cat([self.decode(h) for h in self.hidden_states(boards)], dim=1)
+
+
+class Discriminator(nn.Module):
+    """Real GoL board vs decoded hidden state: (N, 1, H, W) -> logits (N,)."""
+
+    def __init__(self, width: int = 16) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            _conv(1, width, 3),
+            nn.LeakyReLU(0.2),
+            nn.Conv2d(width, 2 * width, 3, stride=2, padding=1),
+            nn.LeakyReLU(0.2),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+            nn.Linear(2 * width, 1),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x).squeeze(1)
+
+
+@dataclass
+class TrainedGoL:
+    """A trained model and what happened: ``history`` rows every ``log_every`` steps hold the
+    step, loss and the pixel accuracy of every decoded hidden state against the GoL state of
+    the same index (meaningful when model and GoL timesteps are equal)."""
+
+    config: GoLConfig
+    model: ImaginationNet
+    decoder_before_adversarial: dict[str, torch.Tensor] | None = None
+    best_step: int = 0  # the training step whose weights the model ends on
+    history: list[dict[str, Any]] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def _prediction_loss(model: ImaginationNet, hidden: torch.Tensor, target: torch.Tensor, kind: str):
+    """Loss of the decoded last hidden state against the k-th state: binary cross-entropy
+    (learns the binary rules faster here) or L2 on the sigmoid output (the paper does not name
+    its prediction loss)."""
+    if kind == "mse":
+        return F.mse_loss(model.decode(hidden), target)
+    return F.binary_cross_entropy_with_logits(model.decoder(hidden), target)
+
+
+def _losses(
+    model: ImaginationNet, seq: torch.Tensor, config: GoLConfig
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(prediction loss, autoencoder loss): the k-th state only, and L2 on the reconstructed
+    first state, as in the paper (section 2.2); the autoencoder loss is 0 when it is off."""
+    first, last = seq[:, :1], seq[:, -1:]
+    hidden = model.hidden_states(first)
+    prediction = _prediction_loss(model, hidden[-1], last, config.loss)
+    if not config.autoencoder:
+        return prediction, torch.zeros(())
+    return prediction, F.mse_loss(model.decode(hidden[0]), first)
+
+
+@torch.no_grad()
+def stepwise_accuracy(model: ImaginationNet, seq: torch.Tensor) -> list[float]:
+    """Pixel accuracy of each decoded hidden state i against GoL state i (up to the shorter)."""
+    decoded = (model.imagine(seq[:, :1]) > 0.5).float()
+    k = min(decoded.shape[1], seq.shape[1])
+    return [(decoded[:, i] == seq[:, i]).float().mean().item() for i in range(k)]
+
+
+def train_gol(
+    config: GoLConfig,
+    checkpoint: Path | None = None,
+    log_every: int = 250,
+    progress: Callable[[int, int], None] | None = None,
+) -> TrainedGoL:
+    """Train one model on fresh random boards every step (seeded by ``config.seed``).
+
+    Adam at ``config.lr`` (cosine decay to 0 unless ``schedule="constant"``), gradient norm
+    clipped at ``config.clip``. Every ``log_every`` steps the prediction loss on 512 fixed
+    validation sequences is measured; with ``keep_best`` the model ends on the weights where
+    it was lowest (a late collapse does not lose a converged model). With ``checkpoint``, state
+    is saved there every ``log_every`` steps (weights only, loaded with ``weights_only=True``)
+    and a matching checkpoint is resumed from.
+    """
+    torch.manual_seed(config.seed)
+    data = torch.Generator().manual_seed(config.seed)
+    model = ImaginationNet(config.channels, config.rnn_steps, config.rnn, config.linear_cell_output)
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=config.lr, weight_decay=config.weight_decay
+    )
+    scheduler = _scheduler(optimizer, config)
+    boards = config.boards()
+    probe = boards.sample(512, torch.Generator().manual_seed(10_000 + config.seed))
+    result = TrainedGoL(config, model)
+    best: dict[str, Any] = {"loss": float("inf"), "step": 0, "model": None}
+    start_step, elapsed = 0, 0.0
+    if checkpoint is not None and checkpoint.exists():
+        state = torch.load(checkpoint, weights_only=True)
+        if state["config"] == repr(config):
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            data.set_state(state["data_rng"])
+            torch.set_rng_state(state["torch_rng"])
+            start_step, elapsed = int(state["step"]), float(state["seconds"])
+            best = {k: state[f"best_{k}"] for k in ("loss", "step", "model")}
+            result.history = [
+                dict(zip(state["history_keys"], row, strict=True))
+                for row in state["history"].tolist()
+            ]
+    began = time.perf_counter() - elapsed
+    for step in range(start_step, config.train_steps):
+        seq = boards.sample(config.batch, data)
+        prediction, autoencoder = _losses(model, seq, config)
+        loss = (prediction + autoencoder) / 2 if config.autoencoder else prediction
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if config.clip > 0:
+            nn.utils.clip_grad_norm_(model.parameters(), config.clip)
+        optimizer.step()
+        scheduler.step()
+        done = step + 1
+        if done % log_every == 0 or done == config.train_steps:
+            validation = validation_loss(model, probe, config.loss)
+            if validation < best["loss"]:
+                best = {"loss": validation, "step": done, "model": _copy(model.state_dict())}
+            accuracy = stepwise_accuracy(model, probe)
+            result.history.append(
+                {
+                    "step": done,
+                    "loss": loss.item(),
+                    "validation_loss": validation,
+                    **{f"acc{i}": a for i, a in enumerate(accuracy)},
+                }
+            )
+            if checkpoint is not None:
+                _save_checkpoint(
+                    checkpoint, config, model, optimizer, scheduler, data, done, began, result, best
+                )
+        if progress is not None:
+            progress(done, config.train_steps)
+    if config.keep_best and best["model"] is not None:
+        model.load_state_dict(best["model"])
+    result.best_step = int(best["step"])
+    if config.adversarial_steps > 0:
+        result.decoder_before_adversarial = _copy(model.decoder.state_dict())
+        train_adversarial_decoder(model, config, data)
+    result.seconds = time.perf_counter() - began
+    return result
+
+
+def _copy(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in state.items()}
+
+
+def _scheduler(optimizer: torch.optim.Optimizer, config: GoLConfig):
+    if config.schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.train_steps)
+    if config.schedule == "constant":
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _step: 1.0)
+    raise ValueError(f"schedule must be cosine or constant, got {config.schedule!r}")
+
+
+@torch.no_grad()
+def validation_loss(model: ImaginationNet, seq: torch.Tensor, kind: str = "mse") -> float:
+    """Prediction loss of the k-th state on fixed sequences (N, k + 1, H, W)."""
+    hidden = model.hidden_states(seq[:, :1])
+    return _prediction_loss(model, hidden[-1], seq[:, -1:], kind).item()
+
+
+def _save_checkpoint(
+    path, config, model, optimizer, scheduler, data, step, began, result, best
+) -> None:
+    keys = list(result.history[0]) if result.history else []
+    rows = [[row[k] for k in keys] for row in result.history]
+    state = {
+        "config": repr(config),
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "data_rng": data.get_state(),
+        "torch_rng": torch.get_rng_state(),
+        "step": step,
+        "seconds": time.perf_counter() - began,
+        "history_keys": keys,
+        "history": torch.tensor(rows, dtype=torch.float64),
+        **{f"best_{k}": v for k, v in best.items()},
+    }
+    with atomic_path(path, suffix=".pt") as tmp:
+        torch.save(state, tmp)
+
+
+def train_adversarial_decoder(
+    model: ImaginationNet, config: GoLConfig, data: torch.Generator, gan_weight: float = 0.1
+) -> None:
+    """Section 2.3: a discriminator learns real GoL states vs decoded intermediate hidden
+    states; the decoder alone (encoder and RNN frozen) learns to fool it, keeping the prediction
+    and autoencoder losses. Non-saturating GAN loss, ``gan_weight`` relative to the others."""
+    discriminator = Discriminator()
+    d_opt = torch.optim.Adam(discriminator.parameters(), lr=1e-3, betas=(0.5, 0.999))
+    g_opt = torch.optim.Adam(model.decoder.parameters(), lr=1e-3, betas=(0.5, 0.999))
+    boards = config.boards()
+    for p in [*model.encoder.parameters(), *model.cells.parameters()]:
+        p.requires_grad_(False)
+    try:
+        for _ in range(config.adversarial_steps):
+            seq = boards.sample(config.batch, data)
+            with torch.no_grad():
+                hidden = model.hidden_states(seq[:, :1])
+            intermediate = torch.cat(hidden[1:-1], dim=0)
+            real = seq[:, torch.randint(0, seq.shape[1], (1,), generator=data).item()]
+            fake = model.decode(intermediate)
+            d_real = discriminator(real[:, None])
+            d_fake = discriminator(fake.detach())
+            d_loss = F.binary_cross_entropy_with_logits(
+                d_real, torch.ones_like(d_real)
+            ) + F.binary_cross_entropy_with_logits(d_fake, torch.zeros_like(d_fake))
+            d_opt.zero_grad(set_to_none=True)
+            d_loss.backward()
+            d_opt.step()
+            g_fool = discriminator(fake)
+            gan = F.binary_cross_entropy_with_logits(g_fool, torch.ones_like(g_fool))
+            prediction = _prediction_loss(model, hidden[-1], seq[:, -1:], config.loss)
+            loss = prediction + gan_weight * gan
+            if config.autoencoder:
+                loss = loss + F.mse_loss(model.decode(hidden[0]), seq[:, :1])
+            g_opt.zero_grad(set_to_none=True)
+            loss.backward()
+            g_opt.step()
+    finally:
+        for p in model.parameters():
+            p.requires_grad_(True)
+
+
+@torch.no_grad()
+def evaluate_gol(
+    model: ImaginationNet, config: GoLConfig, sequences: int = 10_000, seed: int = 12345
+) -> dict[str, float]:
+    """The paper's metric (mean over ``sequences`` fresh sequences, section 3.1), the same
+    metric for a trivial model that imagines empty boards (the floor: dead boards match it),
+    and the final-state accuracy: pixel accuracy and the share of boards predicted exactly."""
+    generator = torch.Generator().manual_seed(seed)
+    boards = config.boards()
+    metric, dead, pixel, exact, total = 0.0, 0.0, 0.0, 0.0, 0
+    for start in range(0, sequences, 1000):
+        seq = boards.sample(min(1000, sequences - start), generator)
+        decoded = model.imagine(seq[:, :1])
+        metric += imagination_metric(decoded[:, 1:-1], seq).sum().item()
+        dead += imagination_metric(torch.zeros_like(decoded[:, 1:-1]), seq).sum().item()
+        correct = (decoded[:, -1] > 0.5).float() == seq[:, -1]
+        pixel += correct.float().mean(dim=(1, 2)).sum().item()
+        exact += correct.flatten(1).all(dim=1).float().sum().item()
+        total += len(seq)
+    return {
+        "metric": metric / total,
+        "all_dead_metric": dead / total,
+        "final_pixel_accuracy": pixel / total,
+        "final_exact": exact / total,
+        "sequences": total,
+    }
+
+
+def config_dict(config: GoLConfig) -> dict[str, Any]:
+    return dataclasses.asdict(config) | {"rnn_steps": config.rnn_steps}
+
+
+@torch.no_grad()
+def linear_probe_accuracy(
+    model: ImaginationNet, config: GoLConfig, sequences: int = 400, seed: int = 54321
+) -> list[list[float]]:
+    """A diagnostic beside the metric: is GoL state j linearly readable, pixel by pixel, from
+    hidden state i by *some* 1x1 decoder? ``[i][j]``: held-out pixel accuracy of a logistic
+    regression (scikit-learn) fitted on half of ``sequences`` fresh sequences, tested on the
+    other half. High where the model's own decoder fails means the state is represented but
+    in another direction than the one the shared decoder reads."""
+    from sklearn.linear_model import LogisticRegression
+
+    seq = config.boards().sample(sequences, torch.Generator().manual_seed(seed))
+    half = sequences // 2
+    table = []
+    for h in model.hidden_states(seq[:, :1]):
+        features = h.permute(0, 2, 3, 1).numpy()  # (N, H, W, C)
+        train, test = (
+            features[:half].reshape(-1, h.shape[1]),
+            features[half:].reshape(-1, h.shape[1]),
+        )
+        scale = max(float(train.std()), 1e-6)  # one scale for all channels keeps the fit cheap
+        row = []
+        for j in range(seq.shape[1]):
+            target = seq[:, j].numpy()
+            y_train, y_test = target[:half].reshape(-1), target[half:].reshape(-1)
+            if len(set(y_train.tolist())) < 2:  # a constant target: predict it
+                row.append(float((y_test == y_train[0]).mean()))
+                continue
+            probe = LogisticRegression(max_iter=500).fit(train / scale, y_train)
+            row.append(float((probe.predict(test / scale) == y_test).mean()))
+        table.append(row)
+    return table
