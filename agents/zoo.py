@@ -7,11 +7,13 @@ resumable state is committed under ``zoo/NAME/training/`` and restored on the ne
     python -m agents.zoo restore zoo/coinrun-ppo/training runs/coinrun-ppo
     python train.py ppo --resume --out runs/coinrun-ppo --piece-minutes 150
     python -m agents.zoo curve runs/coinrun-ppo zoo/coinrun-ppo/training/curve.png
+    python -m agents.zoo publish runs/coinrun-ppo zoo/coinrun-ppo --episodes 1000
 
 A snapshot holds ``config.json`` (every piece's command), ``progress.csv``, the evaluations
 after each piece (``evals/``) and the latest checkpoint only (weights, optimizer, reward
 normalization, resume state): a few MB for the interpretable CNN; plus a README.md card of
-the run so far and its curve.png.
+the run so far and its curve.png. ``publish`` turns a finished run into the entry itself
+(`agents.zoo_publish`).
 """
 
 from __future__ import annotations
@@ -191,9 +193,26 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("curve", help="learning-curve PNG of a run dir or snapshot")
     p.add_argument("run", type=Path)
     p.add_argument("out", type=Path)
+    p = sub.add_parser("publish", help="finished run -> zoo entry (weights, card, evaluation)")
+    p.add_argument("run", type=Path)
+    p.add_argument("dst", type=Path, help="the entry, e.g. zoo/coinrun-ppo")
+    p.add_argument("--episodes", type=int, default=1000, help="levels/episodes per evaluation")
+    p.add_argument("--checkpoint", type=Path, help="publish this checkpoint (default: final)")
+    p.add_argument("--parallel", type=int, default=32, help="Procgen levels played at once")
+    p.add_argument("--force", action="store_true", help="replace an existing entry")
     args = parser.parse_args(argv)
+    from agents.sb3_zip import ModelFileError
+    from agents.zoo_publish import PublishError, publish
+
     try:
-        if args.verb == "curve":
+        if args.verb == "publish":
+            written = publish(
+                args.run, args.dst, episodes=args.episodes, checkpoint=args.checkpoint,
+                parallel=args.parallel, force=args.force,
+            )  # fmt: skip
+            print((args.dst / "README.md").read_text())
+            print(f"{len(written)} files -> {args.dst}")
+        elif args.verb == "curve":
             print(plot_curve(args.run, args.out))
         else:
             if args.dst.exists() and not args.dst.is_dir():
@@ -201,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
             copy = snapshot if args.verb == "snapshot" else copy_state
             written = copy(args.src, args.dst)
             print(f"{len(written)} files -> {args.dst}")
-    except (ZooError, OSError, KeyError) as err:
+    except (ZooError, PublishError, ModelFileError, OSError, KeyError) as err:
         print(f"python -m agents.zoo: error: {err}", file=sys.stderr)
         return 2
     return 0

@@ -161,6 +161,47 @@ def test_zoo_snapshot_and_restore_keep_the_resumable_state(tiny_run, tmp_path, o
     assert zoo.main(["restore", str(tmp_path / "nothing"), str(tmp_path / "x")]) == 2
 
 
+def test_zoo_publish_writes_a_weights_only_entry_with_measured_scores(
+    tiny_run, tmp_path, monkeypatch, one_torch_thread
+):
+    from stable_baselines3 import PPO
+
+    import agents
+    from agents.evaluate import UNLIMITED_TEST_START, evaluate_procgen_levels
+    from agents.sb3_zip import read_sb3_zip
+
+    config, run = tiny_run
+    entry = tmp_path / "zoo" / "tiny-ppo"
+    args = ["publish", str(run), str(entry), "--episodes", "3", "--parallel", "2"]
+    assert zoo.main(args) == 0
+    names = sorted(p.name for p in entry.iterdir())
+    assert names == sorted(
+        ["model.zip", "config.json", "progress.csv", "eval.json", "curve.png", "README.md"]
+    )
+    published, source = read_sb3_zip(entry / "model.zip"), read_sb3_zip(run / "model.zip")
+    assert published.state_dicts["policy.optimizer"]["state"] == {}  # no optimizer state
+    assert source.state_dicts["policy.optimizer"]["state"]  # which the run's model has
+    for key, value in source.state_dicts["policy"].items():
+        assert torch.equal(published.state_dicts["policy"][key], value)
+    assert (entry / "model.zip").stat().st_size < (run / "model.zip").stat().st_size
+    loaded = PPO.load(entry / "model.zip", device="cpu")  # plain SB3 loads it
+    assert loaded.num_timesteps == 64
+    monkeypatch.setattr("agents.loading.ZOO_DIR", entry.parent)
+    view = agents.load("zoo:tiny-ppo")
+    evaluation = read_json(entry / "eval.json")
+    levels = list(range(UNLIMITED_TEST_START, UNLIMITED_TEST_START + 3))
+    for mode, greedy in (("sampled", False), ("greedy", True)):
+        again = evaluate_procgen_levels(
+            view, config.env_id, levels, 2, deterministic=greedy, seed=0, **config.env_kwargs
+        ).summary()
+        assert evaluation[mode] == again  # measured on unseen levels, not copied from training
+    card = (entry / "README.md").read_text()
+    assert "zoo:tiny-ppo" in card and "total steps: 64" in card
+    assert f"{evaluation['greedy']['completed']}/3 levels completed" in card
+    assert zoo.main(args) == 2  # an existing entry is replaced only with --force
+    assert zoo.main([*args, "--force"]) == 0
+
+
 @pytest.mark.parametrize(
     ("flags", "message"),
     [
