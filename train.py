@@ -27,14 +27,18 @@ import time
 from pathlib import Path
 from typing import Any, NoReturn
 
-import torch
+try:  # Ctrl-C while the libraries load (seconds): one line, as everywhere else
+    import torch
 
-import envs
-from agents.architectures import ARCHS
-from agents.precision import PRECISIONS
-from agents.presets import PRESETS, default_arch, default_preset
-from envs import _quiet  # noqa: F401  (before anything imports old gym)
-from world_model import cli as world_model_cli
+    import envs
+    from agents.architectures import ARCHS
+    from agents.precision import PRECISIONS
+    from agents.presets import PRESETS, default_arch, default_preset
+    from envs import _quiet  # noqa: F401  (before anything imports old gym)
+    from world_model import cli as world_model_cli
+except KeyboardInterrupt:
+    print("train.py: interrupted; nothing written", file=sys.stderr)
+    sys.exit(130)
 
 USER_ERRORS: tuple[type[Exception], ...] = (envs.EnvSpecError,)
 _HYPERPARAMS = sorted({k for preset in PRESETS.values() for k in preset} - {"n_envs"})

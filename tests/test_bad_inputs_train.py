@@ -471,3 +471,15 @@ def test_ctrl_c_in_a_parallel_audit_leaves_nothing(bad_input_workspace, tmp_path
     assert proc.returncode == 130
     assert _one_line(stderr).endswith("audit: interrupted; nothing written")
     assert not out.exists() and not list(tmp_path.glob(".audit*")), "a staging directory is left"
+
+
+@pytest.mark.parametrize("command", [["train.py", "ppo", "--help"], ["-m", "interpret", "--help"]])
+def test_ctrl_c_while_the_libraries_load_is_one_line(command):
+    proc = subprocess.Popen([sys.executable, *command], cwd=ROOT, env=QUIET, text=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+    maps = Path(f"/proc/{proc.pid}/maps")  # torch's library mapped: past Python's own startup
+    _wait_for(lambda: proc.poll() is not None or "libtorch" in maps.read_text(), 60, "torch")
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert _one_line(stderr).endswith("interrupted; nothing written")
