@@ -4,8 +4,9 @@ Each verb lives in its own module, which exposes ``add_arguments(parser)`` and
 ``run(args) -> Path | None`` (what it wrote; None when it only printed), and optionally
 ``kept_on_interrupt(args) -> str | None`` (what an interrupted run leaves for resuming). Its
 ``--out`` (a directory; replaced only with ``--force``) is checked here before any work. Bad
-input raises one of ``interpret.core.errors.user_errors()`` and is reported here in one line, exit
-status 2; Ctrl-C prints one line, exit status 130.
+input raises one of ``interpret.core.errors.user_errors()`` and is reported here in one line,
+exit status 2; Ctrl-C prints one line, exit status 130. Only the chosen verb's module is
+imported.
 """
 
 from __future__ import annotations
@@ -43,10 +44,17 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The parser of ``python -m interpret``; only the verb named in `argv` (its first word)
+    has its module imported and its options added: the others are never parsed."""
+    words = sys.argv[1:] if argv is None else argv
+    chosen = next((w for w in words if not w.startswith("-")), None)
     parser = OneLineParser(prog="python -m interpret", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="verb", required=True, parser_class=OneLineParser)
     for verb, (module_name, help_text) in VERBS.items():
+        if verb != chosen:
+            sub.add_parser(verb, help=help_text)
+            continue
         module = importlib.import_module(module_name)
         verb_parser = sub.add_parser(
             verb,
@@ -66,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
 
     prog = "python -m interpret"
     try:
-        args = build_parser().parse_args(argv)
+        args = build_parser(argv).parse_args(argv)
     except KeyboardInterrupt:
         print(f"{prog}: interrupted; nothing written", file=sys.stderr)
         return 130

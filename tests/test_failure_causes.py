@@ -14,7 +14,6 @@ from interpret.audit.causes import (
     TIMEOUT,
     FailureCause,
     FailureLabeler,
-    failure_table,
     overlaps,
 )
 
@@ -115,10 +114,20 @@ def test_several_at_once_is_multiple(labeler, env, empty_level):
 
 
 def test_failure_table_percentages():
+    from interpret.audit.engine import AuditResult
+
     causes = [FailureCause((BUZZSAW,)), FailureCause((ENEMY_LEFT,)), FailureCause((LAVA_CAUSE,))]
-    table = failure_table(causes, n_levels=10)
-    assert list(table) == list(TABLE_COLUMNS)
-    assert table == {BUZZSAW: 10.0, ENEMY_LEFT: 10.0, ENEMY_RIGHT: 0.0, TABLE_COLUMNS[3]: 10.0}
+    causes += [None] * 7  # completed levels
+    n = len(causes)
+    result = AuditResult(
+        "procgen:coinrun", {}, np.arange(n), np.array([c is None for c in causes]),
+        np.zeros(n), np.ones(n, dtype=int), causes, [None] * n, [], [], [],
+    )  # fmt: skip
+    table = result.failure_table()
+    assert list(table) == [*TABLE_COLUMNS, "all failures"]
+    shares = {column: 100.0 * row["rate"] for column, row in table.items()}
+    expected = {BUZZSAW: 10.0, ENEMY_LEFT: 10.0, ENEMY_RIGHT: 0.0, TABLE_COLUMNS[3]: 10.0}
+    assert shares == pytest.approx({**expected, "all failures": 30.0})
 
 
 def test_every_real_failure_gets_a_cause_and_survived_steps_get_none(labeler):

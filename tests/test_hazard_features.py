@@ -9,7 +9,6 @@ import envs
 from envs.coinrun_state import ENEMY, LAVA_TOP, SAW, CoinRunState
 from interpret.attribution.hazards import (
     area_fractions,
-    hazard_attribution,
     hazard_masks,
     hazard_remover,
     hazard_scores,
@@ -123,7 +122,7 @@ def test_hazard_attribution_on_a_tiny_agent(tmp_path):
     features = NMFFeatures("2b", directions, "attribution", 0.0)
     options = {"distribution_mode": "easy"}
     small = {"n_envs": 2, "steps_per_round": 24, "n_steps": 4}
-    scores = hazard_attribution(view, features, COINRUN, options, 6, 0, **small)
+    scores = measure_hazard_attribution(view, features, COINRUN, options, 6, 0, **small).scores
     assert scores.shape == (4,) and np.isfinite(scores).all() and (scores <= 0).all()
     assert scores.min() < 0
 
@@ -136,4 +135,4 @@ def test_hazard_attribution_on_a_tiny_agent(tmp_path):
     expected = hazard_scores(features, again.attributions, measured.masks)
     np.testing.assert_allclose(measured.scores, expected, rtol=1e-4)
     with pytest.raises(InterpretError, match="CoinRun"):
-        hazard_attribution(view, features, "procgen:bigfish", {}, 8, 0)
+        measure_hazard_attribution(view, features, "procgen:bigfish", {}, 8, 0)

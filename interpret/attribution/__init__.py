@@ -10,10 +10,19 @@ hidden layer to the value (or any output), NMF features, dataset examples, the r
 ``report`` the trajectory interface (pure: arrays -> files); ``command`` the verb.
 """
 
+from interpret.attribution.features import read_features_report
+from interpret.attribution.hazards import measure_hazard_attribution
 from interpret.attribution.integrated_gradients import (
     HiddenLayerIntegratedGradients,
     LayerAttribution,
 )
 from interpret.attribution.nmf import NMFFeatures, fit_nmf
 
-__all__ = ["HiddenLayerIntegratedGradients", "LayerAttribution", "NMFFeatures", "fit_nmf"]
+__all__ = [
+    "HiddenLayerIntegratedGradients",
+    "LayerAttribution",
+    "NMFFeatures",
+    "fit_nmf",
+    "measure_hazard_attribution",
+    "read_features_report",
+]

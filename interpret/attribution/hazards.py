@@ -200,7 +200,16 @@ def measure_hazard_attribution(
     n_envs: int = 8,
     steps_per_round: int = 64,
 ) -> HazardAttribution:
-    """`hazard_attribution` with the frames and masks it used (see there)."""
+    """Each NMF feature's negative attribution on CoinRun hazards, with the frames and masks
+    it was measured on; ``.scores`` (k,): argmin = the hazard feature.
+
+    Plays `view` on `env_id` (CoinRun, with `env_options` such as ``distribution_mode``) from
+    `seed` until `n_observations` frames show a hazard of `kinds`, attributes `target` to
+    ``features.layer`` with integrated gradients (`n_steps`, zero baseline: the attribute
+    report's settings); ``scores`` are `hazard_scores`: minus the mean per frame of each
+    feature's negative attribution inside the hazard pixels, in the target's units (<= 0).
+    Frames are played in rounds of `n_envs` envs x `steps_per_round` steps (every 2nd kept).
+    """
     import envs
     from interpret.attribution.integrated_gradients import HiddenLayerIntegratedGradients
 
@@ -223,19 +232,3 @@ def measure_hazard_attribution(
     inside, total = _negative_inside(features.maps(attribution.attributions).negative, masks)
     shares = inside / np.maximum(total, 1e-30)
     return HazardAttribution(-inside / len(masks), shares, observations, masks, played)
-
-
-def hazard_attribution(view: Any, features: NMFFeatures, *args: Any, **kwargs: Any) -> np.ndarray:
-    """(k,) each NMF feature's negative attribution on CoinRun hazards; argmin = hazard feature.
-
-    Plays `view` on `env_id` (CoinRun, with `env_options` such as ``distribution_mode``) from
-    `seed` until `n_observations` frames show a hazard of `kinds`, attributes `target` to
-    ``features.layer`` with integrated gradients (`n_steps`, zero baseline: the attribute
-    report's settings), and returns `hazard_scores`: minus the mean per frame of each feature's
-    negative attribution inside the hazard pixels, in the target's units (<= 0). Frames are
-    played in rounds of `n_envs` envs x `steps_per_round` steps (every 2nd step kept).
-    Takes the arguments of `measure_hazard_attribution`: ``(view, features, env_id=COINRUN,
-    env_options=None, n_observations=128, seed=0, *, kinds, target, n_steps, batch_size,
-    n_envs, steps_per_round)``.
-    """
-    return measure_hazard_attribution(view, features, *args, **kwargs).scores

@@ -20,8 +20,6 @@ Written by hand because procgen reports only that an episode ended, not what end
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -186,14 +184,3 @@ class FailureLabeler:
                     (last, self.cause(trajectory.states[last], int(trajectory.actions[last])))
                 )
         return labels
-
-
-def failure_table(causes: Iterable[FailureCause], n_levels: int) -> dict[str, float]:
-    """Percentage of `n_levels` failed per paper column (buzzsaw / enemy left / right / other)."""
-    counts = Counter(c.category for c in causes)
-    return {column: 100.0 * counts[column] / n_levels for column in TABLE_COLUMNS}
-
-
-def cause_counts(causes: Sequence[FailureCause]) -> dict[str, int]:
-    """How many episodes got each exact label ("buzzsaw", "lava + timeout", "none", ...)."""
-    return dict(Counter(c.label for c in causes))
