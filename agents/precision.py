@@ -9,6 +9,7 @@ is the same context for code that runs a network itself (interpreters).
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 from collections.abc import Iterator
 
@@ -25,6 +26,17 @@ def check_precision(precision: str) -> str:
     if precision not in PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}; valid: {', '.join(PRECISIONS)}")
     return precision
+
+
+def add_precision_argument(parser: argparse.ArgumentParser, note: str) -> None:
+    """``--precision fp32|bf16`` (default fp32) for a command that runs a network; ``note``
+    says what bf16 changes for it."""
+    parser.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="fp32",
+        help=f"network precision (bf16: autocast, fast only with bf16 hardware; {note})",
+    )
 
 
 @contextlib.contextmanager

@@ -273,3 +273,31 @@ def test_dqn_units_are_dissected_and_zeroed_through_the_same_calls(tmp_path):
     effects = zeroing_effects(view, layer, [0, 1], frames)
     assert set(effects) == {"q_change", "action_changed"}
     assert rank_units(effects)[0] == "q_change"
+
+
+def test_bf16_statistics_are_close_to_fp32_and_really_bf16(ppo_view, frames):
+    bf16 = agents.load(ppo_view.source, precision="bf16")
+    exact = unit_statistics(ppo_view, "2b", frames, batch_size=4)
+    approx = unit_statistics(bf16, "2b", frames, batch_size=4)
+    scale = float(np.abs(exact.per_observation_max).max())
+    difference = np.abs(approx.per_observation_max - exact.per_observation_max).max()
+    assert 0 < difference < 0.05 * scale  # bf16 rounding (8 mantissa bits), not another network
+
+
+@pytest.mark.parametrize("verb", ["attribute", "audit", "compare", "edit", "dissect", "synthesize"])
+def test_every_network_verb_takes_precision(verb, capsys):
+    from interpret.cli import build_parser
+
+    required = {
+        "compare": ["model_b"],
+        "edit": ["--features", "r", "--out", "o"],
+        "dissect": ["--layer", "2b", "--out", "o"],
+        "synthesize": ["--out", "o"],
+    }
+    words = [verb, "model", *required.get(verb, [])]
+    args = build_parser(words).parse_known_args([*words, "--precision", "bf16"])[0]
+    assert args.precision == "bf16"
+    with pytest.raises(SystemExit) as exit_info:
+        build_parser(words).parse_known_args([*words, "--precision", "fp16"])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.count("\n") == 1

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from agents.precision import PRECISIONS
+from agents.precision import add_precision_argument
 from interpret.core.errors import InterpretError
 
 
@@ -53,12 +53,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--trajectory-steps", type=int, default=256)
     parser.add_argument("--smooth", type=float, default=1.0, help="Gaussian sigma (layer px)")
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument(
-        "--precision",
-        choices=PRECISIONS,
-        default="fp32",
-        help="network precision (bf16: autocast; the integral stays float32)",
-    )
+    add_precision_argument(parser, "the integral stays float32")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--save-attributions", action="store_true")
     parser.add_argument("--trust-pickle", action="store_true", help="load with SB3's unpickler")

@@ -11,7 +11,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from agents.precision import PRECISIONS
+from agents.precision import add_precision_argument
 from interpret.audit.engine import LEVEL_EDITS
 from interpret.core.errors import InterpretError
 
@@ -38,12 +38,7 @@ def add_play_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--n-envs", type=int, default=64, help="envs per worker (one network batch)"
     )
-    parser.add_argument(
-        "--precision",
-        choices=PRECISIONS,
-        default="fp32",
-        help="network precision (bf16: autocast; outcomes can differ from fp32's)",
-    )
+    add_precision_argument(parser, "outcomes can differ from fp32's")
     parser.add_argument("--trust-pickle", action="store_true", help="load with SB3's unpickler")
 
 

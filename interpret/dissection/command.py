@@ -22,6 +22,7 @@ import numpy as np
 from tqdm import tqdm
 
 import agents
+from agents.precision import add_precision_argument
 from interpret.core.errors import InterpretError
 from interpret.core.report import write_report
 from interpret.core.trajectory import Trajectory, record_trajectories
@@ -60,6 +61,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--trust-pickle", action="store_true", help="load with SB3's unpickler")
+    add_precision_argument(parser, "statistics can differ from fp32's")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
@@ -110,7 +112,7 @@ def load_observations(
 
 def run(args: argparse.Namespace) -> Path:
     _validate(args)
-    view = agents.load(args.model, trust_pickle=args.trust_pickle)
+    view = agents.load(args.model, trust_pickle=args.trust_pickle, precision=args.precision)
     for layer in args.layer:
         view.layer_module(layer)  # unknown layer: one line, before any work
     started = time.perf_counter()
@@ -156,6 +158,7 @@ def run(args: argparse.Namespace) -> Path:
     summary = {
         "model": str(view.source) if view.source is not None else args.model,
         "algo": view.algo,
+        "precision": args.precision,
         "observations": len(obs),
         "episodes": int(episodes.max()) + 1,
         "source": source,

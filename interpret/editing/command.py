@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from agents.precision import add_precision_argument
 from interpret.core.errors import InterpretError
 
 HAZARDS = "hazards"  # the --feature keyword for the hazard feature (CoinRun)
@@ -48,6 +49,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="run directory to write")
     parser.add_argument("--force", action="store_true", help="replace an existing --out")
     parser.add_argument("--trust-pickle", action="store_true", help="load with SB3's unpickler")
+    add_precision_argument(parser, "for the measurements; the edit itself is float32")
     hazards = parser.add_argument_group(f"--feature {HAZARDS}")
     hazards.add_argument("--env", help="env id (default: the report's, else the model's)")
     hazards.add_argument("--env-kwargs", nargs="*", default=None, metavar="KEY=VALUE")
@@ -67,7 +69,7 @@ def run(args: argparse.Namespace) -> Path:
     from agents.outputs import lock_dir
 
     out = Path(args.out)  # checked by the CLI before any work: a directory, --force to replace
-    view = agents.load(args.model, trust_pickle=args.trust_pickle)
+    view = agents.load(args.model, trust_pickle=args.trust_pickle, precision=args.precision)
     if not isinstance(view, Inspectable):
         raise InterpretError(f"edit needs a PPO or DQN policy, not a {type(view).__name__}")
     if view.source is not None and out.resolve() in view.source.resolve().parents:

@@ -37,6 +37,7 @@ from typing import Any
 
 import torch
 
+from agents.precision import add_precision_argument
 from interpret.core.errors import InterpretError
 from interpret.synthesis.training import VARIANTS, TrainSettings
 
@@ -86,6 +87,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu")
+    add_precision_argument(parser, "the agent's forward passes; the generator stays float32")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--no-progress", action="store_true")
 
@@ -146,7 +148,7 @@ def run(args: argparse.Namespace) -> Path:
     world_model = model_path.is_dir() and not (model_path / "model.zip").is_file()
     if not (world_model and (model_path / "config.json").is_file()):
         model_path = resolve_model_path(args.model)
-    view = agents.load(args.model, device=args.device)
+    view = agents.load(args.model, device=args.device, precision=args.precision)
     recorded = dict(view.metadata)
     if frames_mod.is_recurrent(view):  # a World Models run keeps its env in its config
         recorded = {"env_id": view.config["env_id"], "env_kwargs": view.config.get("env_kwargs")}
@@ -211,6 +213,7 @@ def run(args: argparse.Namespace) -> Path:
         "env_options": options,
         "target": args.target,
         "algo": view.algo,
+        "precision": args.precision,
         "frame_space": frames_mod.as_dict(space),
         "frames": len(data),
         "settings": {k: v for k, v in vars(args).items() if not k.startswith("_")},
