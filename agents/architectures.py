@@ -10,6 +10,7 @@ Stage names are the layer names interpreters use (``"1a"``, ``"2b"``, ``"fc1"``,
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
@@ -18,6 +19,8 @@ import gymnasium as gym
 import torch
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor, NatureCNN
 from torch import nn
+
+from agents.shapes import output_shape
 
 
 class HWCInput(nn.Module):
@@ -100,12 +103,6 @@ class ResidualBlock(nn.Module):
         return x + self.conv1(self.relu1(self.conv0(self.relu0(x))))
 
 
-def _flat_size(conv: OrderedDict[str, nn.Module], chw: tuple[int, int, int]) -> int:
-    """Number of features after flattening the convolutional stages' output, by a dry run."""
-    with torch.no_grad():
-        return nn.Sequential(conv)(torch.zeros(1, *chw)).flatten(1).shape[1]
-
-
 def interpretable_stages(chw: tuple[int, int, int]) -> OrderedDict[str, nn.Module]:
     """Appendix C of Hilton et al. (2020), up to the 512-unit dense layer.
 
@@ -124,7 +121,7 @@ def interpretable_stages(chw: tuple[int, int, int]) -> OrderedDict[str, nn.Modul
             ("pool4", L2Pool2d(2)),
         ]
     )
-    flat = _flat_size(conv, chw)
+    flat = math.prod(output_shape(nn.Sequential(conv), chw))
     dense = [
         ("flatten", nn.Flatten()),
         ("fc1", LinearReLU(flat, 256)),
@@ -152,7 +149,7 @@ def impala_stages(
             )
         )
         channels = width
-    flat = _flat_size(conv, chw)
+    flat = math.prod(output_shape(nn.Sequential(conv), chw))
     dense = [("flatten", nn.Flatten()), ("relu", nn.ReLU()), ("fc", LinearReLU(flat, 256))]
     return OrderedDict([*conv.items(), *dense])
 

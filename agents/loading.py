@@ -7,7 +7,10 @@ JSON (spaces, policy kwargs, our ``rlinterp.json`` record) and its weights are l
 
 from __future__ import annotations
 
+import importlib
+import json
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +28,13 @@ from agents.sb3_zip import ModelFileError, SB3Archive, read_sb3_zip
 
 ZOO_DIR = Path(__file__).resolve().parent.parent / "zoo"
 MODEL_FILE = "model.zip"
+CONFIG_FILE = "config.json"
+# Loaders of run directories that are not SB3 zips, keyed by the "algo" of their config.json,
+# called as loader(run_dir, device=..., precision=...). A package registers its own on import
+# (register_loader); those shipped here are imported by name when a run of theirs is first
+# loaded, so agents never imports them (they import agents: dependencies point one way).
+LOADERS: dict[str, Callable[..., Any]] = {}
+PLUGINS = {"worldmodel": "world_model.view"}
 
 # Policy keywords that may be passed on when rebuilding (JSON values only).
 _PASSABLE_KWARGS = {
@@ -62,23 +72,36 @@ def resolve_model_path(spec: str | Path) -> Path:
     return path
 
 
+def register_loader(algo: str, loader: Callable[..., Any]) -> None:
+    """Let ``agents.load`` open run directories whose config.json has ``"algo": algo``."""
+    LOADERS[algo] = loader
+
+
+def run_algo(path: str | Path) -> str | None:
+    """The ``"algo"`` of a run directory's config.json; None if there is none to read."""
+    config = Path(path) / CONFIG_FILE
+    try:
+        data = json.loads(config.read_text()) if config.is_file() else None
+    except (ValueError, OSError):
+        return None
+    algo = data.get("algo") if isinstance(data, dict) else None
+    return algo if isinstance(algo, str) else None
+
+
 def load(
     spec: str | Path, *, trust_pickle: bool = False, device: str = "cpu", precision: str = "fp32"
 ) -> Inspectable:
     """Load an SB3 PPO/DQN zip (ours or plain SB3), run directory or ``zoo:NAME``.
 
     ``precision="bf16"`` runs the view's forward passes under bf16 autocast (float32
-    results). A World Models run directory gives an ``agents.world_model_view.WorldModelView``
-    (fp32 only)."""
-    from world_model.run import is_world_model_run
-
+    results). A World Models run directory gives a ``world_model.view.WorldModelView`` (fp32
+    only); other run kinds come from ``LOADERS``."""
     check_precision(precision)
-    if is_world_model_run(spec):
-        from agents.world_model_view import WorldModelView
-
-        if precision != "fp32":
-            raise ModelFileError("World Models views run in fp32 only (drop --precision bf16)")
-        return WorldModelView.load(spec, device=device)
+    algo = run_algo(spec)
+    if algo in PLUGINS and algo not in LOADERS:
+        importlib.import_module(PLUGINS[algo])  # registers its loader
+    if algo in LOADERS:
+        return LOADERS[algo](spec, device=device, precision=precision)
     view = _load_sb3(spec, trust_pickle, device)
     view.precision = precision
     return view

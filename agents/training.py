@@ -31,7 +31,7 @@ from agents.fileio import atomic_path, read_json, write_json
 from agents.loading import MODEL_FILE
 from agents.policies import HWCActorCriticPolicy, HWCDQNPolicy
 from agents.precision import set_precision
-from agents.presets import PRESETS, resolve_schedule
+from agents.presets import resolve_schedule
 from agents.runtime import keep_freed_memory
 from agents.sb3_zip import add_extra, read_sb3_zip
 
@@ -71,11 +71,6 @@ class TrainConfig:
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
         known = {f for f in cls.__dataclass_fields__}
         return cls(**{k: v for k, v in data.items() if k in known})
-
-
-def merged_hyperparams(preset: str, overrides: dict[str, Any]) -> dict[str, Any]:
-    """The preset's settings with command-line overrides applied."""
-    return {**PRESETS[preset], **overrides}
 
 
 def make_training_env(config: TrainConfig) -> VecEnv:

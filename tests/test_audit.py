@@ -250,9 +250,13 @@ def test_two_proportion_test_known_value():
 
 @pytest.mark.slow
 def test_counterfactual_levels_without_hazards_only_time_out(model):
+    """Every level is edited, also one started in a slot after another level ended (502,
+    third on two envs, which the runner fails unedited)."""
+    assert not run_audit(model, COINRUN, LEVELS[2:3], env_options=HARD, n_envs=1).completed[0]
     result = run_audit(
-        model, COINRUN, LEVELS[:2], env_options=HARD, level_edit="no-hazards", n_envs=2
+        model, COINRUN, LEVELS[:3], env_options=HARD, level_edit="no-hazards", n_envs=2
     )
+    assert result.completed[2]
     for cause in result.causes:
         assert cause is None or cause.causes == ("timeout",)
 

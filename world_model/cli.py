@@ -78,7 +78,7 @@ def foreign_flags(args: argparse.Namespace, world_model: bool) -> list[str]:
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
-    from world_model.run import RunError
+    from world_model.rundir import RunError
 
     values: dict[str, Any] = {}
     for flag, (name, _, _) in FLAGS.items():
@@ -98,7 +98,8 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 def build_config(args: argparse.Namespace) -> Any:
     import envs
     from world_model.rollouts import POLICIES
-    from world_model.run import RunError, WorldModelConfig, is_world_model_run
+    from world_model.run import WorldModelConfig
+    from world_model.rundir import RunError, is_world_model_run
 
     if not args.env:
         raise RunError("--env is required (e.g. --env box2d:CarRacing-v3)")
@@ -126,7 +127,7 @@ def build_config(args: argparse.Namespace) -> Any:
 
 def _config_and_run_dir(args: argparse.Namespace) -> tuple[Any, Path]:
     from agents.outputs import check_writable_dir, is_vacant
-    from world_model.run import CONFIG_FILE, RunError
+    from world_model.rundir import CONFIG_FILE, RunError
 
     config = build_config(args)
     run_dir = args.out or Path("runs") / (
@@ -146,7 +147,8 @@ def _resumed_config(args: argparse.Namespace) -> Any:
     """The config of the run in ``--out``, its types and values checked."""
     from agents.outputs import check_writable_dir
     from agents.validation import check_field_types
-    from world_model.run import RunError, WorldModelConfig, read_config
+    from world_model.run import WorldModelConfig
+    from world_model.rundir import RunError, read_config
 
     if args.out is None:
         raise RunError("--resume needs --out RUN_DIR")
@@ -164,7 +166,7 @@ def _resumed_config(args: argparse.Namespace) -> Any:
 
 def _interrupted(run_dir: Path, resume: bool) -> str:
     from agents.outputs import LOCK_FILE
-    from world_model.run import CONFIG_FILE
+    from world_model.rundir import CONFIG_FILE
 
     written = [p for p in run_dir.iterdir() if p.name not in (LOCK_FILE, CONFIG_FILE)]
     if not resume and not written:
@@ -181,7 +183,8 @@ def main(args: argparse.Namespace) -> int:
     from agents.outputs import OutputError, lock_dir
     from agents.validation import SettingsError
     from world_model.model import WeightsFileError
-    from world_model.run import CONFIG_FILE, RunError, WorldModelConfig, create_run, run_pipeline
+    from world_model.run import WorldModelConfig, create_run, run_pipeline
+    from world_model.rundir import CONFIG_FILE, RunError
 
     errors = (envs.EnvSpecError, RunError, ExecutorError, WeightsFileError, OutputError)
     errors += (SettingsError,)

@@ -29,7 +29,8 @@ import torch
 
 from agents.executor import Executor
 from agents.fileio import atomic_path, read_json, write_json
-from world_model.model import WorldModel, save_weights
+from world_model.model import Policy, WorldModel, save_weights
+from world_model.rundir import initial_latents, make_eval_env, read_config
 
 _MODELS: dict[str, tuple[float, WorldModel, np.ndarray]] = {}  # per worker process
 
@@ -48,8 +49,6 @@ class EpisodeTask:
 
 def _cached_model(run_dir: str) -> tuple[WorldModel, np.ndarray]:
     """The run's V and M, loaded once per worker (reloaded if mdn.safetensors changed)."""
-    from world_model.run import initial_latents, read_config
-
     path = Path(run_dir)
     stamp = (path / "mdn.safetensors").stat().st_mtime
     cached = _MODELS.get(run_dir)
@@ -63,9 +62,6 @@ def _cached_model(run_dir: str) -> tuple[WorldModel, np.ndarray]:
 
 def play_controller(task: EpisodeTask) -> float:
     """Return of one episode of the controller ``task.params`` (real game or dream)."""
-    from world_model.model import Policy
-    from world_model.run import make_eval_env
-
     model, z0 = _cached_model(task.run_dir)
     model.controller.set_flat(task.params)
     total = 0.0

@@ -25,6 +25,7 @@ import numpy as np
 from agents.executor import Executor
 from agents.fileio import atomic_path
 from world_model.frames import make_frame_env
+from world_model.rundir import load_policy
 
 POLICIES = ("random", "brownian")
 
@@ -79,8 +80,6 @@ class RandomActions:
 def make_policy(task: RolloutTask, env: gymnasium.Env) -> Any:
     if task.policy in POLICIES:
         return RandomActions(env.action_space, task.policy, task.repeat, task.seed + task.index)
-    from world_model.run import load_policy
-
     return load_policy(task.policy)
 
 

@@ -16,26 +16,28 @@ epoch or generation. ``agents.load(run_dir)`` returns the inspectable view of th
 
 from __future__ import annotations
 
-import json
 import platform
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+import cma
 import numpy as np
+import torch
+from safetensors.numpy import load_file
 
 from agents.executor import Executor
 from agents.fileio import atomic_path, read_json, write_json
+from world_model import rollouts, training
+from world_model.cmaes import EpisodeTask, play_controller, train_controller
+from world_model.controller import action_size
 from world_model.frames import make_frame_env
+from world_model.model import WorldModel, load_weights, space_to_json
+from world_model.rundir import CONFIG_FILE, RunError
 
-CONFIG_FILE = "config.json"
 STAGES = ("rollouts", "vae", "mdn", "controller", "eval")
 EVAL_SEED_OFFSET = 1_000_000_000  # evaluation tracks/levels, far from the training seeds
-
-
-class RunError(ValueError):
-    """A run directory that cannot be created or resumed. One line."""
 
 
 @dataclass
@@ -79,53 +81,7 @@ class WorldModelConfig:
         return cls(**{k: v for k, v in data.items() if k in names})
 
 
-def read_config(run_dir: str | Path) -> dict[str, Any]:
-    """A run's config.json as a dict; `RunError` (one line) if it is missing or damaged."""
-    path = Path(run_dir) / CONFIG_FILE
-    if not path.is_file():
-        raise RunError(f"not a World Models run directory (no {CONFIG_FILE}): {run_dir}")
-    try:
-        data = read_json(path)
-    except (OSError, UnicodeDecodeError, ValueError) as err:
-        raise RunError(f"{path} is not readable JSON ({type(err).__name__})") from None
-    if not isinstance(data, dict):
-        raise RunError(f"{path}: not a JSON object but a {type(data).__name__}")
-    return data
-
-
-def is_world_model_run(path: str | Path) -> bool:
-    config = Path(path) / CONFIG_FILE
-    if not config.is_file():
-        return False
-    try:
-        data = json.loads(config.read_text())
-    except (ValueError, OSError):
-        return False
-    return isinstance(data, dict) and data.get("algo") == "worldmodel"
-
-
-def make_eval_env(run_dir: str | Path, seed: int | None) -> Any:
-    config = read_config(run_dir)
-    return make_frame_env(config["env_id"], seed, **config["env_kwargs"])
-
-
-def initial_latents(run_dir: str | Path) -> np.ndarray:
-    """z of each episode's first frame (N, z_size): where dream episodes start."""
-    return np.load(Path(run_dir) / "series" / "initial_z.npy", allow_pickle=False)
-
-
-def load_policy(run_dir: str | Path) -> Any:
-    """A ``Policy`` playing a finished run's best controller (for rollouts)."""
-    from world_model.model import Policy, WorldModel
-
-    config = read_config(run_dir)
-    return Policy(WorldModel.load(run_dir, config, "controller_best.safetensors"))
-
-
 def _versions() -> dict[str, str]:
-    import cma
-    import torch
-
     return {"python": platform.python_version(), "torch": torch.__version__, "cma": cma.__version__}
 
 
@@ -133,14 +89,9 @@ def create_run(config: WorldModelConfig, run_dir: Path) -> WorldModelConfig:
     """Write a new run's config.json (probing the env for its action space)."""
     if (run_dir / CONFIG_FILE).exists():
         raise RunError(f"{run_dir} already holds a run; use --resume to continue it")
-    from world_model.model import space_to_json
-    from world_model.rollouts import default_policy
-
     env = make_frame_env(config.env_id, config.seed, **config.env_kwargs)
     space = env.action_space
     env.close()
-    from world_model.controller import action_size
-
     try:
         action_size(space)
     except ValueError as err:
@@ -149,7 +100,7 @@ def create_run(config: WorldModelConfig, run_dir: Path) -> WorldModelConfig:
     if config.action_map == "auto":
         config.action_map = "carracing" if "CarRacing" in config.env_id else "bounds"
     if config.rollout_policy == "auto":
-        config.rollout_policy = default_policy(space)
+        config.rollout_policy = rollouts.default_policy(space)
     config.versions = _versions()
     write_json(run_dir / CONFIG_FILE, asdict(config))
     return config
@@ -163,11 +114,6 @@ def run_pipeline(
     log: Any = print,
 ) -> dict[str, Any]:
     """Run (or resume) every stage up to ``last_stage``; returns a summary of what was done."""
-    import torch
-
-    from world_model import rollouts, training
-    from world_model.model import WorldModel, load_weights
-
     summary: dict[str, Any] = {}
     stop = STAGES.index(last_stage)
     model = WorldModel.from_config(asdict(config))
@@ -245,8 +191,6 @@ def run_pipeline(
     if stop < STAGES.index("controller"):
         return summary
 
-    from world_model.cmaes import train_controller
-
     summary["controller"] = train_controller(
         run_dir,
         executor,
@@ -275,10 +219,6 @@ def evaluate_run(
 ) -> dict[str, Any]:
     """The best candidate and CMA-ES's mean solution, each on the same ``eval_episodes`` unseen
     seeds (real game); writes eval.json. Top-level figures are the best candidate's."""
-    from safetensors.numpy import load_file
-
-    from world_model.cmaes import EpisodeTask, play_controller
-
     seeds = [EVAL_SEED_OFFSET + config.seed + i for i in range(config.eval_episodes)]
     result: dict[str, Any] = {"env_id": config.env_id, "generation": config.generations}
     for name in ("best", "mean"):

@@ -7,7 +7,7 @@ Encoder: four 4x4 stride-2 convolutions with 32, 64, 128, 256 channels (ReLU), 6
 plus the KL to N(0, I), the KL floored at ``kl_tolerance * z_size`` (the original's 0.5 * 32)
 so the optimizer stops squeezing it once it is small.
 
-Layer names (stable; ``agents.world_model_view`` prefixes them with ``vae.``): ``encoder.conv1``
+Layer names (stable; ``world_model.view`` prefixes them with ``vae.``): ``encoder.conv1``
 .. ``encoder.conv4``, ``encoder.mu``, ``encoder.logvar``, ``decoder.fc``, ``decoder.deconv1`` ..
 ``decoder.deconv4``.
 """

@@ -25,9 +25,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from agents.precision import add_precision_argument
+from agents.shapes import layer_shape
 from interpret.core.errors import InterpretError
 
 HAZARDS = "hazards"  # the --feature keyword for the hazard feature (CoinRun)
@@ -105,14 +105,6 @@ def _edit(view: Any, out: Path, args: argparse.Namespace) -> Path:
     return out
 
 
-def _layer_shape(view: Any, layer: str) -> tuple[int, ...]:
-    """Shape of one observation's activations at `layer` (e.g. (32, 32, 32) for 2b)."""
-    lower, _ = view.split(layer)  # UnknownLayerError names the valid layers
-    zeros = np.zeros((1, *view.observation_space.shape), dtype=view.observation_space.dtype)
-    with torch.no_grad():
-        return tuple(lower(view.preprocess(zeros)).shape[1:])
-
-
 def _from_report(view: Any, args: argparse.Namespace) -> tuple[str, np.ndarray, dict[str, Any]]:
     from interpret.attribution.features import read_features_report
 
@@ -127,7 +119,7 @@ def _from_report(view: Any, args: argparse.Namespace) -> tuple[str, np.ndarray, 
             f"the model has no layer {layer!r} (the report's); its layers: "
             f"{', '.join(view.layers())}"
         )
-    shape = _layer_shape(view, layer)
+    shape = layer_shape(view, layer)
     channels = report.features.directions.shape[1]
     if shape[0] != channels or (report.layer_shape and report.layer_shape != shape):
         reported = report.layer_shape or (channels,)
@@ -205,7 +197,7 @@ def _from_file(view: Any, args: argparse.Namespace) -> tuple[str, np.ndarray, di
         or not np.issubdtype(directions.dtype, np.number)
     ):
         raise InterpretError(f"{path}: directions must be a numeric (C,) or (k, C) array")
-    shape = _layer_shape(view, args.layer)
+    shape = layer_shape(view, args.layer)
     if directions.shape[-1] != shape[0]:
         raise InterpretError(
             f"{path} has {directions.shape[-1]} entries per direction; layer {args.layer!r} has "

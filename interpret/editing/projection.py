@@ -30,6 +30,7 @@ from torch import nn
 
 from agents.architectures import ConvReLU, L2Pool2d, LinearReLU
 from agents.inspectable import Inspectable
+from agents.shapes import layer_shape
 from interpret.core.errors import InterpretError
 
 # Modules that act on each channel separately, so a projection after them equals one before.
@@ -96,14 +97,6 @@ def projection(directions: np.ndarray | torch.Tensor, channels: int | None = Non
         raise EditError("directions are all zero")
     basis = u[:, s > s[0] * v.shape[1] * torch.finfo(torch.float64).eps]
     return torch.eye(v.shape[1], dtype=torch.float64) - basis @ basis.T
-
-
-def _layer_channels(view: Inspectable, layer: str) -> int:
-    """Number of channels (dim 1) of the layer's activation, by a dry run on a zero input."""
-    lower, _ = view.split(layer)
-    zeros = np.zeros((1, *view.observation_space.shape), dtype=view.observation_space.dtype)
-    with torch.no_grad():
-        return int(lower(view.preprocess(zeros)).shape[1])
 
 
 def _kernel_of(module: nn.Module) -> tuple[str, nn.Conv2d | nn.Linear] | None:
@@ -184,7 +177,7 @@ def project_out(
     :param directions: (C,) or (k, C) vectors in `layer`'s channel space (e.g. NMF directions)
     :return: what was edited; save with ``view.save(path, metadata={"edit": edit.to_json()})``
     """
-    channels = _layer_channels(view, layer)
+    channels = layer_shape(view, layer)[0]
     p = projection(directions, channels)
     kernels = next_kernels(view, layer)
     for name, module in kernels:

@@ -28,7 +28,7 @@ SHOWN_ROWS = 4
 
 
 def validate(args: argparse.Namespace) -> None:
-    from world_model.run import is_world_model_run
+    from world_model.rundir import is_world_model_run
 
     if args.gol:
         raise InterpretError("give either MODEL (a World Models run) or --gol, not both")
@@ -47,7 +47,7 @@ def validate(args: argparse.Namespace) -> None:
 def play(view, episodes: int, max_steps: int, seed: int, random_actions: bool) -> list[dict]:
     """Episodes of the run's env: {"frames": (T+1, 64, 64, 3) uint8, "actions": (T, A) in M's
     encoding (float32), "return": float}."""
-    from world_model.run import make_eval_env
+    from world_model.rundir import make_eval_env
 
     ctrl = view.module.controller
     out = []

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from agents.fileio import atomic_path
+from agents.shapes import output_shape
 
 
 @dataclass(frozen=True)
@@ -51,8 +52,7 @@ class Generator(nn.Module):
         self.encoder = nn.Sequential(
             *[_down(a, b) for a, b in zip([c.channels, *widths[:-1]], widths, strict=True)]
         )
-        with torch.no_grad():
-            enc_shape = self.encoder(torch.zeros(1, c.channels, c.height, c.width)).shape[1:]
+        enc_shape = output_shape(self.encoder, (c.channels, c.height, c.width))
         flat = math.prod(enc_shape)
         self.mean = nn.Linear(flat, c.latent_dim)
         self.logvar = nn.Linear(flat, c.latent_dim)

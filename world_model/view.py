@@ -33,7 +33,14 @@ import numpy as np
 import torch
 from torch import nn
 
+from agents.fileio import write_json
 from agents.inspectable import UnknownLayerError
+from agents.loading import register_loader
+from agents.sb3_zip import ModelFileError
+from world_model.dream import DreamEnv
+from world_model.frames import crop_for, to_frame
+from world_model.model import WorldModel, save_weights
+from world_model.rundir import initial_latents, read_config
 
 Outputs = dict[str, torch.Tensor]
 State = tuple[torch.Tensor, torch.Tensor]
@@ -61,8 +68,6 @@ class WorldModelView:
         source: Path | None = None,
         metadata: dict[str, Any] | None = None,
     ) -> None:
-        from world_model.frames import crop_for
-
         self.module = model.eval()
         self.config = config
         self.source = source
@@ -84,9 +89,6 @@ class WorldModelView:
         new tracks; see eval.json). C stays at zero if CMA-ES has not run yet."""
         if controller not in ("best", "mean"):
             raise ValueError(f"controller must be best or mean, got {controller!r}")
-        from world_model.model import WorldModel
-        from world_model.run import read_config
-
         run_dir = Path(run_dir)
         config = read_config(run_dir)
         c_file = f"controller_{controller}.safetensors"
@@ -127,8 +129,6 @@ class WorldModelView:
         """Raw env observations (N, H, W, 3) uint8 (or already 64x64 frames) -> (N, 3, 64, 64)
         float in [0, 1] (CarRacing: dashboard cropped, then resized, as in training). A torch
         tensor (N, 64, 64, 3) in [0, 255] is converted in torch, so gradients flow through."""
-        from world_model.frames import to_frame
-
         if isinstance(obs, torch.Tensor) and obs.ndim == 4 and tuple(obs.shape[1:]) == (64, 64, 3):
             return obs.to(self.device).permute(0, 3, 1, 2).float() / 255.0
         if isinstance(obs, torch.Tensor):
@@ -271,18 +271,12 @@ class WorldModelView:
 
     def dream_env(self, temperature: float = 1.0, max_steps: int = 1000) -> Any:
         """A ``DreamEnv`` stepping this agent's M (episodes start from the run's first frames)."""
-        from world_model.dream import DreamEnv
-        from world_model.run import initial_latents
-
         return DreamEnv(self.module, initial_latents(self.source), temperature, max_steps)
 
     # -- saving ---------------------------------------------------------------------------
     def save(self, path: str | Path, metadata: dict[str, Any] | None = None) -> Path:
         """Write a World Models run directory with the current (possibly edited) weights that
         ``agents.load`` reads back; ``metadata`` is kept in its config."""
-        from agents.fileio import write_json
-        from world_model.model import save_weights
-
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         config = {**self.config, "metadata": {**self.metadata, **(metadata or {})}}
@@ -297,3 +291,15 @@ class WorldModelView:
             shutil.copyfile(self.source / "series" / "initial_z.npy", path / "series/initial_z.npy")
         write_json(path / "config.json", config)
         return path
+
+
+def load_run(
+    run_dir: str | Path, *, device: str = "cpu", precision: str = "fp32"
+) -> WorldModelView:
+    """``agents.load`` of a run directory whose config.json says ``"algo": "worldmodel"``."""
+    if precision != "fp32":
+        raise ModelFileError("World Models views run in fp32 only (drop --precision bf16)")
+    return WorldModelView.load(run_dir, device=device)
+
+
+register_loader("worldmodel", load_run)
