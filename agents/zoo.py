@@ -25,6 +25,7 @@ import shutil
 import sys
 from pathlib import Path
 
+from agents.curves import plot_curve
 from agents.fileio import atomic_path, read_json
 
 RUN_FILES = ("config.json", "progress.csv")
@@ -137,50 +138,6 @@ def status_markdown(run_dir: Path, snapshot_dir: Path | None = None) -> str:
             )
         lines.append(f"| {summary['num_timesteps']:,} | {what} |")
     return "\n".join(lines) + "\n"
-
-
-def plot_curve(run_dir: Path, out: Path) -> Path:
-    """Learning curve PNG from progress.csv: mean episode return and (Procgen) level-completion
-    rate over training steps, plus the evaluations in evals/ as points."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    with open(run_dir / "progress.csv", newline="") as f:
-        rows = list(csv.DictReader(f))
-    steps = [float(r["time/total_timesteps"]) / 1e6 for r in rows]
-    config = read_json(run_dir / "config.json")
-    fig, ax = plt.subplots(figsize=(7, 3.6), dpi=110)
-    returns = [float(r.get("rollout/ep_rew_mean") or "nan") for r in rows]
-    ax.plot(steps, returns, lw=1, label="training episodes: mean return (last 100)")
-    ax.set_xlabel("environment steps (millions)")
-    ax.set_ylabel("return")
-    completion = [r.get("rollout/level_complete_rate") for r in rows]
-    if any(completion):
-        ax2 = ax.twinx()
-        values = [float(c) if c else float("nan") for c in completion]
-        ax2.plot(steps, values, lw=1, color="tab:orange", label="training: levels completed")
-        evals = sorted((run_dir / "evals").glob("step_*.json"))
-        points = [(read_json(p)["num_timesteps"] / 1e6, read_json(p)["test"]) for p in evals]
-        if points:
-            ax2.plot(
-                [s for s, _ in points],
-                [t["completion_rate"] for _, t in points],
-                "o",
-                color="tab:red",
-                label="unseen levels completed (evaluation)",
-            )
-        ax2.set_ylim(0, 1)
-        ax2.set_ylabel("completion rate")
-        ax2.legend(loc="lower right", fontsize=7)
-    ax.legend(loc="upper left", fontsize=7)
-    ax.set_title(f"{config['algo'].upper()} {config['arch']} on {config['env_id']}", fontsize=9)
-    fig.tight_layout()
-    with atomic_path(out, ".png") as tmp:
-        fig.savefig(tmp)
-    plt.close(fig)
-    return out
 
 
 def main(argv: list[str] | None = None) -> int:

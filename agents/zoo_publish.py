@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 
+from agents.curves import plot_curve
 from agents.fileio import atomic_path, read_json, write_json
 from agents.sb3_zip import read_sb3_zip, write_sb3_zip
 
@@ -151,8 +152,6 @@ def publish(
 ) -> list[Path]:
     """Write the zoo entry ``dst`` from ``run_dir`` (see the module docstring); returns the
     files written. An existing entry is replaced only with ``force``."""
-    from agents.zoo import plot_curve
-
     if episodes < 1:
         raise PublishError("--episodes must be positive")
     for needed in ("config.json", "progress.csv"):
