@@ -47,6 +47,7 @@ demo: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/python -m mypy  # agents/ and interpret/ (pyproject's [tool.mypy]): the PolicyView seam
 
 format: install
 	$(BIN)/ruff format .

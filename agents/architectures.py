@@ -178,6 +178,8 @@ _BUILDERS: dict[str, Callable[[tuple[int, int, int]], OrderedDict[str, nn.Module
     "impala": impala_stages,
 }
 ARCHS = ("interpretable", "impala", "nature")
+# The layer interpreters read by default, where a paper chose one (Hilton et al. 2020: 2b).
+DEFAULT_LAYERS = {"interpretable": "2b"}
 
 
 class HWCFeatures(BaseFeaturesExtractor):

@@ -10,7 +10,7 @@ import torch
 from tqdm import tqdm
 
 import envs
-from agents.inspectable import Inspectable
+from agents.policy_view import Actor
 
 # Level options that select levels; evaluation sets the levels itself.
 _LEVEL_OPTIONS = ("num_levels", "start_level", "levels", "use_sequential_levels")
@@ -75,7 +75,7 @@ def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, flo
 
 
 def evaluate_procgen_levels(
-    agent: Inspectable,
+    agent: Actor,
     env_id: str,
     level_seeds: list[int] | np.ndarray,
     n_parallel: int = 32,
@@ -143,7 +143,7 @@ def record_finished(
 
 
 def evaluate_episodes(
-    agent: Inspectable,
+    agent: Actor,
     env_id: str,
     n_episodes: int,
     n_envs: int = 8,

@@ -1,109 +1,40 @@
-"""The inspectable view of a trained policy: the one object every interpreter takes.
+"""``Inspectable``: the ``PolicyView`` adapter of SB3 PPO and DQN policies.
 
-A policy is decomposed into a chain of named stages (its shared trunk) and a head that maps
-the trunk's output to named outputs (``value``/``logits`` for actor-critics, ``q`` for
-Q-networks). ``split(layer)`` cuts the chain after a stage, so that ``upper(lower(x))`` equals
-``outputs(x)`` and attribution from a hidden layer runs the upper part only.
+A policy is decomposed (``agents.sb3_stages``) into named stages: a shared trunk, then a
+branch per group of outputs (``value``/``logits`` for actor-critics, ``q`` for Q-networks).
+``split(layer)`` cuts after a stage, so that ``upper(lower(x))`` equals the outputs that layer
+determines and attribution from a hidden layer runs the upper part only.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 import torch
-from stable_baselines3.common.policies import ActorCriticPolicy, BasePolicy
+from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.preprocessing import preprocess_obs
-from stable_baselines3.common.torch_layers import FlattenExtractor, NatureCNN
 from stable_baselines3.dqn.policies import DQNPolicy
 from torch import nn
 
-from agents.architectures import HWCFeatures, HWCInput
+from agents.architectures import DEFAULT_LAYERS, HWCFeatures
+from agents.policy_view import Lower, Outputs, UnknownLayerError, Upper
 from agents.precision import autocast
+from agents.sb3_stages import (
+    Branch,
+    Stage,
+    branch_readers,
+    decompose,
+    first_kernel,
+    run_branches,
+    run_stages,
+)
+from agents.shapes import output_shape
 
-Outputs = dict[str, torch.Tensor]
-
-
-class UnknownLayerError(ValueError):
-    """A layer name that the policy does not have."""
-
-
-@dataclass(frozen=True)
-class Stage:
-    """One step of the trunk: ``name`` as shown to users, ``path`` within ``Inspectable.module``."""
-
-    name: str
-    path: str
-    module: nn.Module
-
-    @property
-    def listed(self) -> bool:
-        """Whether it is offered as a layer (input scaling and flattening are not)."""
-        return not isinstance(self.module, HWCInput | nn.Flatten)
-
-
-def _sequential_leaves(seq: nn.Sequential, prefix: str) -> Iterator[tuple[str, nn.Module]]:
-    for name, child in seq.named_children():
-        full = f"{prefix}.{name}" if prefix else name
-        if isinstance(child, nn.Sequential):
-            yield from _sequential_leaves(child, full)
-        else:
-            yield full, child
-
-
-def _extractor_stages(extractor: nn.Module, path: str) -> list[Stage]:
-    """Stages of an SB3 features extractor, in forward order."""
-    if isinstance(extractor, HWCFeatures):  # ours: short names ("1a", "block1.res2", "fc1")
-        return [
-            Stage(name, f"{path}.net.{name}", m)
-            for name, m in _sequential_leaves(extractor.net, "")
-        ]
-    if isinstance(extractor, NatureCNN):  # SB3's: forward is linear(cnn(x)); module paths
-        parts = [
-            *_sequential_leaves(extractor.cnn, "cnn"),
-            *_sequential_leaves(extractor.linear, "linear"),
-        ]
-        return [Stage(f"{path}.{name}", f"{path}.{name}", m) for name, m in parts]
-    if isinstance(extractor, FlattenExtractor):
-        return [Stage(f"{path}.flatten", f"{path}.flatten", extractor.flatten)]
-    return [Stage(path, path, extractor)]
-
-
-def _decompose(policy: BasePolicy) -> tuple[list[Stage], Callable[[torch.Tensor], Outputs]]:
-    """(trunk stages, head) for an SB3 actor-critic or DQN policy."""
-    if isinstance(policy, DQNPolicy):
-        q_layers = list(_sequential_leaves(policy.q_net.q_net, "q_net.q_net"))
-        stages = _extractor_stages(policy.q_net.features_extractor, "q_net.features_extractor")
-        stages += [Stage(name, name, m) for name, m in q_layers[:-1]]
-        last = q_layers[-1][1]
-        return stages, lambda h: {"q": last(h)}
-    if isinstance(policy, ActorCriticPolicy):
-        if policy.share_features_extractor:
-            stages = _extractor_stages(policy.features_extractor, "features_extractor")
-            return stages, lambda f: _actor_critic_head(policy, policy.mlp_extractor(f))
-        # Separate trunks for policy and value: no single hidden layer determines both outputs.
-        return [], lambda x: _actor_critic_head(policy, _separate_latents(policy, x))
-    raise TypeError(f"unsupported policy class {type(policy).__name__}")
-
-
-def _separate_latents(policy: ActorCriticPolicy, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    pi_features = policy.pi_features_extractor(x)
-    vf_features = policy.vf_features_extractor(x)
-    return policy.mlp_extractor.forward_actor(pi_features), policy.mlp_extractor.forward_critic(
-        vf_features
-    )
-
-
-def _actor_critic_head(policy: ActorCriticPolicy, latents: tuple[torch.Tensor, ...]) -> Outputs:
-    latent_pi, latent_vf = latents
-    value = policy.value_net(latent_vf).squeeze(-1)
-    if isinstance(policy.action_space, gym.spaces.Discrete):
-        return {"value": value, "logits": policy.action_net(latent_pi)}
-    return {"value": value, "mean": policy.action_net(latent_pi)}
+__all__ = ["Inspectable", "Outputs", "UnknownLayerError"]
 
 
 class _Chain:
@@ -130,22 +61,25 @@ class _Chain:
         return out.float()
 
     def _run(self, x: torch.Tensor) -> Any:
-        for stage in self.stages:
-            x = stage.module(x)
+        x = run_stages(self.stages, x)
         return self.head(x) if self.head is not None else x
 
 
 class Inspectable:
-    """Uniform view of a trained SB3 policy (PPO or DQN) for interpreters.
+    """``PolicyView`` of a trained SB3 policy (PPO or DQN), plain SB3's or ours.
 
     Attributes:
         module: the torch module to hook (the SB3 policy); ``layer_module(name)`` finds a layer.
-        algo: ``"ppo"`` or ``"dqn"``.
+        algo: ``"ppo"`` or ``"dqn"`` (a label for records).
         observation_space, action_space: the policy's gymnasium spaces.
         metadata: what the model file recorded about its training (env id, arch, ...).
         precision: "fp32" (default) or "bf16": ``outputs``, ``split``'s parts and ``act`` then
             run under bf16 autocast and return float32 (see ``agents.precision``).
     """
+
+    recurrent = False
+    state = None
+    relu_modules: Sequence[nn.Module] = ()
 
     def __init__(
         self,
@@ -165,8 +99,11 @@ class Inspectable:
         self._sb3_model = sb3_model
         trunks = [m for m in policy.modules() if isinstance(m, HWCFeatures)]
         self.precision = trunks[0].precision if trunks else "fp32"  # a live model's setting
+        self._arch = trunks[0].arch if trunks else None
         policy.set_training_mode(False)
-        self._stages, self._head = _decompose(policy)
+        parts = decompose(policy)
+        self._shared, self._branches = parts.shared, parts.branches
+        self.score_kind = next(k for k in ("q", "logits", "mean") if self._outputs_named(k))
 
     @classmethod
     def from_model(cls, model: Any, metadata: dict[str, Any] | None = None) -> Inspectable:
@@ -178,28 +115,86 @@ class Inspectable:
     def device(self) -> torch.device:
         return self.module.device
 
-    # -- layers -----------------------------------------------------------------------------
-    def layers(self) -> list[str]:
-        """Names of the hidden layers, in forward order."""
-        return [s.name for s in self._stages if s.listed]
+    def _outputs_named(self, key: str) -> Branch | None:
+        return next((b for b in self._branches if key in b.outputs), None)
 
-    def _index(self, layer: str) -> int:
-        for i, stage in enumerate(self._stages):
-            if stage.name == layer and stage.listed:
-                return i
+    # -- layers -----------------------------------------------------------------------------
+    def _listed(self) -> list[tuple[Branch | None, int, Stage]]:
+        """(branch or None for the shared trunk, index in its chain, stage) of every layer."""
+        found: list[tuple[Branch | None, int, Stage]] = [
+            (None, i, s) for i, s in enumerate(self._shared) if s.listed
+        ]
+        for branch in self._branches:
+            found += [(branch, i, s) for i, s in enumerate(branch.stages) if s.listed]
+        return found
+
+    def layers(self) -> list[str]:
+        """Names of the layers, in forward order: the shared trunk's, then each branch's
+        (an MLP's policy-network layers, then its value-network layers)."""
+        return [stage.name for _, _, stage in self._listed()]
+
+    def _find(self, layer: str) -> tuple[Branch | None, int, Stage]:
+        for entry in self._listed():
+            if entry[2].name == layer:
+                return entry
         raise UnknownLayerError(
-            f"unknown layer {layer!r}; valid layers: {', '.join(self.layers())}"
+            f"unknown layer {layer!r}; valid layers: {', '.join(self.layers()) or 'none'}"
         )
 
     def layer_module(self, layer: str) -> nn.Module:
         """The module whose output is the activation called ``layer``."""
-        return self._stages[self._index(layer)].module
+        return self._find(layer)[2].module
 
     def layer_path(self, layer: str) -> str:
         """Module path of ``layer`` inside ``module`` (for ``get_submodule`` and state dicts)."""
-        return self._stages[self._index(layer)].path
+        return self._find(layer)[2].path
+
+    def layer_shape(self, layer: str) -> tuple[int, ...]:
+        """Shape of one observation's activations at ``layer`` (e.g. (32, 32, 32) for 2b)."""
+        lower, _ = self.split(layer)
+        return output_shape(
+            lambda x: lower(self.preprocess(x)), tuple(self.observation_space.shape or ())
+        )
+
+    def default_layer(self) -> str:
+        """The paper's ``2b`` for our interpretable CNN; else the last convolutional
+        activation (before the trunk's flattening) of the trunk, or of the branch the
+        default target comes from; an MLP's ``observation``."""
+        if self._arch in DEFAULT_LAYERS:
+            return DEFAULT_LAYERS[self._arch]
+        branch = self._outputs_named("q" if self.score_kind == "q" else "value")
+        for chain in (self._shared, branch.stages if branch else []):
+            flatten = _flatten_index(chain)
+            before = [s for s in chain[:flatten] if s.listed]
+            if flatten < len(chain) and before:
+                return before[-1].name
+        listed = self.layers()
+        if not listed:
+            raise UnknownLayerError("this policy has no layers to read")
+        return listed[0]
+
+    def default_target(self) -> str:
+        """``"max-q"`` for Q-networks, ``"value"`` for actor-critics."""
+        return "max-q" if self.score_kind == "q" else "value"
+
+    def readers(self, layer: str) -> list[tuple[str, nn.Module]]:
+        """[(state-dict weight name, module)] of the kernel(s) reading ``layer`` through
+        channel-wise modules only: the next convolution or dense layer, or after the trunk
+        the first dense layer of each branch (policy and value, or the Q layer)."""
+        branch, i, _ = self._find(layer)
+        if branch is not None:
+            return branch_readers(branch, i + 1, layer)
+        found = first_kernel(self._shared[i + 1 :], layer)
+        if found is not None:
+            return [found]
+        return [reader for b in self._branches for reader in branch_readers(b, 0, layer)]
 
     # -- computation ------------------------------------------------------------------------
+    def accepts_observations(self, shape: tuple[int, ...]) -> bool:
+        """The policy's observation shape, or an HWC image for a channels-first policy."""
+        want = tuple(self.observation_space.shape or ())
+        return shape == want or (len(want) == 3 and shape == (want[1], want[2], want[0]))
+
     def preprocess(self, obs: np.ndarray | torch.Tensor) -> torch.Tensor:
         """Batch of raw observations (N, *obs_shape) as the env gives them -> the trunk's input.
 
@@ -207,52 +202,78 @@ class Inspectable:
         ``VecTransposeImage``) is transposed here.
         """
         x = torch.as_tensor(obs, device=self.device)
-        space_shape = self.observation_space.shape
-        if tuple(x.shape[1:]) != tuple(space_shape):
-            if x.dim() == 4 and tuple(x.shape[1:]) == (
-                space_shape[1],
-                space_shape[2],
-                space_shape[0],
-            ):
+        space_shape = tuple(self.observation_space.shape or ())
+        if tuple(x.shape[1:]) != space_shape:
+            if x.dim() == 4 and self.accepts_observations(tuple(x.shape[1:])):
                 x = x.permute(0, 3, 1, 2)
             else:
                 raise ValueError(
                     f"observation batch of shape {tuple(x.shape)} does not fit the policy's "
-                    f"observation space {tuple(space_shape)}"
+                    f"observation space {space_shape}"
                 )
         return preprocess_obs(
             x, self.observation_space, normalize_images=self.module.normalize_images
         )
 
-    def outputs(self, x: torch.Tensor) -> Outputs:
-        """Preprocessed batch -> {"value": (N,), "logits": (N, A)} or {"q": (N, A)}."""
-        return _Chain(self._stages, self._head, self)(x)
+    def _chain(self, stages: list[Stage], tail: Callable | None) -> Callable:
+        return _Chain(stages, tail, self)
 
-    def split(self, layer: str) -> tuple[Callable[[torch.Tensor], torch.Tensor], Callable]:
-        """(lower, upper) with ``upper(lower(x)) == outputs(x)``; ``lower(x)`` is the activation
-        of ``layer`` (e.g. (N, 32, 32, 32) for ``2b`` on 64x64 input)."""
-        i = self._index(layer)
-        lower = _Chain(self._stages[: i + 1], None, self)
-        return lower, _Chain(self._stages[i + 1 :], self._head, self)
+    def outputs(self, x: torch.Tensor, state: Any = None) -> Outputs:
+        """Preprocessed batch -> {"value": (N,), "logits": (N, A)} or {"q": (N, A)}
+        (``state`` is ignored: the policy is feed-forward)."""
+        return self._chain(self._shared, lambda h: run_branches(self._branches, h))(x)
+
+    def split(self, layer: str) -> tuple[Lower, Upper]:
+        """(lower, upper): ``lower(x)`` is the activation of ``layer`` (e.g. (N, 32, 32, 32)
+        for ``2b`` on 64x64 input); ``upper(lower(x))`` equals ``outputs(x)`` for a trunk
+        layer, and the outputs of its branch for a branch layer (a policy-network layer of
+        an MLP gives ``logits`` only, a value-network layer ``value``)."""
+        branch, i, _ = self._find(layer)
+        if branch is None:
+            lower = self._chain(self._shared[: i + 1], None)
+            upper = self._chain(self._shared[i + 1 :], lambda h: run_branches(self._branches, h))
+            return lower, upper
+        lower = self._chain([*self._shared, *branch.stages[: i + 1]], None)
+        return lower, self._chain(branch.stages[i + 1 :], branch.head)
+
+    def action_scores(self, out: Outputs) -> torch.Tensor:
+        """Logits or Q-values (N, A), or a Gaussian policy's mean (N, A)."""
+        return out[self.score_kind]
+
+    def action_values(self, out: Outputs) -> torch.Tensor | None:
+        return out["q"] if self.score_kind == "q" else None
+
+    def state_value(self, out: Outputs) -> torch.Tensor | None:
+        """The critic's value, or max Q."""
+        if self.score_kind == "q":
+            return out["q"].max(dim=1).values
+        return out.get("value")
+
+    def reset(self, rows: Sequence[int] | np.ndarray | None = None) -> None:
+        """Nothing to forget: the policy is feed-forward."""
 
     @torch.no_grad()
     def act(
-        self, obs: np.ndarray, deterministic: bool = False, generator: torch.Generator | None = None
+        self,
+        obs: np.ndarray | torch.Tensor,
+        deterministic: bool = False,
+        generator: torch.Generator | None = None,
     ) -> np.ndarray:
         """Actions (N,) for a batch of raw observations (N, *obs_shape)."""
         out = self.outputs(self.preprocess(obs))
-        if "q" in out:
-            return out["q"].argmax(dim=1).cpu().numpy()
-        if "logits" in out:
-            if deterministic:
-                return out["logits"].argmax(dim=1).cpu().numpy()
-            probs = torch.softmax(out["logits"], dim=1)
+        scores = self.action_scores(out)
+        if self.score_kind == "q" or (self.score_kind == "logits" and deterministic):
+            return scores.argmax(dim=1).cpu().numpy()
+        if self.score_kind == "logits":
+            probs = torch.softmax(scores, dim=1)
             return torch.multinomial(probs, 1, generator=generator).squeeze(1).cpu().numpy()
-        mean = out["mean"]
+        mean = scores
         if not deterministic:
-            std = torch.exp(self.module.log_std).expand_as(mean)
+            log_std = self.module.get_parameter("log_std")
+            std = torch.exp(log_std).expand_as(mean)
             mean = mean + std * torch.randn(mean.shape, generator=generator, device=mean.device)
         space = self.action_space
+        assert isinstance(space, gym.spaces.Box)
         return np.clip(mean.cpu().numpy(), space.low, space.high)
 
     # -- saving -----------------------------------------------------------------------------
@@ -279,3 +300,8 @@ class Inspectable:
         else:
             raise ValueError("this policy has no source model to save from")
         return path
+
+
+def _flatten_index(chain: list[Stage]) -> int:
+    """Index of the first flattening stage in ``chain`` (len(chain) if none)."""
+    return next((i for i, s in enumerate(chain) if isinstance(s.module, nn.Flatten)), len(chain))

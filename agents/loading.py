@@ -23,6 +23,7 @@ from torch import nn
 
 from agents.inspectable import Inspectable
 from agents.policies import POLICY_CLASSES
+from agents.policy_view import PolicyView
 from agents.precision import check_precision
 from agents.sb3_zip import ModelFileError, SB3Archive, read_sb3_zip
 
@@ -90,7 +91,7 @@ def run_algo(path: str | Path) -> str | None:
 
 def load(
     spec: str | Path, *, trust_pickle: bool = False, device: str = "cpu", precision: str = "fp32"
-) -> Inspectable:
+) -> PolicyView:
     """Load an SB3 PPO/DQN zip (ours or plain SB3), run directory or ``zoo:NAME``.
 
     ``precision="bf16"`` runs the view's forward passes under bf16 autocast (float32
@@ -112,11 +113,11 @@ def _load_sb3(spec: str | Path, trust_pickle: bool, device: str) -> Inspectable:
     archive = read_sb3_zip(path)
     algo = _algo_of(archive)
     if trust_pickle:
-        model = {"ppo": sb3.PPO, "dqn": sb3.DQN}[algo].load(path, device=device)
+        model = (sb3.PPO if algo == "ppo" else sb3.DQN).load(path, device=device)
         view = Inspectable.from_model(model, metadata=archive.extra)
         view.source = path
         return view
-    policy = rebuild_policy(archive, algo).to(device)
+    policy: Any = rebuild_policy(archive, algo).to(device)
     return Inspectable(policy, algo, source=path, metadata=archive.extra)
 
 
@@ -180,7 +181,10 @@ def rebuild_policy(archive: SB3Archive, algo: str) -> nn.Module:
             kwargs["features_extractor_kwargs"] = {"features_dim": int(dense[0].shape[0])}
 
     try:
-        policy = cls(archive.observation_space(), archive.action_space(), lambda _: 0.0, **kwargs)
+        policy_class: Any = cls  # a concrete SB3 policy class, found above
+        policy = policy_class(
+            archive.observation_space(), archive.action_space(), lambda _: 0.0, **kwargs
+        )
         policy.load_state_dict(state, strict=True)
     except (RuntimeError, ValueError, TypeError, AssertionError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__

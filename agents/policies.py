@@ -40,9 +40,9 @@ class _HWCPolicy:
         kwargs["features_extractor_class"] = HWCFeatures
         kwargs["features_extractor_kwargs"] = {"arch": arch}
         kwargs["normalize_images"] = False  # HWCFeatures scales by 1/255 itself, on the device
-        super().__init__(observation_space, action_space, lr_schedule, **kwargs)
+        super().__init__(observation_space, action_space, lr_schedule, **kwargs)  # type: ignore[call-arg]
         if channels_last:  # after SB3's (orthogonal) init, which needs contiguous weights
-            self.to(memory_format=torch.channels_last)
+            self.to(memory_format=torch.channels_last)  # type: ignore[attr-defined]
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
         data = super()._get_constructor_parameters()

@@ -491,7 +491,7 @@ class SB3Archive:
 
     def _policy_class_global(self) -> _Global | None:
         entry = self.data.get("policy_class")
-        if not _is_serialized(entry):
+        if not isinstance(entry, dict) or not _is_serialized(entry):
             return None
         try:
             value = _decode_serialized(entry)

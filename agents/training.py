@@ -88,7 +88,7 @@ def build_model(config: TrainConfig, venv: VecEnv) -> sb3.PPO | sb3.DQN:
     hp = {k: resolve_schedule(v) for k, v in config.hyperparams.items()}
     hp.pop("n_envs", None)
     hp.pop("normalize_reward", None)
-    image = len(venv.observation_space.shape) == 3
+    image = len(venv.observation_space.shape or ()) == 3
     if image:
         policy: Any = HWCDQNPolicy if config.algo == "dqn" else HWCActorCriticPolicy
         policy_kwargs = {"arch": config.arch}
@@ -320,7 +320,8 @@ def restore_checkpoint(model: Any, run_dir: Path) -> tuple[int, float | None]:
     model.num_timesteps = int(latest["num_timesteps"])
     if isinstance(model, sb3.PPO):
         model._n_updates = int(archive.get("_n_updates", 0) or 0)
-        model.iteration_offset = model.num_timesteps // (model.n_steps * model.n_envs)
+        offset = model.num_timesteps // (model.n_steps * model.n_envs)
+        model.iteration_offset = offset  # type: ignore[attr-defined]  # our PPO reads it
     norm = zip_path.with_name(zip_path.stem + "." + NORMALIZATION_FILE)
     if norm.exists():
         load_normalization(model.get_env(), norm)

@@ -8,17 +8,13 @@ unknown id, game or option raises `EnvSpecError` with a one-line message listing
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Any
 
 from envs import _quiet  # noqa: F401  (first: silences old gym's banner before anything imports it)
 from envs.atari import make_atari_single_env, make_atari_vec_env
 from envs.gym_envs import make_gym_env, make_gym_vec_env
 from envs.ids import PROCGEN_GAMES, EnvSpecError, parse_env_id, parse_options
 from envs.procgen_vec import ProcgenEnv, ProcgenVecEnv
-
-if TYPE_CHECKING:
-    import gymnasium
-    from stable_baselines3.common.vec_env import VecEnv
 
 __all__ = [
     "PROCGEN_GAMES",
@@ -31,8 +27,9 @@ __all__ = [
 ]
 
 
-def make_vec_env(env_id: str, n_envs: int = 1, seed: int | None = 0, **options) -> VecEnv:
-    """`n_envs` copies of `env_id` as an SB3 VecEnv with gymnasium spaces.
+def make_vec_env(env_id: str, n_envs: int = 1, seed: int | None = 0, **options) -> Any:
+    """`n_envs` copies of `env_id` as an SB3 VecEnv with gymnasium spaces (typed ``Any``: each
+    family's has its own methods, such as Procgen's states and level replacement).
 
     Procgen: a `ProcgenVecEnv`, obs uint8 (n, 64, 64, 3). Atari: obs uint8 (n, 84, 84, 4).
     Others: SB3's `make_vec_env` (DummyVecEnv; option `vec_env="subproc"` for SubprocVecEnv).
@@ -50,7 +47,7 @@ def make_vec_env(env_id: str, n_envs: int = 1, seed: int | None = 0, **options) 
     return make_gym_vec_env(env_id, name, n_envs, seed, **options)
 
 
-def make_env(env_id: str, seed: int | None = None, **options) -> gymnasium.Env:
+def make_env(env_id: str, seed: int | None = None, **options) -> Any:
     """One `env_id` env as a gymnasium Env, with the same observations as `make_vec_env`.
 
     :param seed: used by the first `reset()` called without a seed; None: random

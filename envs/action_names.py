@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gymnasium as gym
+
 from envs.ids import parse_env_id
 
 
@@ -22,3 +24,8 @@ def action_names(env_id: str, n_actions: int) -> list[str]:
         finally:
             env.close()
     return [str(i) for i in range(n_actions)]
+
+
+def discrete_actions(space: gym.Space) -> int:
+    """How many actions a discrete action space has (0 for any other space)."""
+    return int(space.n) if isinstance(space, gym.spaces.Discrete) else 0

@@ -227,8 +227,8 @@ def test_activation_nmf(attributions):
 
 
 class PlantedView:
-    """A duck-typed inspectable view: 8 channels from a random conv; the value reads channel 5
-    only, through a small nonlinear head."""
+    """A duck-typed view (the members of ``PolicyView`` attribution uses): 8 channels from a
+    random conv; the value reads channel 5 only, through a small nonlinear head."""
 
     algo = "ppo"
     channel = 5
@@ -240,6 +240,12 @@ class PlantedView:
 
     def preprocess(self, obs):
         return torch.as_tensor(obs).permute(0, 3, 1, 2).float() / 255
+
+    def default_target(self):
+        return "value"
+
+    def action_scores(self, out):
+        return out["logits"]
 
     def split(self, layer):
         def upper(a):

@@ -152,7 +152,11 @@ def test_replayed_state_equals_the_state_read_live(edit):
 
 
 class _FixedLogits:
-    """A view whose logits are given rows (the observations are their indices)."""
+    """A view whose logits are given rows (the observations are their indices); the members
+    of ``PolicyView`` that the audit's sampler uses."""
+
+    recurrent = False
+    score_kind = "logits"
 
     def __init__(self, logits):
         self.logits = torch.as_tensor(logits, dtype=torch.float32)
@@ -160,8 +164,17 @@ class _FixedLogits:
     def preprocess(self, obs):
         return torch.as_tensor(obs)
 
-    def outputs(self, x):
+    def outputs(self, x, state=None):
         return {"logits": self.logits[x], "value": self.logits[x, 0]}
+
+    def action_scores(self, out):
+        return out["logits"]
+
+    def state_value(self, out):
+        return out["value"]
+
+    def reset(self, rows=None):
+        pass
 
 
 def test_vectorized_sampling_draws_the_same_actions():

@@ -45,9 +45,13 @@ class IdentityView:
     def preprocess(self, obs):
         return torch.as_tensor(np.asarray(obs), dtype=torch.float32)
 
-    def outputs(self, x):
+    def outputs(self, x, state=None):
         x = self.module(x)
         return {"value": x.flatten(1).sum(1)}
+
+    def split(self, layer):
+        assert layer == "x"
+        return self.module, lambda a: {"value": a.flatten(1).sum(1)}
 
 
 def hand_made():

@@ -14,6 +14,9 @@ from tiny_models import MODELS, ours_ppo, saved_model
 import agents
 from agents.sb3_zip import ModelFileError
 
+# Layers of one output's own network (an MLP's policy or value net, a separate extractor).
+BRANCH_PREFIXES = ("mlp_extractor.", "pi_features_extractor.", "vf_features_extractor.")
+
 
 @pytest.fixture(scope="module", params=sorted(MODELS))
 def saved(request, tmp_path_factory):
@@ -41,8 +44,11 @@ def test_split_identity_on_every_layer(saved):
         for layer in view.layers():
             lower, upper = view.split(layer)
             parts = upper(lower(x))
-            assert parts.keys() == full.keys()
-            for key in full:
+            if layer.startswith(BRANCH_PREFIXES):  # determines its own output(s) only
+                assert parts and set(parts) < set(full)
+            else:
+                assert parts.keys() == full.keys()
+            for key in parts:
                 torch.testing.assert_close(parts[key], full[key], rtol=1e-5, atol=1e-5)
     if "cnn" in name or "ours" in name:
         assert len(view.layers()) >= 4
@@ -176,9 +182,50 @@ def test_bf16_view_returns_float32_close_to_fp32(saved):
         half = view.outputs(x)
         lower, upper = view.split(view.layers()[-1]) if view.layers() else (None, None)
         parts = upper(lower(x)) if lower is not None else half
+    assert parts and all(parts[key].dtype == torch.float32 for key in parts)
     for key in full:
-        assert half[key].dtype == torch.float32 and parts[key].dtype == torch.float32
+        assert half[key].dtype == torch.float32
         scale = full[key].abs().max().item() + 1e-3
         # bf16 keeps 8 significant bits: a few percent of the output scale after several layers
         torch.testing.assert_close(half[key], full[key], rtol=0.0, atol=0.05 * scale)
     assert len(view.act(_observations(model), deterministic=True)) == 6
+
+
+DEFAULT_LAYERS = {
+    "ours-ppo-interpretable": "2b",  # the paper's layer
+    "ours-ppo-impala": "block3.res2",  # the last activation before the trunk's flattening
+    "ours-ppo-nature": "cnn.5",
+    "ours-dqn-nature": "cnn.5",
+    "plain-ppo-cnn": "features_extractor.cnn.5",
+    "plain-dqn-cnn": "q_net.features_extractor.cnn.5",
+    "plain-ppo-mlp": "observation",
+    "plain-dqn-mlp": "observation",
+    "plain-ppo-continuous": "observation",
+}
+
+
+def test_default_layer_target_and_readers(saved):
+    """Every model gets a default layer and target; projecting a channel out of the default
+    layer's readers makes the outputs blind to that channel of the layer."""
+    name, model, path = saved
+    view = agents.load(path)
+    layer = view.default_layer()
+    assert layer == DEFAULT_LAYERS[name] and layer in view.layers()
+    assert view.default_target() == ("max-q" if view.algo == "dqn" else "value")
+    readers = view.readers(layer)
+    state = view.module.state_dict()
+    assert readers and all(torch.equal(state[k], m.weight) for k, m in readers)
+    x = view.preprocess(_observations(model))
+    lower, upper = view.split(layer)
+    with torch.no_grad():
+        a = lower(x)
+        channel = 0
+        for _, module in readers:  # zero what each reader reads of the channel
+            w = module.weight
+            blocks = w.view(w.shape[0], a.shape[1], -1) if w.dim() == 2 else w
+            blocks[:, channel] = 0.0
+        shifted = a.clone()
+        shifted[:, channel] += 1.0  # through channel-wise modules: still only that channel
+        before, after = upper(a), upper(shifted)
+    for key in before:
+        torch.testing.assert_close(after[key], before[key], rtol=1e-5, atol=1e-5)

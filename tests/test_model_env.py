@@ -11,7 +11,9 @@ from interpret.core.model_env import resolve_env
 
 EASY = {"distribution_mode": "easy", "paint_vel_info": True}
 VIEW = SimpleNamespace(
-    metadata={"env_id": "procgen:coinrun", "env_kwargs": EASY}, action_space=gym.spaces.Discrete(15)
+    metadata={"env_id": "procgen:coinrun", "env_kwargs": EASY},
+    action_space=gym.spaces.Discrete(15),
+    accepts_observations=lambda shape: shape == (64, 64, 3),
 )
 
 
@@ -42,6 +44,10 @@ def test_no_env_anywhere_and_bad_ids_are_user_errors():
 
 
 def test_a_model_of_another_game_is_refused():
-    pong = SimpleNamespace(metadata={"env_id": "atari:Pong"}, action_space=gym.spaces.Discrete(6))
+    pong = SimpleNamespace(
+        metadata={"env_id": "atari:Pong"},
+        action_space=gym.spaces.Discrete(6),
+        accepts_observations=lambda shape: True,  # the actions are what differ here
+    )
     with pytest.raises(InterpretError, match="does not fit procgen:coinrun: 15 discrete actions"):
         resolve_env(pong, "procgen:coinrun", None)

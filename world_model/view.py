@@ -24,7 +24,7 @@ generates images in it. ``preprocess`` of a torch tensor already at 64x64 is pur
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,8 +34,8 @@ import torch
 from torch import nn
 
 from agents.fileio import write_json
-from agents.inspectable import UnknownLayerError
 from agents.loading import register_loader
+from agents.policy_view import LayerReadersError, UnknownLayerError
 from agents.sb3_zip import ModelFileError
 from world_model.dream import DreamEnv
 from world_model.frames import crop_for, to_frame
@@ -57,9 +57,12 @@ CONTROLLER_FILE = "controller_best.safetensors"
 
 
 class WorldModelView:
-    """``agents.load(run_dir)`` for a World Models run. ``module`` is the ``WorldModel``."""
+    """``agents.load(run_dir)`` for a World Models run, a ``PolicyView``. ``module`` is the
+    ``WorldModel``."""
 
     algo = "worldmodel"
+    recurrent = True
+    precision = "fp32"
 
     def __init__(
         self,
@@ -79,6 +82,7 @@ class WorldModelView:
         # overrides ReLU modules only; V itself calls torch.relu).
         self.relu_modules = nn.ModuleList(nn.ReLU() for _ in range(len(ENCODER_PATH) - 1))
         self.observation_space = gymnasium.spaces.Box(0, 255, (64, 64, 3), np.uint8)
+        self.score_kind = "logits" if model.controller.discrete else "preactivation"
 
     @classmethod
     def load(
@@ -124,7 +128,56 @@ class WorldModelView:
     def layer_module(self, layer: str) -> nn.Module:
         return self.module.get_submodule(self.layer_path(layer))
 
+    def layer_shape(self, layer: str) -> tuple[int, ...]:
+        """One frame's activation shape at ``layer`` (caught by a hook on a zero frame)."""
+        caught: list[torch.Tensor] = []
+        handle = self.layer_module(layer).register_forward_hook(
+            lambda _m, _i, out: caught.append(out[0] if isinstance(out, tuple) else out)
+        )
+        try:
+            with torch.no_grad():
+                self.outputs(torch.zeros(1, 3, 64, 64, device=self.device))
+        finally:
+            handle.remove()
+        return tuple(caught[0].shape[1:])
+
+    def default_layer(self) -> str:
+        """The encoder's last convolution (what z is read from)."""
+        return "vae.encoder.conv4"
+
+    def default_target(self) -> str:
+        """The controller's first action output (CarRacing: steering)."""
+        return "action:0"
+
+    def readers(self, layer: str) -> list[tuple[str, nn.Module]]:
+        """The next encoder convolution; after ``conv4``, z's mean and log-variance layers."""
+        names = [f"vae.encoder.{n}" for n in ENCODER_PATH]
+        self.layer_path(layer)
+        if layer not in names[:-1]:
+            raise LayerReadersError(
+                f"edits of a World Models agent project at an encoder convolution "
+                f"({', '.join(names[:-1])}), not at {layer!r}"
+            )
+        following = names[names.index(layer) + 1]
+        readers = [following] + (["vae.encoder.logvar"] if following.endswith("mu") else [])
+        return [(f"{name}.weight", self.module.get_submodule(name)) for name in readers]
+
     # -- forward --------------------------------------------------------------------------
+    def accepts_observations(self, shape: tuple[int, ...]) -> bool:
+        """Any RGB frame: ``preprocess`` crops and resizes it."""
+        return len(shape) == 3 and shape[-1] == 3
+
+    def action_scores(self, out: Outputs) -> torch.Tensor:
+        """The controller's raw outputs: logits (discrete) or pre-activations (continuous)."""
+        return out[self.score_kind]
+
+    def action_values(self, out: Outputs) -> torch.Tensor | None:
+        return None
+
+    def state_value(self, out: Outputs) -> torch.Tensor | None:
+        """None: a World Models controller has no value estimate."""
+        return None
+
     def preprocess(self, obs: np.ndarray | torch.Tensor) -> torch.Tensor:
         """Raw env observations (N, H, W, 3) uint8 (or already 64x64 frames) -> (N, 3, 64, 64)
         float in [0, 1] (CarRacing: dashboard cropped, then resized, as in training). A torch
@@ -235,7 +288,7 @@ class WorldModelView:
         at the start of episodes (the zero state)."""
         return self._state
 
-    def reset(self, rows: list[int] | np.ndarray | None = None) -> None:
+    def reset(self, rows: Sequence[int] | np.ndarray | None = None) -> None:
         """Forget the recurrent state (the next ``act`` starts episodes afresh); ``rows``: only
         those rows of the batch (episodes that just ended in a vectorized env)."""
         if rows is None or self._state is None:
@@ -246,7 +299,10 @@ class WorldModelView:
 
     @torch.no_grad()
     def act(
-        self, obs: np.ndarray, deterministic: bool = True, generator: torch.Generator | None = None
+        self,
+        obs: np.ndarray | torch.Tensor,
+        deterministic: bool = True,
+        generator: torch.Generator | None = None,
     ) -> np.ndarray:
         """Actions for a batch of raw observations (N, H, W, 3), one episode per row: (N,)
         discrete or (N, A) continuous. The MDN-RNN's state advances on every call.

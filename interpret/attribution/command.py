@@ -39,7 +39,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", help="run directory, SB3 .zip or zoo:NAME")
     parser.add_argument("--env", help="env id (default: the one the model was trained on)")
     parser.add_argument("--env-kwargs", nargs="*", default=None, metavar="KEY=VALUE")
-    parser.add_argument("--layer", help="hidden layer (default: 2b if the model has it)")
+    parser.add_argument(
+        "--layer", help="hidden layer (default: the model's: 2b, or an SB3 CNN's last conv)"
+    )
     parser.add_argument(
         "--target", help="output to attribute: value, logit:K, q:K, max-q (default: value/max-q)"
     )
@@ -72,7 +74,7 @@ def _check(args: argparse.Namespace) -> None:
 
 def run(args: argparse.Namespace) -> Path:
     import agents
-    from envs.action_names import action_names
+    from envs.action_names import action_names, discrete_actions
     from interpret.attribution.integrated_gradients import HiddenLayerIntegratedGradients
     from interpret.attribution.nmf import fit_nmf
     from interpret.attribution.report import build_report
@@ -83,9 +85,7 @@ def run(args: argparse.Namespace) -> Path:
     torch.manual_seed(args.seed)
     view = agents.load(args.model, trust_pickle=args.trust_pickle)
     env_id, env_options = resolve_env(view, args.env, args.env_kwargs)
-    layer = args.layer or ("2b" if "2b" in view.layers() else None)
-    if layer is None:
-        raise InterpretError(f"pass --layer; this model's layers: {', '.join(view.layers())}")
+    layer = args.layer or view.default_layer()
     ig = HiddenLayerIntegratedGradients(
         view, layer, target=args.target, n_steps=args.steps, precision=args.precision
     )
@@ -150,7 +150,7 @@ def run(args: argparse.Namespace) -> Path:
         trajectories=shown,
         attributions=shown_attr,
         maps=shown_maps,
-        action_names=action_names(env_id, int(getattr(view.action_space, "n", 0))),
+        action_names=action_names(env_id, discrete_actions(view.action_space)),
         save_attributions=args.save_attributions,
         timings=timings,
         replace=args.force,
@@ -168,9 +168,10 @@ def _probe(ig: Any, view: Any) -> int:
         if activations.dim() != 4:
             raise InterpretError(
                 f"layer {ig.layer!r} has shape {tuple(activations.shape[1:])}; NMF features need "
-                "a convolutional layer (C, H, W)"
+                "a convolutional layer (C, H, W) (the library's HiddenLayerIntegratedGradients "
+                "attributes any layer)"
             )
-        target_function(ig.target, ig.upper(activations))
+        target_function(ig.target, ig.upper(activations), view.action_scores)
     return int(activations.shape[1])
 
 

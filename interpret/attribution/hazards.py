@@ -103,7 +103,9 @@ def hazard_scores(features: NMFFeatures, attributions: np.ndarray, masks: np.nda
 def _negative_inside(negative: np.ndarray, masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(k,) each feature's negative attribution inside the masks, and in all, summed over N."""
     negative = negative.astype(np.float64)  # (N, k, H, W), >= 0
-    area = area_fractions(masks, negative.shape[2:]).astype(np.float64)  # (N, H, W)
+    area = area_fractions(masks, (negative.shape[2], negative.shape[3])).astype(
+        np.float64
+    )  # (N, H, W)
     return np.einsum("nkyx,nyx->k", negative, area), negative.sum(axis=(0, 2, 3))
 
 

@@ -10,7 +10,7 @@ layer's shape and sums to ``F(A(x)) - F(0)`` up to the integration error (comple
 
 The points and weights are captum's ``riemann_right`` rule (``n_steps=10`` gives exactly those
 alphas), integrated here in one batched pass of the part of the network *above* the layer
-(``Inspectable.split``): the lower layers run once per observation instead of once per step,
+(``PolicyView.split``): the lower layers run once per observation instead of once per step,
 the path points are written once into one channels-last batch (captum's ``IntegratedGradients``
 concatenates scaled copies, converts their layout for the convolutions, and weights every
 gradient separately), and F(A(x)) is read from the last point (alpha = 1) instead of a forward
@@ -30,7 +30,7 @@ from captum.attr._utils.approximation_methods import approximation_parameters
 from torch import nn
 
 from agents.architectures import L2Pool2d
-from agents.inspectable import Inspectable, Outputs
+from agents.policy_view import Outputs, PolicyView
 from agents.precision import autocast, check_precision
 from interpret.core.errors import InterpretError
 
@@ -38,11 +38,16 @@ Target = str | Callable[[Outputs], torch.Tensor]
 METHOD = "riemann_right"  # alphas 1/n, 2/n, ..., 1: the paper's 0.1, ..., 1 for n = 10
 
 
-def target_function(target: Target, outputs_example: Outputs | None = None) -> Callable:
+def target_function(
+    target: Target,
+    outputs_example: Outputs | None = None,
+    action_scores: Callable[[Outputs], torch.Tensor] | None = None,
+) -> Callable:
     """A scalar output (N,) of the network's outputs dict, from a name or a callable.
 
     Names: ``"value"``; ``"logit:K"`` (policy logit K); ``"q:K"`` (Q-value of action K);
-    ``"max-q"``. A callable takes the outputs dict and returns a (N,) tensor.
+    ``"max-q"``; ``"action:K"`` (the view's action score K, given ``action_scores``, a
+    view's ``action_scores``). A callable takes the outputs dict and returns a (N,) tensor.
     """
     if callable(target):
         return target
@@ -71,12 +76,12 @@ def target_function(target: Target, outputs_example: Outputs | None = None) -> C
                 f"{outputs_example[key].shape[1]} actions)"
             )
         return lambda out: out[key][:, k]
-    raise InterpretError(f"unknown target {target!r}; use value, logit:K, q:K or max-q")
-
-
-def default_target(view: Inspectable) -> str:
-    """``"value"`` for actor-critics, ``"max-q"`` for Q-networks."""
-    return "max-q" if view.algo == "dqn" else "value"
+    if name == "action" and index.isdigit() and action_scores is not None:
+        k = int(index)
+        if outputs_example is not None and k >= action_scores(outputs_example).shape[1]:
+            raise InterpretError(f"target {target!r}: index out of range")
+        return lambda out: action_scores(out)[:, k]
+    raise InterpretError(f"unknown target {target!r}; use value, logit:K, q:K, max-q or action:K")
 
 
 @dataclass
@@ -124,7 +129,7 @@ class HiddenLayerIntegratedGradients:
 
     def __init__(
         self,
-        view: Inspectable,
+        view: PolicyView,
         layer: str,
         target: Target | None = None,
         n_steps: int = 10,
@@ -139,7 +144,7 @@ class HiddenLayerIntegratedGradients:
         self.view = view
         self.layer = layer
         self.lower, self.upper = view.split(layer)  # raises UnknownLayerError
-        self.target = default_target(view) if target is None else target
+        self.target = view.default_target() if target is None else target
         self.target_name = self.target if isinstance(self.target, str) else _name(self.target)
         self.n_steps = n_steps
         self._fn: Callable | None = None
@@ -199,7 +204,9 @@ class HiddenLayerIntegratedGradients:
             activations = self.lower(x).float()
         if self._fn is None:
             with torch.no_grad(), autocast(self.precision, x.device):
-                self._fn = target_function(self.target, self.upper(activations[:1]))
+                self._fn = target_function(
+                    self.target, self.upper(activations[:1]), self.view.action_scores
+                )
         if baseline is not None:
             baseline = baseline.to(activations)
         attributions, outputs = self._integrate(activations, baseline)
@@ -324,7 +331,7 @@ class HiddenLayerIntegratedGradients:
 
 def _pool_first(upper: Callable) -> tuple[L2Pool2d, Callable] | None:
     """(the L2 pooling `upper` starts with, the rest of `upper`), or None: for an
-    `Inspectable.split` chain whose first stage is an `L2Pool2d`."""
+    `PolicyView.split` chain whose first stage is an `L2Pool2d`."""
     stages, head = getattr(upper, "stages", None), getattr(upper, "head", None)
     if not stages or not isinstance(stages[0].module, L2Pool2d):
         return None

@@ -83,7 +83,8 @@ def bookmarks(trajectories: list[Trajectory], n: int = BOOKMARKS_PER_KIND) -> li
                 candidates.append({"trajectory": ti, "episode": ei, "step": step,
                                    "advantage": value, "kind": kind})  # fmt: skip
     failures = sorted(
-        (c for c in candidates if c["kind"] == "failure"), key=lambda c: c["advantage"]
+        (c for c in candidates if c["kind"] == "failure"),
+        key=lambda c: float(c["advantage"]),  # type: ignore[arg-type]
     )
     successes = sorted(
         (c for c in candidates if c["kind"] == "success"), key=lambda c: -c["advantage"]

@@ -57,7 +57,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> Path:
     import agents
-    from envs.action_names import action_names
+    from envs.action_names import action_names, discrete_actions
     from interpret.attribution.features import read_features_report
     from interpret.audit.failure_attribution import attribution_layer, failure_attribution_files
     from interpret.audit.report import (
@@ -89,7 +89,7 @@ def run(args: argparse.Namespace) -> Path:
         failure_name(int(t.level_seeds[0])): trajectory_bytes(t) for _, t in result.failures
     }
     attribution = layer is not None and bool(result.failures)
-    if attribution:
+    if layer is not None and result.failures:
         clock = time.perf_counter()
         files.update(
             failure_attribution_files(
@@ -99,7 +99,7 @@ def run(args: argparse.Namespace) -> Path:
         )  # fmt: skip
         result.timings["attribution_s"] = time.perf_counter() - clock
     summary = summary_dict(result, attribution)
-    names = action_names(env_id, int(view.action_space.n))
+    names = action_names(env_id, discrete_actions(view.action_space))
     index = render_page(result, summary, names, attribution)
     out = write_report(args.out, index, summary, arrays_dict(result), files, replace=args.force)
     print(format_table(result))

@@ -37,7 +37,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -47,6 +47,9 @@ from agents.precision import autocast, check_precision
 from envs.coinrun_state import ENEMY, SAW, invisible_buzzsaws, without_hazards
 from interpret.audit.causes import CAUSES, TABLE_COLUMNS, FailureCause
 from interpret.core.trajectory import GAE_LAMBDA, GAMMA, Trajectory, gae_advantages
+
+if TYPE_CHECKING:
+    from agents.policy_view import PolicyView
 
 # Level edits for counterfactual audits (the paper's controls): name -> state edit.
 LEVEL_EDITS: dict[str, Callable[[bytes], bytes]] = {
@@ -216,29 +219,26 @@ def _level_rng(seed: int, level_seed: int) -> np.random.Generator:
 class _Policy:
     """Scores, values and actions of a view for a batch; per-env random streams."""
 
-    def __init__(self, view: Any, deterministic: bool, precision: str = "fp32") -> None:
+    def __init__(self, view: PolicyView, deterministic: bool, precision: str = "fp32") -> None:
         self.view = view
         self.deterministic = deterministic
         self.precision = check_precision(precision)
-        self.recurrent = hasattr(view, "reset")
-        if self.recurrent:
-            view.reset()  # a cached view may carry the state of an earlier chunk
+        self.recurrent = view.recurrent
+        view.reset()  # a cached view may carry the state of an earlier chunk
 
     def scores(self, obs: np.ndarray) -> tuple[str, np.ndarray, np.ndarray]:
-        """("q", Q (n, A) float32, max Q) or ("logits", logits (n, A) float64, values (n,)
-        float32; NaN where the view has none), in float32 whatever the precision."""
+        """(the view's score kind, "q" or "logits"; its scores (n, A) float64; values (n,)
+        float32, NaN where the view has none), whatever the precision."""
         n = len(obs)
         with torch.inference_mode():
             x = self.view.preprocess(obs)
             with autocast(self.precision, x.device):
                 out = self.view.outputs(x)
             out = {key: value.float() for key, value in out.items()}
-        if "q" in out:
-            q = out["q"].cpu().numpy()
-            return "q", q, q.max(axis=1).astype(np.float32)
-        logits = out["logits"].double().cpu().numpy()
-        values = out["value"].cpu().numpy() if "value" in out else np.full(n, np.nan)
-        return "logits", logits, values.astype(np.float32)
+            value = self.view.state_value(out)
+        scores = self.view.action_scores(out).double().cpu().numpy()
+        values = value.cpu().numpy() if value is not None else np.full(n, np.nan)
+        return self.view.score_kind, scores, values.astype(np.float32)
 
     def __call__(
         self, obs: np.ndarray, rngs: Sequence[np.random.Generator | None]
@@ -276,7 +276,7 @@ class _Policy:
         return actions.astype(np.int64), values
 
     def reset(self, rows: list[int]) -> None:
-        if self.recurrent and rows:
+        if rows:
             self.view.reset(rows)
 
 

@@ -12,15 +12,13 @@ from typing import Any
 
 import numpy as np
 
+from agents.policy_view import PolicyView
 from interpret.core.errors import InterpretError
 
 
-def attribution_layer(view: Any, layer: str | None, features: Any) -> str | None:
-    """The layer to attribute at (--layer, else the features', else 2b), or None for none."""
-    layer = layer or (features.layer if features else ("2b" if "2b" in view.layers() else None))
-    if layer is None:
-        print("no --layer given and the model has no layer 2b: the report has no attribution")
-        return None
+def attribution_layer(view: PolicyView, layer: str | None, features: Any) -> str:
+    """The layer to attribute at: --layer, else the features', else the view's default."""
+    layer = layer or (features.layer if features else view.default_layer())
     if layer not in view.layers():
         raise InterpretError(f"unknown layer {layer!r}; this model's: {', '.join(view.layers())}")
     if features is not None and features.layer != layer:

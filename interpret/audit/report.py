@@ -178,7 +178,9 @@ def _rate_table(rows: dict[str, dict[str, Any]]) -> str:
     return f"<table>{head}{body}</table>"
 
 
-def _frame(observation: np.ndarray) -> str:
+def _frame(observation: np.ndarray | None) -> str:
+    if observation is None:
+        return ""
     return f"<img class=pixel src='{png_data_uri(observation)}'>"
 
 

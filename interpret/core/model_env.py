@@ -10,9 +10,12 @@ model is refused on CoinRun in one line, before anything is played.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from interpret.core.errors import InterpretError
+
+if TYPE_CHECKING:
+    from agents.policy_view import PolicyView
 
 
 def resolve_env(
@@ -47,13 +50,12 @@ def resolve_env(
     return env_id, options
 
 
-def check_fits(view: Any, env_id: str, options: dict[str, Any]) -> None:
+def check_fits(view: PolicyView, env_id: str, options: dict[str, Any]) -> None:
     """`InterpretError` unless `view` can play `env_id`: the env's observations have the
     policy's shape (or its channels-first transpose) and its action space is the policy's.
     A World Models agent resizes any frame, so only its actions are compared. Builds the env
     once (bad options fail here too, as `envs.EnvSpecError`)."""
     import envs
-    from agents.inspectable import Inspectable
 
     env = envs.make_env(env_id, 0, **options)
     try:
@@ -61,10 +63,10 @@ def check_fits(view: Any, env_id: str, options: dict[str, Any]) -> None:
     finally:
         env.close()
     problems = []
-    if isinstance(view, Inspectable):
-        want, got = tuple(view.observation_space.shape), tuple(obs_space.shape)
-        if got != want and not (len(want) == 3 and got == (want[1], want[2], want[0])):
-            problems.append(f"observations of shape {got} (the model's: {want})")
+    got = tuple(obs_space.shape or ())
+    if not view.accepts_observations(got):
+        want = tuple(view.observation_space.shape or ())
+        problems.append(f"observations of shape {got} (the model's: {want})")
     if _describe(action_space) != _describe(view.action_space):
         problems.append(f"{_describe(action_space)} (the model's: {_describe(view.action_space)})")
     if problems:

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from agents.fileio import InputFileError, atomic_path, read_npz
-from agents.inspectable import Inspectable
+from agents.policy_view import PolicyView
 
 GAMMA = 0.999
 GAE_LAMBDA = 0.95
@@ -154,21 +154,16 @@ def gae_advantages(
 
 @torch.no_grad()
 def _scores_and_values(
-    view: Inspectable, obs: np.ndarray, state: Any = None
+    view: PolicyView, obs: np.ndarray, state: Any = None
 ) -> tuple[np.ndarray, np.ndarray, str]:
-    x = view.preprocess(obs)
-    out = view.outputs(x) if state is None else view.outputs(x, state)
-    if "q" in out:
-        q = out["q"].float()
-        return q.cpu().numpy(), q.max(dim=1).values.cpu().numpy(), "q"
-    # logits (discrete), a Gaussian's mean, or a World Models controller's preactivation
-    key = next(k for k in ("logits", "mean", "preactivation") if k in out)
-    value = out["value"].float().cpu().numpy() if "value" in out else np.full(len(obs), np.nan)
-    return out[key].float().cpu().numpy(), value, key
+    out = view.outputs(view.preprocess(obs), state)
+    value = view.state_value(out)
+    values = value.float().cpu().numpy() if value is not None else np.full(len(obs), np.nan)
+    return view.action_scores(out).float().cpu().numpy(), values, view.score_kind
 
 
 def record_trajectories(
-    view: Inspectable,
+    view: PolicyView,
     env_id: str,
     *,
     n_envs: int = 4,
@@ -203,21 +198,19 @@ def record_trajectories(
     vec = envs.make_vec_env(env_id, n_envs, seed, **env_options)
     rng = np.random.default_rng(seed)
     generator = torch.Generator(device=view.device).manual_seed(seed)
-    # A view with a recurrent state (World Models: ``state``, ``reset(rows)``) acts through
-    # ``act``, which carries it; scores come from ``outputs`` at that same state.
-    recurrent = hasattr(view, "state") and callable(getattr(view, "reset", None))
-    if recurrent:
-        view.reset()
+    # A recurrent view (World Models) acts through ``act``, which carries its state; scores
+    # come from ``outputs`` at that same state.
+    recurrent = view.recurrent
+    view.reset()
     try:
         obs = vec.reset()
         steps: dict[str, list] = {k: [] for k in ("obs", "act", "rew", "done", "val", "sc")}
         steps.update(seed=[], complete=[], states=[])
         for _ in range(n_steps):
+            scores, values, kind = _scores_and_values(view, obs, view.state)
             if recurrent:
-                scores, values, kind = _scores_and_values(view, obs, view.state)
                 actions = view.act(obs, deterministic=deterministic, generator=generator)
             else:
-                scores, values, kind = _scores_and_values(view, obs)
                 actions = _choose(view, obs, scores, kind, deterministic, generator)
             random_mask = rng.random(n_envs) < epsilon
             for i in np.flatnonzero(random_mask):
@@ -236,10 +229,10 @@ def record_trajectories(
             steps["val"].append(values)
             steps["sc"].append(scores)
             steps["complete"].append([bool(info.get("level_complete", False)) for info in infos])
-            if recurrent and np.any(dones):
+            if np.any(dones):
                 view.reset(np.flatnonzero(dones))  # those envs start a new episode
             obs = new_obs
-        _, last_values, _ = _scores_and_values(view, obs, view.state if recurrent else None)
+        _, last_values, _ = _scores_and_values(view, obs, view.state)
     finally:
         vec.close()
 
@@ -278,7 +271,7 @@ def record_trajectories(
 
 
 def _choose(
-    view: Inspectable,
+    view: PolicyView,
     obs: np.ndarray,
     scores: np.ndarray,
     kind: str,

@@ -40,7 +40,9 @@ from interpret.dissection.units import (
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", help="run directory, SB3 zip or zoo:NAME")
-    parser.add_argument("--layer", nargs="+", required=True, help="layer(s) to dissect")
+    parser.add_argument(
+        "--layer", nargs="+", help="layer(s) to dissect (default: the model's default layer)"
+    )
     parser.add_argument("--out", type=Path, required=True, help="report directory")
     parser.add_argument("--force", action="store_true", help="replace an existing --out")
     parser.add_argument("--env", help="env id to play (default: the model's training env)")
@@ -113,6 +115,7 @@ def load_observations(
 def run(args: argparse.Namespace) -> Path:
     _validate(args)
     view = agents.load(args.model, trust_pickle=args.trust_pickle, precision=args.precision)
+    args.layer = args.layer or [view.default_layer()]
     for layer in args.layer:
         view.layer_module(layer)  # unknown layer: one line, before any work
     started = time.perf_counter()
@@ -181,7 +184,7 @@ def _maps(view, layer, obs, stats: UnitStatistics, top, batch_size) -> list[list
     image = observation_image(obs[0])
     if image is None:
         return [[] for _ in top]
-    size = image.shape[:2]
+    size = (image.shape[0], image.shape[1])
     pairs = [(u, i) for u, chosen in enumerate(top) for i in chosen]
     maps: list[list[np.ndarray]] = [[] for _ in top]
     for start in range(0, len(pairs), batch_size):

@@ -1,7 +1,7 @@
 """Network dissection of a policy's units [000_1eda41341072b0b1.txt]: per-unit statistics over
 recorded observations, top-quantile thresholds t_u, dead units, and activation maps.
 
-Works on any view with the ``Inspectable`` interface (``module``, ``layers()``,
+Works on any ``PolicyView`` (``module``, ``layers()``,
 ``layer_module(name)``, ``preprocess``, ``outputs``): activations are caught by a forward hook
 on ``layer_module(layer)``, so nothing here depends on the algorithm. A fully connected layer's
 output (N, D) is treated as a 1x1 convolution (N, D, 1, 1), as the thesis proposes (2.2.1).
@@ -135,20 +135,20 @@ def unit_statistics(
         if shape is None:
             shape = tuple(act.shape[1:])
             keep = int(np.floor(quantile * n * shape[1] * shape[2])) + 1
-            maximum = torch.full((shape[0],), -torch.inf)
             total = torch.zeros(shape[0], dtype=torch.float64)
             positive = torch.zeros(shape[0], dtype=torch.float64)
         flat = act.transpose(0, 1).reshape(shape[0], -1)  # (U, b*h*w)
         per_obs_max.append(act.flatten(2).amax(dim=2))
-        maximum = torch.maximum(maximum, flat.amax(dim=1))
+        maximum = flat.amax(dim=1) if maximum is None else torch.maximum(maximum, flat.amax(dim=1))
         total += flat.sum(dim=1, dtype=torch.float64)
         positive += (flat > 0).sum(dim=1, dtype=torch.float64)
         pool = flat if top is None else torch.cat([top, flat], dim=1)
         top = pool.topk(min(keep, pool.shape[1]), dim=1).values
+    assert shape is not None and maximum is not None  # n > 0: the loop ran
     count = n * shape[1] * shape[2]
     return UnitStatistics(
         layer=layer,
-        shape=shape,
+        shape=(shape[0], shape[1], shape[2]),
         quantile=quantile,
         threshold=top[:, keep - 1].numpy(),
         maximum=maximum.numpy(),

@@ -27,7 +27,6 @@ from typing import Any
 import numpy as np
 
 from agents.precision import add_precision_argument
-from agents.shapes import layer_shape
 from interpret.core.errors import InterpretError
 
 HAZARDS = "hazards"  # the --feature keyword for the hazard feature (CoinRun)
@@ -65,13 +64,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> Path:
     import agents
-    from agents.inspectable import Inspectable
     from agents.outputs import lock_dir
 
     out = Path(args.out)  # checked by the CLI before any work: a directory, --force to replace
     view = agents.load(args.model, trust_pickle=args.trust_pickle, precision=args.precision)
-    if not isinstance(view, Inspectable):
-        raise InterpretError(f"edit needs a PPO or DQN policy, not a {type(view).__name__}")
+    if view.source is not None and view.source.is_dir():
+        raise InterpretError(
+            f"edit writes model zips; {view.source} is a run directory (World Models): edit it "
+            "with interpret.editing.project_out and save it with view.save"
+        )
     if view.source is not None and out.resolve() in view.source.resolve().parents:
         raise InterpretError(f"--out {out} holds the source model; pick another directory")
     with lock_dir(out):  # a second writer of --out (edit, train.py) is refused meanwhile
@@ -119,7 +120,7 @@ def _from_report(view: Any, args: argparse.Namespace) -> tuple[str, np.ndarray, 
             f"the model has no layer {layer!r} (the report's); its layers: "
             f"{', '.join(view.layers())}"
         )
-    shape = layer_shape(view, layer)
+    shape = view.layer_shape(layer)
     channels = report.features.directions.shape[1]
     if shape[0] != channels or (report.layer_shape and report.layer_shape != shape):
         reported = report.layer_shape or (channels,)
@@ -129,7 +130,7 @@ def _from_report(view: Any, args: argparse.Namespace) -> tuple[str, np.ndarray, 
         )
     record: dict[str, Any] = {"features_report": str(report.path)}
     keys = list(args.feature)
-    hazard_index = None
+    hazard_index = -1  # set below when HAZARDS is asked for
     if HAZARDS in keys:
         hazard_index, hazard_record = _hazard_feature(view, report, args)
         record["hazard_attribution"] = hazard_record
@@ -197,7 +198,7 @@ def _from_file(view: Any, args: argparse.Namespace) -> tuple[str, np.ndarray, di
         or not np.issubdtype(directions.dtype, np.number)
     ):
         raise InterpretError(f"{path}: directions must be a numeric (C,) or (k, C) array")
-    shape = layer_shape(view, args.layer)
+    shape = view.layer_shape(args.layer)
     if directions.shape[-1] != shape[0]:
         raise InterpretError(
             f"{path} has {directions.shape[-1]} entries per direction; layer {args.layer!r} has "

@@ -24,26 +24,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from stable_baselines3.common.policies import ActorCriticPolicy
-from stable_baselines3.dqn.policies import DQNPolicy
 from torch import nn
 
-from agents.architectures import ConvReLU, L2Pool2d, LinearReLU
-from agents.inspectable import Inspectable
-from agents.shapes import layer_shape
+from agents.policy_view import LayerReadersError, PolicyView
 from interpret.core.errors import InterpretError
-
-# Modules that act on each channel separately, so a projection after them equals one before.
-CHANNELWISE = (
-    nn.ReLU,
-    nn.LeakyReLU,
-    nn.Tanh,
-    nn.Identity,
-    nn.Flatten,
-    nn.MaxPool2d,
-    nn.AvgPool2d,
-    L2Pool2d,
-)
 
 
 class EditError(InterpretError):
@@ -99,57 +83,14 @@ def projection(directions: np.ndarray | torch.Tensor, channels: int | None = Non
     return torch.eye(v.shape[1], dtype=torch.float64) - basis @ basis.T
 
 
-def _kernel_of(module: nn.Module) -> tuple[str, nn.Conv2d | nn.Linear] | None:
-    if isinstance(module, nn.Conv2d | nn.Linear):
-        return "", module
-    if isinstance(module, ConvReLU):
-        return "conv.", module.conv
-    if isinstance(module, LinearReLU):
-        return "linear.", module.linear
-    return None
-
-
-def _head_kernels(view: Inspectable) -> list[tuple[str, nn.Module]]:
-    """(path, layer) of the head's first parametrized layers, reading the trunk's output."""
-    policy = view.module
-    if isinstance(policy, DQNPolicy):
-        *_, (name, last) = policy.q_net.q_net.named_children()
-        return [(f"q_net.q_net.{name}", last)]
-    if isinstance(policy, ActorCriticPolicy):
-        kernels = []
-        for branch, head in (("policy_net", "action_net"), ("value_net", "value_net")):
-            hidden = getattr(policy.mlp_extractor, branch)
-            first = next(
-                ((n, m) for n, m in hidden.named_children() if isinstance(m, nn.Linear)), None
-            )
-            if first is not None:
-                kernels.append((f"mlp_extractor.{branch}.{first[0]}", first[1]))
-            else:
-                kernels.append((head, getattr(policy, head)))
-        return kernels
-    raise EditError(f"cannot find the head of a {type(policy).__name__}")
-
-
-def next_kernels(view: Inspectable, layer: str) -> list[tuple[str, nn.Conv2d | nn.Linear]]:
+def next_kernels(view: PolicyView, layer: str) -> list[tuple[str, nn.Module]]:
     """[(state-dict weight name, module)] of the parametrized layer(s) reading `layer`'s
-    output through channel-wise modules only; `EditError` if something mixing comes first."""
-    _, upper = view.split(layer)
-    for stage in upper.stages:
-        found = _kernel_of(stage.module)
-        if found is not None:
-            prefix, module = found
-            return [(f"{stage.path}.{prefix}weight", module)]
-        if not isinstance(stage.module, CHANNELWISE):
-            raise EditError(
-                f"the layer after {layer!r} is {stage.name!r} ({type(stage.module).__name__}), "
-                "which mixes channels before any kernel; edit a layer followed by a "
-                "convolution or a dense layer"
-            )
-    kernels = _head_kernels(view)
-    for path, module in kernels:
-        if not isinstance(module, nn.Linear):
-            raise EditError(f"the head layer {path!r} is not a dense layer")
-    return [(f"{path}.weight", module) for path, module in kernels]
+    output through channel-wise modules only (`PolicyView.readers`); `EditError` if something
+    mixing comes first."""
+    try:
+        return view.readers(layer)
+    except LayerReadersError as err:
+        raise EditError(str(err)) from None
 
 
 @torch.no_grad()
@@ -168,7 +109,7 @@ def project_kernel(weight: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def project_out(
-    view: Inspectable, layer: str, directions: np.ndarray | torch.Tensor | list
+    view: PolicyView, layer: str, directions: np.ndarray | torch.Tensor | list
 ) -> KernelEdit:
     """Edit `view`'s policy in place so the layer after `layer` no longer sees `directions`.
 
@@ -177,14 +118,15 @@ def project_out(
     :param directions: (C,) or (k, C) vectors in `layer`'s channel space (e.g. NMF directions)
     :return: what was edited; save with ``view.save(path, metadata={"edit": edit.to_json()})``
     """
-    channels = layer_shape(view, layer)[0]
-    p = projection(directions, channels)
+    channels = view.layer_shape(layer)[0]
+    p = projection(np.asarray(directions, dtype=np.float64), channels)
     kernels = next_kernels(view, layer)
     for name, module in kernels:
         if isinstance(module, nn.Conv2d) and (module.groups != 1 or module.in_channels != channels):
             raise EditError(f"{name} reads {module.in_channels} channels, {layer!r} has {channels}")
     for _, module in kernels:
-        module.weight.copy_(project_kernel(module.weight, p.to(module.weight.device)))
+        weight = module.get_parameter("weight")
+        weight.copy_(project_kernel(weight, p.to(weight.device)))
     rank = channels - round(float(torch.trace(p)))
     arr = np.atleast_2d(np.asarray(directions, dtype=np.float64))
     return KernelEdit(layer, tuple(name for name, _ in kernels), arr, rank)

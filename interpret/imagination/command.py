@@ -222,7 +222,7 @@ def run(args: argparse.Namespace) -> Path:
         if examples is None:
             examples = _examples(trained.model, config)
     summary = _summary(configs[0], runs, args)
-    arrays = dict(examples)
+    arrays = dict(examples or {})
     index = write_report(
         out, _html(summary, runs, examples), summary, arrays, files, replace=args.force
     )

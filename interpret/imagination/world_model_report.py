@@ -81,7 +81,8 @@ def imagine_world_model(args: argparse.Namespace) -> Path:
         torch.set_num_threads(args.threads)
     started = time.perf_counter()
     view = agents.load(args.model)
-    model, horizon = view.module, args.steps
+    model: Any = view.module  # a WorldModel: this verb runs on World Models runs only
+    horizon = args.steps
     torch.manual_seed(args.seed)
     generator = torch.Generator().manual_seed(args.seed)
     episodes = play(view, args.episodes, args.max_steps, args.seed, args.random_actions)

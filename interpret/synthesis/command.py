@@ -149,9 +149,7 @@ def run(args: argparse.Namespace) -> Path:
     if not (world_model and (model_path / "config.json").is_file()):
         model_path = resolve_model_path(args.model)
     view = agents.load(args.model, device=args.device, precision=args.precision)
-    recorded = dict(view.metadata)
-    if frames_mod.is_recurrent(view):  # a World Models run keeps its env in its config
-        recorded = {"env_id": view.config["env_id"], "env_kwargs": view.config.get("env_kwargs")}
+    recorded = dict(view.metadata)  # a World Models run's env is in its metadata too
     env_id = args.env or recorded.get("env_id")
     if not env_id:
         raise InterpretError("the model does not record its env; pass --env")

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from agents.fileio import atomic_path
-from agents.inspectable import Inspectable
+from agents.policy_view import PolicyView
 from interpret.core.errors import InterpretError
 
 GRAY_WEIGHTS = (0.299, 0.587, 0.114)  # OpenCV's RGB2GRAY, as SB3's WarpFrame uses
@@ -49,7 +49,7 @@ class FrameSpace:
 
     def to_obs(self, images: torch.Tensor) -> torch.Tensor:
         """(N, C, H, W) in [0, 1] -> observations (N, H, W, obs channels) in [0, 255], float,
-        differentiable; what ``Inspectable.preprocess`` takes."""
+        differentiable; what ``PolicyView.preprocess`` takes."""
         if self.gray_stack:
             n = images.shape[0]
             rgb = images.reshape(n, self.frames, 3, self.height, self.width)
@@ -71,17 +71,12 @@ class FrameSpace:
         return (x.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
 
 
-def is_recurrent(view: Inspectable) -> bool:
-    """Whether ``view.act`` carries a state across calls (the World Models agent)."""
-    return getattr(view, "algo", None) == "worldmodel"
-
-
-def env_images(view: Inspectable, space: FrameSpace, obs: np.ndarray) -> torch.Tensor:
+def env_images(view: PolicyView, space: FrameSpace, obs: np.ndarray) -> torch.Tensor:
     """Raw env observations (N, H, W, C) uint8 -> generator images (N, C, h, w) in [0, 1]:
     the observation itself, or (World Models, other frame sizes) the view's 64x64 frames."""
     if obs.shape[1:3] == (space.height, space.width):
         return space.from_uint8(obs).to(view.device)
-    if is_recurrent(view):
+    if view.recurrent:
         with torch.no_grad():
             return view.preprocess(obs)
     raise InterpretError(
@@ -89,12 +84,12 @@ def env_images(view: Inspectable, space: FrameSpace, obs: np.ndarray) -> torch.T
     )
 
 
-def frame_space(view: Inspectable, env_id: str) -> FrameSpace:
+def frame_space(view: PolicyView, env_id: str) -> FrameSpace:
     """The generator space for ``view`` playing ``env_id`` (image observations only)."""
     import envs
 
     family, _ = envs.parse_env_id(env_id)
-    shape = tuple(view.observation_space.shape)
+    shape = tuple(view.observation_space.shape or ())
     if len(shape) != 3:
         raise InterpretError(
             f"synthesize needs image observations; the policy's observation space is {shape}"
@@ -129,7 +124,7 @@ class ColorFrameStack:
                 env = env.env
             self._latest.append(None)
             env.observation = self._recorder(i, env, env.observation)
-        self.stack: np.ndarray | None = None
+        self.stack = np.zeros((0, 0, 0, 0), dtype=np.uint8)  # set by reset
 
     def _recorder(self, index: int, warp: Any, gray: Callable) -> Callable:
         import cv2
@@ -157,7 +152,7 @@ class ColorFrameStack:
     def _push(self, reset: np.ndarray) -> None:
         self.stack[reset] = 0
         self.stack = np.roll(self.stack, -3, axis=-1)
-        self.stack[..., -3:] = np.stack(self._latest)
+        self.stack[..., -3:] = np.stack(self._latest)  # type: ignore[arg-type]  # all set by now
 
 
 @dataclass
@@ -200,7 +195,7 @@ class FrameSet:
 
 
 def record_frames(
-    view: Inspectable,
+    view: PolicyView,
     env_id: str,
     space: FrameSpace,
     *,
@@ -217,7 +212,7 @@ def record_frames(
     """
     n_envs = max(1, min(n_envs, n_frames))
     n_steps = -(-n_frames // n_envs)
-    if is_recurrent(view):
+    if view.recurrent:
         return _record_recurrent(view, env_id, space, n_envs, n_steps, epsilon, seed, env_options)[
             :n_frames
         ]
@@ -235,7 +230,7 @@ def record_frames(
 
 
 def _record_atari_color(
-    view: Inspectable,
+    view: PolicyView,
     env_id: str,
     space: FrameSpace,
     n_envs: int,
@@ -266,7 +261,7 @@ def _record_atari_color(
 
 
 def _record_recurrent(
-    view: Inspectable,
+    view: PolicyView,
     env_id: str,
     space: FrameSpace,
     n_envs: int,

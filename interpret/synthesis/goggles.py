@@ -25,8 +25,8 @@ from agents.evaluate import (
     evaluate_procgen_levels,
     record_finished,
 )
-from agents.inspectable import Inspectable
-from interpret.synthesis.frames import ColorFrameStack, FrameSpace, env_images, is_recurrent
+from agents.policy_view import PolicyView
+from interpret.synthesis.frames import ColorFrameStack, FrameSpace, env_images
 from interpret.synthesis.generator import Generator
 
 Lens = Callable[[torch.Tensor], torch.Tensor]
@@ -42,11 +42,11 @@ def generator_lens(generator: Generator) -> Lens:
 class Goggles:
     """The agent seeing ``lens(frame)``; frames are generator-space uint8 (N, H, W, C).
 
-    Has the ``act``/``device`` of an ``Inspectable``, so the evaluators in
+    Has the ``act``/``device`` of a ``PolicyView``, so the evaluators in
     ``agents.evaluate`` play it unchanged. ``lens=None`` is the agent itself.
     """
 
-    def __init__(self, view: Inspectable, space: FrameSpace, lens: Lens | None) -> None:
+    def __init__(self, view: PolicyView, space: FrameSpace, lens: Lens | None) -> None:
         self.view, self.space, self.lens = view, space, lens
         self.device = view.device
 
@@ -63,7 +63,7 @@ class Goggles:
 
 
 def goggles_returns(
-    view: Inspectable,
+    view: PolicyView,
     space: FrameSpace,
     env_id: str,
     lens: Lens | None,
@@ -80,7 +80,7 @@ def goggles_returns(
 
     agent = Goggles(view, space, lens)
     family, _ = envs.parse_env_id(env_id)
-    if is_recurrent(view):
+    if view.recurrent:
         return _recurrent_episodes(
             agent, env_id, episodes, n_envs, deterministic, seed, progress, env_options
         )

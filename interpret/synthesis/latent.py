@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from agents.inspectable import Inspectable
+from agents.policy_view import PolicyView
 from interpret.synthesis.frames import FrameSpace
 from interpret.synthesis.generator import Generator
 from interpret.synthesis.targets import Target
@@ -36,7 +36,7 @@ class Synthesized:
 
 
 def agent_outputs(
-    view: Inspectable, space: FrameSpace, images: torch.Tensor
+    view: PolicyView, space: FrameSpace, images: torch.Tensor
 ) -> dict[str, torch.Tensor]:
     """The agent's outputs on generator images (N, C, H, W) in [0, 1], differentiably."""
     return view.outputs(view.preprocess(space.to_obs(images)))
@@ -44,7 +44,7 @@ def agent_outputs(
 
 def energy_terms(
     generator: Generator,
-    view: Inspectable,
+    view: PolicyView,
     space: FrameSpace,
     target: Target,
     z: torch.Tensor,
@@ -58,7 +58,7 @@ def energy_terms(
 
 def optimize_latents(
     generator: Generator,
-    view: Inspectable,
+    view: PolicyView,
     space: FrameSpace,
     target: Target,
     n_samples: int,

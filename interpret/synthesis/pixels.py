@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from agents.inspectable import Inspectable
+from agents.policy_view import PolicyView
 from interpret.synthesis.frames import FrameSpace
 from interpret.synthesis.latent import agent_outputs
 from interpret.synthesis.targets import Target
@@ -25,7 +25,7 @@ def total_variation(images: torch.Tensor) -> torch.Tensor:
 
 
 def maximize_pixels(
-    view: Inspectable,
+    view: PolicyView,
     space: FrameSpace,
     target: Target,
     n_samples: int,

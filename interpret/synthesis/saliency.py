@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from agents.inspectable import Inspectable
+from agents.policy_view import PolicyView
 from interpret.synthesis.frames import FrameSpace
 
 
@@ -34,10 +34,10 @@ class PolicyOutput(nn.Module):
     Holds the policy as a submodule so that captum finds (and hooks) its ReLU modules.
     """
 
-    def __init__(self, view: Inspectable, space: FrameSpace) -> None:
+    def __init__(self, view: PolicyView, space: FrameSpace) -> None:
         super().__init__()
         self.policy = view.module
-        self.relus = nn.ModuleList(getattr(view, "relu_modules", ()))
+        self.relus = nn.ModuleList(view.relu_modules)
         self.view = view
         self.space = space
 
@@ -46,7 +46,7 @@ class PolicyOutput(nn.Module):
         return policy_scores(self.view.outputs(self.view.preprocess(obs)))
 
 
-def relu_module_count(module: nn.Module | Inspectable) -> int:
+def relu_module_count(module: nn.Module | PolicyView) -> int:
     """nn.ReLU modules of a module, or of a view (its ``module`` and ``relu_modules``)."""
     if not isinstance(module, nn.Module):
         extra = getattr(module, "relu_modules", ())
@@ -65,7 +65,7 @@ def blur_and_normalize(magnitude: torch.Tensor, kernel_size: int = 5) -> torch.T
 
 
 def saliency_maps(
-    view: Inspectable,
+    view: PolicyView,
     space: FrameSpace,
     frames: np.ndarray,
     kernel_size: int = 5,

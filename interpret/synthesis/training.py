@@ -24,7 +24,7 @@ import torch
 from tqdm import tqdm
 
 from agents.fileio import atomic_path
-from agents.inspectable import Inspectable
+from agents.policy_view import PolicyView
 from interpret.synthesis.frames import FrameSet, FrameSpace
 from interpret.synthesis.generator import Generator, GeneratorConfig
 
@@ -73,7 +73,7 @@ def reconstruction_loss(
 
 
 def perception_loss(
-    view: Inspectable, space: FrameSpace, recon: torch.Tensor, real: torch.Tensor
+    view: PolicyView, space: FrameSpace, recon: torch.Tensor, real: torch.Tensor
 ) -> torch.Tensor:
     """Mean over the batch of the squared distance between the agent's perception features on
     the reconstruction and ``real`` (N, F), the features on the real frames."""
@@ -88,7 +88,7 @@ def kl_loss(mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def agent_features(
-    view: Inspectable, space: FrameSpace, frames: np.ndarray, batch: int = 256
+    view: PolicyView, space: FrameSpace, frames: np.ndarray, batch: int = 256
 ) -> dict[str, np.ndarray]:
     """The agent's outputs on recorded frames (N, H, W, C) uint8, as arrays."""
     parts: dict[str, list] = {}
@@ -100,7 +100,7 @@ def agent_features(
 
 
 def train_generator(
-    view: Inspectable,
+    view: PolicyView,
     space: FrameSpace,
     data: FrameSet,
     settings: TrainSettings,
@@ -169,7 +169,7 @@ def train_generator(
 
 def _batch_losses(
     generator: Generator,
-    view: Inspectable,
+    view: PolicyView,
     space: FrameSpace,
     data: FrameSet,
     real_features: torch.Tensor,
