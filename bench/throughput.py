@@ -362,7 +362,7 @@ def compile_main(arch: str) -> dict[str, Any]:
         policy.optimizer.zero_grad()
         loss.backward()
         policy.optimizer.step()
-        return float(loss)
+        return float(loss.detach())
 
     views = {side: Inspectable.from_model(m) for side, m in models.items()}
     x = views["eager"].preprocess(frames[:COMPILE_INFER_BATCH])
