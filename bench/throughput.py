@@ -24,6 +24,21 @@ timings badly (OpenMP threads wait on descheduled peers), so their CPU share is 
 
     python bench/throughput.py                 # 64 envs x 256 steps (~15 min on 2 idle cores)
     python bench/throughput.py --quick         # 16 envs x 64 steps (< 2 min)
+    python bench/throughput.py --memory 2      # peak RSS of the Procgen preset's update
+
+``--memory N``: peak resident memory (``ru_maxrss``) of ours at fp32 and at bf16, with and
+without the malloc setting (``agents.runtime``), each in its own child, with the Procgen
+preset (64 envs x 256 steps, minibatches of 2048): the rollout buffer is filled with frames of
+random play (zero values and log-probabilities: the update's memory does not depend on them,
+and a real collection costs minutes on a busy machine), then the first N minibatches of an
+update run. Also printed: the resident size before the update and the update's seconds.
+
+``--compile``: eager vs ``torch.compile`` (inductor) in one process, the same weights and
+inputs, alternating rounds (each side's fastest counts): a PPO minibatch step of ours
+(``evaluate_actions``, backward, Adam; the trunk compiled with ``nn.Module.compile``, which
+keeps state-dict keys) at batch 256, and a view's ``outputs`` (``agents.inspectable``; the
+function compiled) at batch 64 under ``inference_mode``. Compile time (the first call) and
+the largest difference of the compiled outputs to eager's are printed too.
 """
 
 from __future__ import annotations
@@ -32,6 +47,7 @@ from envs import _quiet  # noqa: F401  (first: silences old gym's banner)
 
 # isort: split
 import argparse
+import itertools
 import json
 import os
 import resource
@@ -47,6 +63,7 @@ import torch
 from gymnasium import spaces
 from procgen import ProcgenGym3Env
 from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.logger import Logger
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper, VecMonitor, VecNormalize
 from torch import nn
@@ -251,8 +268,158 @@ def child_main(stack: str, arch: str, hp: dict[str, Any], iterations: int) -> No
     )
 
 
-def run_child(stack: str, arch: str, hp: dict[str, Any], iterations: int) -> dict[str, Any]:
-    """``child_main`` in a subprocess (process-wide settings such as malloc's stay apart)."""
+def _rss_mib() -> float:
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS")) / 1024
+
+
+def fill_rollout_buffer(model: sb3.PPO, seed: int = SEED) -> None:
+    """Fill ``model``'s rollout buffer with frames of random play; values, log-probabilities
+    zero (an update's memory and cost do not depend on them)."""
+    buffer, venv = model.rollout_buffer, model.get_env()
+    rng = np.random.default_rng(seed)
+    obs, starts = venv.reset(), np.ones(model.n_envs, dtype=bool)
+    zeros = torch.zeros(model.n_envs)
+    for _ in range(buffer.buffer_size):
+        actions = rng.integers(0, venv.action_space.n, size=model.n_envs)
+        next_obs, rewards, dones, _ = venv.step(actions)
+        buffer.add(obs, actions, rewards, starts, zeros, zeros)
+        obs, starts = next_obs, dones
+    buffer.compute_returns_and_advantage(zeros, dones)
+
+
+def memory_child(stack: str, arch: str, hp: dict[str, Any], minibatches: int) -> None:
+    """Run in a fresh process: the first ``minibatches`` minibatches of one PPO update over a
+    full rollout buffer; print one JSON line with the peak RSS."""
+    torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "1")))
+    if "default_malloc" not in stack:
+        keep_freed_memory()
+    precision = "bf16" if "bf16" in stack else "fp32"
+    model, _ = build("ours", arch, {**hp, "n_epochs": 1}, hp["n_envs"] * hp["n_steps"], precision)
+    fill_rollout_buffer(model)
+    model.set_logger(Logger(None, []))
+    buffer = model.rollout_buffer
+    get = buffer.get
+    buffer.get = lambda batch_size=None: itertools.islice(get(batch_size), minibatches)  # type: ignore[method-assign]
+    rss_before, start = _rss_mib(), time.perf_counter()
+    model.train()
+    seconds = time.perf_counter() - start
+    model.get_env().close()
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(
+        json.dumps({"peak_rss_mib": peak, "rss_before_update_mib": rss_before, "update_s": seconds})
+    )
+
+
+def memory_main(arch: str, minibatches: int) -> dict[str, Any]:
+    """``memory_child`` for ours at fp32 and bf16, each with and without the malloc setting."""
+    hp, summary = {**PROCGEN_PPO}, {"memory_minibatches": minibatches, "arch": arch}
+    for stack in ("ours", "ours_bf16", "ours_default_malloc", "ours_bf16_default_malloc"):
+        r = run_child(stack, arch, hp, minibatches, mode="--memory")
+        print(
+            f"{stack}: peak RSS {r['peak_rss_mib']:.0f} MiB (before the update "
+            f"{r['rss_before_update_mib']:.0f} MiB; {minibatches} minibatches of "
+            f"{hp['batch_size']} in {r['update_s']:.0f} s)",
+            flush=True,
+        )
+        summary.update({f"{k}_{stack}": round(v) for k, v in r.items()})
+    return summary
+
+
+COMPILE_TRAIN_BATCH, COMPILE_INFER_BATCH, COMPILE_ROUNDS, COMPILE_REPS = 256, 64, 3, 2
+
+
+def _best_seconds(fns: dict[str, Callable[[], Any]], rounds: int, reps: int) -> dict[str, float]:
+    """Fastest of ``rounds`` alternating rounds of ``reps`` calls, per side, in seconds/call."""
+    best = {name: float("inf") for name in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            for _ in range(reps):
+                fn()
+            best[name] = min(best[name], (time.perf_counter() - start) / reps)
+    return best
+
+
+def compile_main(arch: str) -> dict[str, Any]:
+    """Eager vs compiled: a PPO minibatch step and a view's outputs (see the docstring)."""
+    from agents.inspectable import Inspectable
+
+    keep_freed_memory()
+    hp = {**PROCGEN_PPO, "n_envs": 1, "n_steps": COMPILE_TRAIN_BATCH}
+    models = {
+        side: build("ours", arch, hp, COMPILE_TRAIN_BATCH)[0] for side in ("eager", "compiled")
+    }
+    models["compiled"].policy.load_state_dict(models["eager"].policy.state_dict())
+    models["compiled"].policy.features_extractor.net.compile()
+    rng = np.random.default_rng(SEED)
+    frames = rng.integers(0, 256, size=(COMPILE_TRAIN_BATCH, 64, 64, 3), dtype=np.uint8)
+    obs, actions = torch.as_tensor(frames), torch.as_tensor(rng.integers(0, 15, len(frames)))
+
+    def train_step(policy: Any) -> float:
+        values, log_prob, entropy = policy.evaluate_actions(obs, actions)
+        loss = values.square().mean() - log_prob.mean() - 0.01 * entropy.mean()
+        policy.optimizer.zero_grad()
+        loss.backward()
+        policy.optimizer.step()
+        return float(loss.detach())
+
+    views = {side: Inspectable.from_model(m) for side, m in models.items()}
+    x = views["eager"].preprocess(frames[:COMPILE_INFER_BATCH])
+    infer = {"eager": views["eager"].outputs, "compiled": torch.compile(views["compiled"].outputs)}
+
+    def outputs(side: str) -> dict[str, torch.Tensor]:
+        with torch.inference_mode():
+            return infer[side](x)
+
+    summary: dict[str, Any] = {"arch": arch, "train_batch": COMPILE_TRAIN_BATCH}
+    summary["infer_batch"] = COMPILE_INFER_BATCH
+    losses = {}
+    for side in ("eager", "compiled"):  # first calls: compilation
+        start = time.perf_counter()
+        losses[side] = train_step(models[side].policy)
+        summary[f"first_train_step_s_{side}"] = time.perf_counter() - start
+        start = time.perf_counter()
+        out = outputs(side)
+        summary[f"first_outputs_s_{side}"] = time.perf_counter() - start
+    eager_out, compiled_out = outputs("eager"), outputs("compiled")
+    summary["outputs_max_abs_diff"] = max(
+        float((eager_out[k] - compiled_out[k]).abs().max()) for k in eager_out
+    )
+    summary["first_loss_abs_diff"] = abs(losses["eager"] - losses["compiled"])
+    train = _best_seconds(
+        {s: lambda s=s: train_step(models[s].policy) for s in models}, COMPILE_ROUNDS, COMPILE_REPS
+    )
+    infer_s = _best_seconds({s: lambda s=s: outputs(s) for s in infer}, COMPILE_ROUNDS, 10)
+    for side in ("eager", "compiled"):
+        summary[f"train_samples_per_s_{side}"] = COMPILE_TRAIN_BATCH / train[side]
+        summary[f"outputs_obs_per_s_{side}"] = COMPILE_INFER_BATCH / infer_s[side]
+    summary["train_compiled_over_eager"] = train["eager"] / train["compiled"]
+    summary["outputs_compiled_over_eager"] = infer_s["eager"] / infer_s["compiled"]
+    del out
+    m = summary
+    print(
+        f"train step (batch {COMPILE_TRAIN_BATCH}): eager {m['train_samples_per_s_eager']:.0f} "
+        f"samples/s, compiled {m['train_samples_per_s_compiled']:.0f} (ratio "
+        f"{m['train_compiled_over_eager']:.2f}; first step {m['first_train_step_s_eager']:.0f} s "
+        f"vs {m['first_train_step_s_compiled']:.0f} s)",
+        flush=True,
+    )
+    print(
+        f"outputs (batch {COMPILE_INFER_BATCH}): eager {m['outputs_obs_per_s_eager']:.0f} obs/s, "
+        f"compiled {m['outputs_obs_per_s_compiled']:.0f} (ratio "
+        f"{m['outputs_compiled_over_eager']:.2f}; first call {m['first_outputs_s_compiled']:.0f} "
+        f"s; max |diff| {m['outputs_max_abs_diff']:.1e})",
+        flush=True,
+    )
+    return summary
+
+
+def run_child(
+    stack: str, arch: str, hp: dict[str, Any], iterations: int, mode: str = "--iterations"
+) -> dict[str, Any]:
+    """``child_main`` (or ``memory_child`` with ``mode="--memory"``) in a subprocess
+    (process-wide settings such as malloc's stay apart)."""
     cmd = [
         sys.executable,
         __file__,
@@ -261,7 +428,7 @@ def run_child(stack: str, arch: str, hp: dict[str, Any], iterations: int) -> dic
         arch,
         "--hp",
         json.dumps(hp),
-        "--iterations",
+        mode,
         str(iterations),
     ]
     env = {**os.environ, "BENCH_THREADS": str(torch.get_num_threads())}
@@ -345,15 +512,34 @@ def main() -> None:
     parser.add_argument(
         "--iterations", type=int, help=f"timed iterations per arch (default: {ITERATIONS})"
     )
+    parser.add_argument(
+        "--memory", type=int, metavar="N", help="peak RSS of N minibatches of a preset update"
+    )
+    parser.add_argument("--compile", action="store_true", help="eager vs torch.compile")
     parser.add_argument("--child", nargs=2, metavar=("STACK", "ARCH"), help=argparse.SUPPRESS)
     parser.add_argument("--hp", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.child and args.memory:
+        memory_child(args.child[0], args.child[1], json.loads(args.hp), args.memory)
+        return
     if args.child:
         child_main(args.child[0], args.child[1], json.loads(args.hp), args.iterations)
         return
     wall, (busy, own) = time.perf_counter(), cpu_seconds()
     threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     torch.set_num_threads(threads or 1)
+    if args.memory or args.compile:
+        arch = args.archs[-1]
+        summary = memory_main(arch, args.memory) if args.memory else compile_main(arch)
+        summary["wall_s"] = wall = time.perf_counter() - wall
+        busy_end, own_end = cpu_seconds()
+        other = ((busy_end - busy) - (own_end - own)) / (wall * os.cpu_count())
+        summary["other_processes_cpu_share"] = round(other, 4)
+        print(f"wall time {wall:.0f} s; other processes used {other:.0%} of the CPU meanwhile")
+        print(
+            json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in summary.items()})
+        )
+        return
     hp = {**PROCGEN_PPO}
     if args.quick:
         hp.update(n_envs=16, n_steps=64, batch_size=256)

@@ -78,6 +78,24 @@ def test_l2_pool_gradient(shape):
     assert torch.allclose(ours, reference, rtol=1e-12, atol=1e-15)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_l2_pool_in_place_temporaries_give_the_out_of_place_bits(dtype):
+    """Forward and backward update temporaries in place (memory); the values, and the strides
+    the convolutions below see, are bit for bit those of the out-of-place formulas."""
+    torch.manual_seed(0)
+    x = torch.relu(torch.randn(4, 8, 16, 16)).to(dtype)
+    x = x.contiguous(memory_format=torch.channels_last).requires_grad_(True)
+    out = L2Pool2d(2, eps=1e-8)(x)
+    grad_out = torch.randn_like(out)
+    out.backward(grad_out)
+    plain = x.detach()
+    expected = torch.sqrt(nn.functional.avg_pool2d(plain * plain, 2, 2) + 1e-8)
+    per_window = grad_out / (expected * 4)
+    expected_grad = plain * nn.functional.interpolate(per_window, scale_factor=2, mode="nearest")
+    assert torch.equal(out, expected) and out.stride() == expected.stride()
+    assert torch.equal(x.grad, expected_grad) and x.grad.stride() == expected_grad.stride()
+
+
 def test_input_stage_reads_hwc_and_is_channels_last():
     extractor = HWCFeatures(IMAGE_64, "interpretable")
     x = torch.randint(0, 256, (2, 64, 64, 3)).float()
