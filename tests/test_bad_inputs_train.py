@@ -407,6 +407,13 @@ def _wait_for(condition, timeout: float, what: str) -> None:
         time.sleep(0.1)
 
 
+def _default_sigint() -> None:
+    """In the child before exec: Ctrl-C's default action, so that Python turns SIGINT into
+    KeyboardInterrupt even when this suite runs as a background job (which ignores SIGINT,
+    and an ignored signal stays ignored across exec)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _one_line(stderr: str) -> str:
     lines = stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in stderr, stderr
@@ -420,7 +427,8 @@ def test_second_writer_refused_then_ctrl_c_keeps_the_run(tmp_path):
             "1", "--checkpoint-minutes", "0", "--eval-episodes", "0", "--no-progress", "--out",
             str(out)]  # fmt: skip
     first = subprocess.Popen(argv, env=QUIET, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                             text=True, start_new_session=True)  # fmt: skip
+                             text=True, start_new_session=True,
+                             preexec_fn=_default_sigint)  # fmt: skip
     try:
         latest = out / "checkpoints" / "latest.json"
         _wait_for(lambda: latest.exists() or first.poll() is not None, 120, "a checkpoint")
@@ -456,7 +464,8 @@ def test_ctrl_c_in_a_parallel_audit_leaves_nothing(bad_input_workspace, tmp_path
             "--levels", "2000", "--workers", "2", "--n-envs", "2", "--no-attribution", "--out",
             str(out)]  # fmt: skip
     proc = subprocess.Popen(argv, cwd=tmp_path, env=QUIET, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)  # fmt: skip
+                            stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=_default_sigint)  # fmt: skip
     try:  # the parent, the forkserver, 2 workers (and the resource tracker) in its group
         _wait_for(lambda: len(_group(proc.pid)) >= 4 or proc.poll() is not None, 120, "workers")
         time.sleep(3)  # the workers are playing levels
@@ -476,7 +485,8 @@ def test_ctrl_c_in_a_parallel_audit_leaves_nothing(bad_input_workspace, tmp_path
 @pytest.mark.parametrize("command", [["train.py", "ppo", "--help"], ["-m", "interpret", "--help"]])
 def test_ctrl_c_while_the_libraries_load_is_one_line(command):
     proc = subprocess.Popen([sys.executable, *command], cwd=ROOT, env=QUIET, text=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            preexec_fn=_default_sigint)  # fmt: skip
     maps = Path(f"/proc/{proc.pid}/maps")  # torch's library mapped: past Python's own startup
     _wait_for(lambda: proc.poll() is not None or "libtorch" in maps.read_text(), 60, "torch")
     proc.send_signal(signal.SIGINT)
