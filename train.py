@@ -154,6 +154,28 @@ def check_device(device: str | None) -> None:
 
 # What may change when a run resumes; everything else is the run's saved config.
 RESUMABLE_FLAGS = ("timesteps", "precision", "checkpoint_minutes", "device", "eval_episodes")
+# Optimisation settings a resumed piece may change: none of them shapes the rollout buffer, the
+# reward normalization or the saved state. The change is recorded with the piece.
+RESUMABLE_HYPERPARAMS = {
+    "ppo": (
+        "batch_size",
+        "n_epochs",
+        "learning_rate",
+        "ent_coef",
+        "vf_coef",
+        "clip_range",
+        "clip_range_vf",
+        "max_grad_norm",
+        "gae_lambda",
+    ),
+    "dqn": (
+        "batch_size",
+        "learning_rate",
+        "gradient_steps",
+        "target_update_interval",
+        "exploration_final_eps",
+    ),
+}
 
 
 def resumed_config(args: argparse.Namespace) -> Any:
@@ -164,18 +186,20 @@ def resumed_config(args: argparse.Namespace) -> Any:
 
     if args.out is None:
         raise RunError("--resume needs --out RUN_DIR")
+    changeable = RESUMABLE_HYPERPARAMS.get(args.algo, ())
+    overrides = {k[3:]: v for k, v in vars(args).items() if k.startswith("hp_") and v is not None}
+    overrides.update(envs.parse_options(args.hp))
     fixed = (
         [
-            "--" + name.removeprefix("hp_").replace("_", "-")
-            for name, value in vars(args).items()
-            if value not in (None, [])
-            and (name.startswith("hp_") or name in ("env", "arch", "n_envs", "preset"))
+            "--" + name.replace("_", "-")
+            for name in ("env", "arch", "n_envs", "preset")
+            if getattr(args, name) not in (None, [])
         ]
+        + ["--" + name.replace("_", "-") for name in overrides if name not in changeable]
         + (["--env-kwargs"] if args.env_kwargs else [])
-        + (["--hp"] if args.hp else [])
     )
     if fixed:
-        allowed = ", ".join("--" + f.replace("_", "-") for f in RESUMABLE_FLAGS)
+        allowed = ", ".join("--" + f.replace("_", "-") for f in (*RESUMABLE_FLAGS, *changeable))
         raise RunError(
             f"--resume keeps the run's settings; drop {', '.join(fixed)} ({allowed} may change)"
         )
@@ -195,6 +219,7 @@ def resumed_config(args: argparse.Namespace) -> Any:
     for name in ("precision", "checkpoint_minutes", "device", "eval_episodes"):
         if getattr(args, name) is not None:
             setattr(config, name, getattr(args, name))
+    config.hyperparams.update(overrides)
     check_config(config)
     check_resumable(args.out)
     return config

@@ -368,6 +368,12 @@ def machine_name() -> str:
     return name
 
 
+def changed_hyperparams(before: dict[str, Any], after: dict[str, Any]) -> dict[str, list[Any]]:
+    """{name: [old value, new value]} for every setting a resumed piece changed."""
+    names = sorted(set(before) | set(after))
+    return {k: [before.get(k), after.get(k)] for k in names if before.get(k) != after.get(k)}
+
+
 def train(
     config: TrainConfig,
     run_dir: Path,
@@ -395,21 +401,24 @@ def train(
     except RunError:
         venv.close()
         raise
-    pieces = read_json(config_path).get("pieces", []) if resume else []
+    saved = read_json(config_path) if resume else {}
+    pieces = saved.get("pieces", [])
     record = model_record(model, config)
     start, elapsed = restore_checkpoint(model, run_dir) if resume else (0, 0.0)
     if elapsed is None:
         elapsed = _elapsed_from_progress(run_dir / "progress.csv", start)
-    pieces.append(
-        {
-            "command": command or config.command,
-            "from_step": start,
-            "precision": config.precision,
-            "device": config.device,
-            "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "machine": machine_name(),
-        }
-    )
+    piece = {
+        "command": command or config.command,
+        "from_step": start,
+        "precision": config.precision,
+        "device": config.device,
+        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": machine_name(),
+    }
+    changed = changed_hyperparams(saved.get("hyperparams", config.hyperparams), config.hyperparams)
+    if changed:
+        piece["changed"] = changed
+    pieces.append(piece)
 
     def record_piece() -> None:
         """config.json with this piece listed: at once for a new run, at a resumed piece's
@@ -428,13 +437,12 @@ def train(
     )
     model.set_logger(logger)
     every = config.checkpoint_minutes * 60
-    piece = None if piece_minutes is None else piece_minutes * 60
     checkpointer = Checkpointer(
         run_dir,
         every,
         record,
         elapsed_before=elapsed,
-        piece_seconds=piece,
+        piece_seconds=None if piece_minutes is None else piece_minutes * 60,
         first_save=record_piece if resume else None,
     )
     callbacks: list[BaseCallback] = [checkpointer]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
 import subprocess
 import sys
 from dataclasses import asdict
@@ -205,7 +206,8 @@ def test_zoo_publish_writes_a_weights_only_entry_with_measured_scores(
 @pytest.mark.parametrize(
     ("flags", "message"),
     [
-        (["--lr", "0.1"], "drop --learning-rate"),
+        (["--gamma", "0.9"], "drop --gamma"),
+        (["--n-steps", "8"], "drop --n-steps"),
         (["--env", "procgen:maze"], "drop --env"),
         (["--timesteps", "-5"], "--timesteps must be a positive integer"),
         (["--piece-minutes", "0"], "--piece-minutes must be positive"),
@@ -218,6 +220,26 @@ def test_resume_refuses_what_it_cannot_change(tiny_run, flags, message, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0], err
     assert (run / "config.json").read_text() == before
+
+
+def test_resumed_piece_may_change_optimisation_settings_and_records_it(tiny_run, tmp_path):
+    config, finished = tiny_run
+    run = tmp_path / "run"
+    shutil.copytree(finished, run)
+    flags = ["ppo", "--resume", "--out", str(run), "--timesteps", "96", "--batch-size", "8"]
+    flags += ["--lr", "0.001", "--piece-eval", "0"]
+    assert train_cli.main([*flags, "--no-progress"]) == 0
+    saved = read_json(run / "config.json")
+    assert saved["hyperparams"] == {**config.hyperparams, "batch_size": 8, "learning_rate": 0.001}
+    last = saved["pieces"][-1]
+    assert last["from_step"] == 64
+    assert last["changed"] == {"batch_size": [16, 8], "learning_rate": [5e-4, 0.001]}
+    assert "changed" not in saved["pieces"][0]
+    steps = [int(r["time/total_timesteps"]) for r in _progress(run)]
+    assert steps == [32, 64, 96]  # one progress.csv across the change
+    args = train_cli.build_parser().parse_args(["ppo", "--resume", "--out", str(run)])
+    model = build_model(train_cli.resumed_config(args), make_training_env(config))
+    assert (model.batch_size, model.learning_rate) == (8, 0.001)  # what the next piece uses
 
 
 @pytest.mark.slow
