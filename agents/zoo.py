@@ -24,6 +24,7 @@ import json
 import shutil
 import sys
 from pathlib import Path
+from typing import Any
 
 from agents.curves import plot_curve
 from agents.fileio import atomic_path, read_json
@@ -78,6 +79,11 @@ def snapshot(run_dir: Path, dst: Path) -> list[Path]:
     return [*written, dst / "README.md", plot_curve(run_dir, dst / "curve.png")]
 
 
+def _changes(piece: dict[str, Any]) -> str:
+    """A piece's changed settings as ``batch_size 2048 -> 512``; empty when none changed."""
+    return ", ".join(f"{k} {a} -> {b}" for k, (a, b) in piece.get("changed", {}).items())
+
+
 def status_markdown(run_dir: Path, snapshot_dir: Path | None = None) -> str:
     """A short card of a run in progress: settings, pieces, steps, training time, evaluations.
     ``snapshot_dir`` (e.g. zoo/NAME/training) is where the card tells to restore from."""
@@ -107,8 +113,8 @@ def status_markdown(run_dir: Path, snapshot_dir: Path | None = None) -> str:
         f"- env options: `{json.dumps(config.get('env_kwargs', {}))}`; preset "
         f"`{config.get('preset')}`",
         "",
-        "| piece | from step | precision | machine | command |",
-        "|---|---|---|---|---|",
+        "| piece | from step | precision | machine | command | settings changed |",
+        "|---|---|---|---|---|---|",
     ]
     pieces = config.get("pieces", [])
     if not pieces or pieces[0]["from_step"] > 0:  # begun before pieces were recorded
@@ -116,7 +122,7 @@ def status_markdown(run_dir: Path, snapshot_dir: Path | None = None) -> str:
     for i, piece in enumerate(pieces, start=1):
         lines.append(
             f"| {i} | {piece['from_step']:,} | {piece.get('precision', 'fp32')} | "
-            f"{piece.get('machine', '?')} | `{piece['command']}` |"
+            f"{piece.get('machine', '?')} | `{piece['command']}` | {_changes(piece)} |"
         )
     evals = sorted((run_dir / "evals").glob("step_*.json"))
     if evals:

@@ -235,6 +235,8 @@ def test_resumed_piece_may_change_optimisation_settings_and_records_it(tiny_run,
     assert last["from_step"] == 64
     assert last["changed"] == {"batch_size": [16, 8], "learning_rate": [5e-4, 0.001]}
     assert "changed" not in saved["pieces"][0]
+    card = zoo.status_markdown(run)
+    assert "batch_size 16 -> 8, learning_rate 0.0005 -> 0.001 |" in card  # the piece's row
     steps = [int(r["time/total_timesteps"]) for r in _progress(run)]
     assert steps == [32, 64, 96]  # one progress.csv across the change
     args = train_cli.build_parser().parse_args(["ppo", "--resume", "--out", str(run)])
