@@ -236,6 +236,11 @@ class Inspectable:
         lower = self._chain([*self._shared, *branch.stages[: i + 1]], None)
         return lower, self._chain(branch.stages[i + 1 :], branch.head)
 
+    def split_is_complete(self, layer: str) -> bool:
+        """True for a shared trunk's layer, False for a branch's (an MLP's policy or value
+        network)."""
+        return self._find(layer)[0] is None
+
     def action_scores(self, out: Outputs) -> torch.Tensor:
         """Logits or Q-values (N, A), or a Gaussian policy's mean (N, A)."""
         return out[self.score_kind]
@@ -248,6 +253,10 @@ class Inspectable:
         if self.score_kind == "q":
             return out["q"].max(dim=1).values
         return out.get("value")
+
+    def action_log_probs(self, out: Outputs) -> torch.Tensor | None:
+        """log-softmax of the logits; None for Q-networks and Gaussian policies."""
+        return torch.log_softmax(out["logits"], dim=1) if self.score_kind == "logits" else None
 
     def reset(self, rows: Sequence[int] | np.ndarray | None = None) -> None:
         """Nothing to forget: the policy is feed-forward."""

@@ -149,6 +149,12 @@ class PolicyView(Protocol):
         the outputs that ``layer`` determines (all of them for a shared layer)."""
         ...
 
+    def split_is_complete(self, layer: str) -> bool:
+        """Whether ``split(layer)``'s upper part gives every output of ``outputs`` (a layer all
+        of them depend on only through it); False for a branch's layer, or one ``split`` does
+        not cut at."""
+        ...
+
     def action_scores(self, out: Outputs) -> torch.Tensor:
         """(N, A) per-action preferences whose argmax is the greedy action (logits, Q-values)
         or, for continuous actions, the action before clipping or squashing."""
@@ -160,6 +166,11 @@ class PolicyView(Protocol):
 
     def state_value(self, out: Outputs) -> torch.Tensor | None:
         """(N,) the value of the state: the critic's, or max Q; None when there is none."""
+        ...
+
+    def action_log_probs(self, out: Outputs) -> torch.Tensor | None:
+        """(N, A) log pi(a | s) of a stochastic discrete policy (log-softmax of its logits);
+        None for Q-networks and continuous actions."""
         ...
 
     # -- acting and saving ------------------------------------------------------------------

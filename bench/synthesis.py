@@ -75,7 +75,7 @@ def child(phase: str, args: argparse.Namespace) -> dict:
     torch.set_num_threads(args.threads)
     view = _view(args.model)
     space = frame_space(view, ENV_ID)
-    target = resolve_target("T-")
+    target = resolve_target("T-", view)
     if phase.startswith("train"):
         data = _data(view, space, args.frames)
         settings = TrainSettings(epochs=args.epochs, batch_size=32).variant(phase.split("-")[1])

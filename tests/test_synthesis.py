@@ -160,37 +160,52 @@ def test_generator_crops_atari_size_and_round_trips_files(tmp_path):
 
 
 # -- targets --------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def q_and_pi():
+    """Untrained views of a CartPole DQN and PPO MlpPolicy: targets read outputs through them."""
+    import stable_baselines3 as sb3
+
+    from agents.inspectable import Inspectable
+
+    return tuple(
+        Inspectable.from_model(algo("MlpPolicy", "CartPole-v1", seed=0))
+        for algo in (sb3.DQN, sb3.PPO)
+    )
+
+
 def _grad(target, outputs_key="q", values=(1.0, 2.0, 5.0)):
     q = torch.tensor([list(values)], requires_grad=True)
     target({outputs_key: q}).sum().backward()
     return q.grad[0]
 
 
-def test_target_gradients_point_the_right_way_on_a_hand_made_q_vector():
+def test_target_gradients_point_the_right_way_on_a_hand_made_q_vector(q_and_pi):
+    dqn, pi = q_and_pi
     # Descent moves q against the gradient.
-    plus = _grad(lambda o: t_plus(o, beta=5.0))  # raise the lowest Q most
+    plus = _grad(lambda o: t_plus(dqn, o, beta=5.0))  # raise the lowest Q most
     assert (plus < 0).all() and plus.argmin() == 0
-    minus = _grad(lambda o: t_minus(o, beta=5.0))  # lower the highest Q most
+    minus = _grad(lambda o: t_minus(dqn, o, beta=5.0))  # lower the highest Q most
     assert (minus > 0).all() and minus.argmax() == 2
-    spread = _grad(resolve_target("T+-", beta=5.0))  # raise the best, lower the worst
+    spread = _grad(resolve_target("T+-", dqn, beta=5.0))  # raise the best, lower the worst
     assert spread[2] < 0 < spread[0]
-    action = _grad(action_target(1))
+    action = _grad(action_target(dqn, 1))
     torch.testing.assert_close(action, torch.tensor([0.0, -1.0, 0.0]))
     value = torch.tensor([0.3], requires_grad=True)
-    t_plus({"value": value, "logits": torch.zeros(1, 3)}).sum().backward()
+    t_plus(pi, {"value": value, "logits": torch.zeros(1, 3)}).sum().backward()
     assert value.grad.item() == -1.0
-    logits = _grad(action_target(0), "logits")  # -log pi(0): raise logit 0, lower the others
+    logits = _grad(action_target(pi, 0), "logits")  # -log pi(0): raise logit 0, lower the others
     assert logits[0] < 0 < logits[1]
 
 
-def test_user_callable_and_bad_targets():
+def test_user_callable_and_bad_targets(q_and_pi):
     from interpret.core.errors import InterpretError
 
-    assert resolve_target(len) is len
-    assert resolve_target("math:fabs")(-2.0) == 2.0
+    view = q_and_pi[0]
+    assert resolve_target(len, view) is len
+    assert resolve_target("math:fabs", view)(-2.0) == 2.0
     for bad in ("T0", "action:x", "math:nope"):
         with pytest.raises(InterpretError):
-            resolve_target(bad)
+            resolve_target(bad, view)
 
 
 # -- latent optimization, novelty -----------------------------------------------------------
@@ -198,7 +213,7 @@ def test_latent_optimization_lowers_the_energy(ppo):
     view, space, _ = ppo
     torch.manual_seed(0)
     generator = Generator(GeneratorConfig(3, 64, 64, latent_dim=8, base_filters=8))
-    result = optimize_latents(generator, view, space, resolve_target("T-"), 3, steps=15)
+    result = optimize_latents(generator, view, space, resolve_target("T-", view), 3, steps=15)
     assert result.images.shape == (3, 3, 64, 64)
     assert result.history[-1] < result.history[0]
     assert (result.energy < result.start_energy).all()

@@ -70,7 +70,7 @@ def test_action_target_gradient_raises_the_chosen_actions_probability(wm):
     view, space = wm
     images = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(1))
     k = 5
-    target = action_target(k)
+    target = action_target(view, k)
     x = images.clone().requires_grad_(True)
     energy = target(agent_outputs(view, space, x))
     with torch.no_grad():  # independent answer: -log softmax of the controller's scores
@@ -91,8 +91,8 @@ def test_value_targets_are_a_clear_error_and_callables_work(wm):
     out = agent_outputs(view, space, torch.rand(2, 3, 64, 64))
     for name in ("T+", "T-"):
         with pytest.raises(InterpretError, match="needs a value"):
-            resolve_target(name)(out)
-    energy = resolve_target(lambda o: -o["z"][:, 0])(out)
+            resolve_target(name, view)(out)
+    energy = resolve_target(lambda o: -o["z"][:, 0], view)(out)
     torch.testing.assert_close(energy, -out["z"][:, 0])
 
 

@@ -178,6 +178,10 @@ class WorldModelView:
         """None: a World Models controller has no value estimate."""
         return None
 
+    def action_log_probs(self, out: Outputs) -> torch.Tensor | None:
+        """log-softmax of a discrete controller's logits; None for continuous actions."""
+        return torch.log_softmax(out["logits"], dim=1) if self.score_kind == "logits" else None
+
     def preprocess(self, obs: np.ndarray | torch.Tensor) -> torch.Tensor:
         """Raw env observations (N, H, W, 3) uint8 (or already 64x64 frames) -> (N, 3, 64, 64)
         float in [0, 1] (CarRacing: dashboard cropped, then resized, as in training). A torch
@@ -280,6 +284,11 @@ class WorldModelView:
             return self._run_stages(x, stages[i + 1 :], state)
 
         return lower, upper
+
+    def split_is_complete(self, layer: str) -> bool:
+        """True for the encoder's convolutions; cut at ``mu`` the upper part lacks ``logvar``,
+        and ``split`` does not cut anywhere else."""
+        return layer in [f"vae.encoder.{n}" for n in ENCODER_PATH[:-1]]
 
     # -- acting ---------------------------------------------------------------------------
     @property

@@ -10,17 +10,17 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager as ContextManager
 
 import numpy as np
 import torch
 
+from agents.policy_view import Outputs, PolicyView
 from interpret.dissection.units import batches
-
-Outputs = dict[str, torch.Tensor]
 
 
 @contextlib.contextmanager
-def intervene(view, layer: str, values: Mapping[int, float]) -> Iterator[None]:
+def intervene(view: PolicyView, layer: str, values: Mapping[int, float]) -> Iterator[None]:
     """Within the block, unit ``u`` of ``layer`` outputs ``values[u]`` at every position (for a
     (N, D) layer: feature u). The layer's output tensor is replaced by a modified copy; the hook
     is removed on exit, so the model computes exactly what it did before."""
@@ -46,12 +46,14 @@ def intervene(view, layer: str, values: Mapping[int, float]) -> Iterator[None]:
         handle.remove()
 
 
-def zeroed(view, layer: str, units: Sequence[int]):
+def zeroed(view: PolicyView, layer: str, units: Sequence[int]) -> ContextManager[None]:
     """Node zeroing: a_u(x, p) = 0."""
     return intervene(view, layer, {int(u): 0.0 for u in units})
 
 
-def forced(view, layer: str, units: Sequence[int], thresholds: np.ndarray):
+def forced(
+    view: PolicyView, layer: str, units: Sequence[int], thresholds: np.ndarray
+) -> ContextManager[None]:
     """Node activation: a_u(x, p) = t_u."""
     return intervene(view, layer, {int(u): float(thresholds[u]) for u in units})
 
@@ -96,7 +98,7 @@ def ranking_key(effects: Mapping[str, object]) -> str:
 
 @torch.no_grad()
 def zeroing_effects(
-    view,
+    view: PolicyView,
     layer: str,
     units: Sequence[int],
     observations: np.ndarray,
@@ -108,23 +110,16 @@ def zeroing_effects(
 
     With ``use_split``, the layer's activation is computed once (``view.split``) and only the
     part above it is rerun per unit, which gives the same numbers as the forward hook of
-    ``zeroed`` (tested) many times faster for late layers. A layer the view cannot cut at
-    (off the decision path), or whose upper part gives only some outputs (a branch of an
-    MLP), uses the hook.
+    ``zeroed`` (tested) many times faster for late layers. A layer whose split is not
+    complete (``view.split_is_complete``: off the decision path, or a branch of an MLP) uses
+    the hook.
     """
     parts = list(batches(len(observations), batch_size))
     inputs = [view.preprocess(observations[part]) for part in parts]
     baseline = [view.outputs(x) for x in inputs]
-    split = use_split
+    split = use_split and view.split_is_complete(layer)
     if split:
-        try:
-            lower, upper = view.split(layer)
-        except ValueError:  # a layer the view cannot cut at (e.g. off the decision path)
-            split = False
-    if split:
-        with torch.no_grad():
-            split = set(upper(lower(inputs[0][:1]))) == set(baseline[0])
-    if split:
+        lower, upper = view.split(layer)
         activations = [lower(x) for x in inputs]
     sums: dict[str, np.ndarray] = {}
     for j, unit in enumerate(units):

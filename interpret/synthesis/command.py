@@ -160,7 +160,7 @@ def run(args: argparse.Namespace) -> Path:
     envs.parse_env_id(env_id)
     check_fits(view, env_id, options)  # a model of another game is refused before recording
     space = frames_mod.frame_space(view, env_id)
-    target = resolve_target(args.target, beta=args.beta)
+    target = resolve_target(args.target, view, beta=args.beta)
     _probe_target(view, space, target, args.target)  # e.g. action:99 of 15, before training
     _check_cache(args.cache_dir)
     progress = not args.no_progress
@@ -306,7 +306,7 @@ def _generator(view, space, data, settings, path: Path, variant: str, progress: 
 
 
 def _synthesize(view, space, data, generator, target, args, timings) -> dict[str, Any]:
-    from interpret.synthesis.latent import agent_outputs, optimize_latents
+    from interpret.synthesis.latent import agent_outputs, optimize_latents, readout
     from interpret.synthesis.novelty import nearest_frames, novelty_histogram
     from interpret.synthesis.pixels import maximize_pixels
 
@@ -343,9 +343,11 @@ def _synthesize(view, space, data, generator, target, args, timings) -> dict[str
     return {
         "synth": synth,
         "synth_outputs": {k: v.cpu().numpy() for k, v in synth_out.items()},
+        "synth_shown": readout(view, synth_out),
         "pixel_images": pixel_images,
         "pixel_energy": pixel_energy,
         "pixel_outputs": {k: v.cpu().numpy() for k, v in pixel_out.items()},
+        "pixel_shown": readout(view, pixel_out),
         "nearest": nearest,
         "novelty_share": share,
         "summary": {

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from agents.policy_view import PolicyView
+from agents.policy_view import Outputs, PolicyView
 from interpret.synthesis.frames import FrameSpace
 from interpret.synthesis.generator import Generator
 from interpret.synthesis.targets import Target
@@ -40,6 +40,20 @@ def agent_outputs(
 ) -> dict[str, torch.Tensor]:
     """The agent's outputs on generator images (N, C, H, W) in [0, 1], differentiably."""
     return view.outputs(view.preprocess(space.to_obs(images)))
+
+
+def readout(view: PolicyView, out: Outputs) -> dict[str, np.ndarray]:
+    """What a card shows of the agent's outputs, from the view's answers: ``q`` (N, A) or the
+    critic's ``value`` (N,); ``probabilities`` (N, A) of a stochastic discrete policy, or the
+    continuous actions' ``scores`` (N, A)."""
+    q, value = view.action_values(out), view.state_value(out)
+    log_probs = view.action_log_probs(out)
+    shown = {"q": q} if q is not None else {"value": value} if value is not None else {}
+    if log_probs is not None:
+        shown["probabilities"] = log_probs.exp()
+    elif q is None:
+        shown["scores"] = view.action_scores(out)
+    return {k: v.detach().float().cpu().numpy() for k, v in shown.items()}
 
 
 def energy_terms(

@@ -25,12 +25,14 @@ def _img(image: np.ndarray, title: str = "") -> str:
     return f"<img class='pixel' src='{png_data_uri(image)}' title='{html.escape(title)}'>"
 
 
-def _outputs_html(outputs: dict[str, np.ndarray], i: int) -> str:
+def _outputs_html(shown: dict[str, np.ndarray], i: int) -> str:
+    """One card's ``latent.readout`` row ``i``: value, Q-values (the best in bold), action
+    probabilities as bars, or continuous action scores."""
     rows = []
-    if "value" in outputs:
-        rows.append(f"value <b>{outputs['value'][i]:.3f}</b>")
-    if "q" in outputs:
-        q = outputs["q"][i]
+    if "value" in shown:
+        rows.append(f"value <b>{shown['value'][i]:.3f}</b>")
+    if "q" in shown:
+        q = shown["q"][i]
         best = int(np.argmax(q))
         cells = " ".join(
             f"<span title='action {a}'>{'<b>' if a == best else ''}{v:.2f}"
@@ -38,17 +40,14 @@ def _outputs_html(outputs: dict[str, np.ndarray], i: int) -> str:
             for a, v in enumerate(q)
         )
         rows.append(f"Q: {cells}")
-    if "logits" in outputs:
-        logits = outputs["logits"][i]
-        probs = np.exp(logits - logits.max())
-        probs /= probs.sum()
+    if "probabilities" in shown:
         bars = "".join(
             f"<div>{a:2d} <span class='bar' style='width:{100 * p:.0f}px'></span> {p:.2f}</div>"
-            for a, p in enumerate(probs)
+            for a, p in enumerate(shown["probabilities"][i])
         )
         rows.append(f"action probabilities:{bars}")
-    for key in sorted(set(outputs) - {"value", "q", "logits"}):
-        rows.append(f"{html.escape(key)}: {np.round(outputs[key][i], 3).tolist()}")
+    if "scores" in shown:
+        rows.append(f"action scores: {np.round(shown['scores'][i], 3).tolist()}")
     return "<br>".join(rows)
 
 
@@ -134,12 +133,12 @@ def write_synthesis_report(
             f"<div>#{i}: energy <b>{synth.energy[i]:.3f}</b> (target {synth.target[i]:.3f},"
             f" start {synth.start_energy[i]:.3f}); nearest recorded frame "
             f"#{int(result['nearest'][i])}, {result['novelty_share'][i]:.0%} of pixels differ"
-            f" by &gt; 25%</div>{_outputs_html(result['synth_outputs'], i)}</div>"
+            f" by &gt; 25%</div>{_outputs_html(result['synth_shown'], i)}</div>"
         )
     pixel_cards = [
         f"<div class='card'>{_img(pixel_shown[i])}<div>target energy "
         f"<b>{result['pixel_energy'][i]:.3f}</b></div>"
-        f"{_outputs_html(result['pixel_outputs'], i)}</div>"
+        f"{_outputs_html(result['pixel_shown'], i)}</div>"
         for i in range(len(pixel_shown))
     ]
     salient = np.linspace(0, len(data) - 1, 6).astype(int)

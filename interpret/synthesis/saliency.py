@@ -19,15 +19,6 @@ from agents.policy_view import PolicyView
 from interpret.synthesis.frames import FrameSpace
 
 
-def policy_scores(outputs: dict[str, torch.Tensor]) -> torch.Tensor:
-    """The agent's per-action scores (N, A): Q-values, policy logits, a continuous action
-    ("preactivation" of a World Models controller, "action" or "mean"), or the value (N, 1)."""
-    for key in ("q", "logits", "preactivation", "action", "mean"):
-        if key in outputs:
-            return outputs[key].reshape(len(outputs[key]), -1)
-    return outputs["value"].reshape(-1, 1)
-
-
 class PolicyOutput(nn.Module):
     """Generator images (N, C, H, W) in [0, 1] -> the agent's per-action scores (N, A).
 
@@ -43,15 +34,16 @@ class PolicyOutput(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         obs = self.space.to_obs(images)
-        return policy_scores(self.view.outputs(self.view.preprocess(obs)))
+        scores = self.view.action_scores(self.view.outputs(self.view.preprocess(obs)))
+        return scores.reshape(len(scores), -1)
 
 
 def relu_module_count(module: nn.Module | PolicyView) -> int:
     """nn.ReLU modules of a module, or of a view (its ``module`` and ``relu_modules``)."""
-    if not isinstance(module, nn.Module):
-        extra = getattr(module, "relu_modules", ())
-        return relu_module_count(module.module) + sum(isinstance(m, nn.ReLU) for m in extra)
-    return sum(isinstance(m, nn.ReLU) for m in module.modules())
+    if isinstance(module, nn.Module):
+        return sum(isinstance(m, nn.ReLU) for m in module.modules())
+    extra = sum(isinstance(m, nn.ReLU) for m in module.relu_modules)
+    return relu_module_count(module.module) + extra
 
 
 def blur_and_normalize(magnitude: torch.Tensor, kernel_size: int = 5) -> torch.Tensor:

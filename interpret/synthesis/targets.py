@@ -12,6 +12,8 @@ smin(q) = -logsumexp(-beta q) / beta:
   controller's output before its monotone tanh mapping, whose clamps would stop gradients).
   T+ and T- need a value or Q-values, which a World Models controller does not have.
 Any callable ``outputs -> (N,)`` is a target too (``module:function`` on the command line).
+The named targets read the outputs through the view's answers (``action_values``,
+``state_value``, ``action_log_probs``, ``action_scores``), never by their keys.
 """
 
 from __future__ import annotations
@@ -21,9 +23,10 @@ from collections.abc import Callable
 
 import torch
 
+from agents.policy_view import Outputs, PolicyView
 from interpret.core.errors import InterpretError
 
-Target = Callable[[dict[str, torch.Tensor]], torch.Tensor]
+Target = Callable[[Outputs], torch.Tensor]
 NAMES = ("T+", "T-", "T+-")
 
 
@@ -35,42 +38,44 @@ def soft_min(q: torch.Tensor, beta: float) -> torch.Tensor:
     return -torch.logsumexp(-beta * q, dim=1) / beta
 
 
-def t_plus(outputs: dict[str, torch.Tensor], beta: float = 1.0) -> torch.Tensor:
-    if "q" in outputs:
-        return -soft_min(outputs["q"], beta)
-    return -_value(outputs)
+def _value(view: PolicyView, outputs: Outputs) -> torch.Tensor:
+    value = view.state_value(outputs)
+    if value is None:
+        raise InterpretError(f"this target needs a value or Q-values; outputs: {sorted(outputs)}")
+    return value.reshape(-1)
 
 
-def t_minus(outputs: dict[str, torch.Tensor], beta: float = 1.0) -> torch.Tensor:
-    if "q" in outputs:
-        return soft_max(outputs["q"], beta)
-    return _value(outputs)
+def t_plus(view: PolicyView, outputs: Outputs, beta: float = 1.0) -> torch.Tensor:
+    q = view.action_values(outputs)
+    return -soft_min(q, beta) if q is not None else -_value(view, outputs)
 
 
-def t_plus_minus(outputs: dict[str, torch.Tensor], beta: float = 1.0) -> torch.Tensor:
-    if "q" in outputs:
-        scores = outputs["q"]
-    elif "logits" in outputs:
-        scores = torch.log_softmax(outputs["logits"], dim=1)
-    else:
+def t_minus(view: PolicyView, outputs: Outputs, beta: float = 1.0) -> torch.Tensor:
+    q = view.action_values(outputs)
+    return soft_max(q, beta) if q is not None else _value(view, outputs)
+
+
+def _preferences(view: PolicyView, outputs: Outputs) -> torch.Tensor | None:
+    """(N, A) Q-values, else log pi(a | s), else None (continuous actions)."""
+    q = view.action_values(outputs)
+    return q if q is not None else view.action_log_probs(outputs)
+
+
+def t_plus_minus(view: PolicyView, outputs: Outputs, beta: float = 1.0) -> torch.Tensor:
+    scores = _preferences(view, outputs)
+    if scores is None:
         raise InterpretError("T+- needs per-action Q-values or policy logits")
     return -(soft_max(scores, beta) - soft_min(scores, beta))
 
 
-def action_target(action: int) -> Target:
-    """Maximize the agent's preference for ``action``."""
+def action_target(view: PolicyView, action: int) -> Target:
+    """Maximize ``view``'s preference for ``action``: its Q-value, its log-probability, or
+    (continuous actions) its action score."""
 
-    def energy(outputs: dict[str, torch.Tensor]) -> torch.Tensor:
-        if "q" in outputs:
-            scores = outputs["q"]
-        elif "logits" in outputs:
-            scores = torch.log_softmax(outputs["logits"], dim=1)
-        elif "preactivation" in outputs:
-            scores = outputs["preactivation"]
-        elif "action" in outputs or "mean" in outputs:
-            scores = outputs.get("action", outputs.get("mean"))
-        else:
-            raise InterpretError("action targets need Q-values, logits or an action output")
+    def energy(outputs: Outputs) -> torch.Tensor:
+        scores = _preferences(view, outputs)
+        if scores is None:
+            scores = view.action_scores(outputs)
         scores = scores.reshape(len(scores), -1)
         if not 0 <= action < scores.shape[1]:
             raise InterpretError(f"action {action} out of range; the agent has {scores.shape[1]}")
@@ -79,25 +84,20 @@ def action_target(action: int) -> Target:
     return energy
 
 
-def _value(outputs: dict[str, torch.Tensor]) -> torch.Tensor:
-    if "value" not in outputs:
-        raise InterpretError(f"this target needs a value or Q-values; outputs: {sorted(outputs)}")
-    return outputs["value"].reshape(-1)
-
-
-def resolve_target(spec: str | Target, beta: float = 1.0) -> Target:
-    """``T+``, ``T-``, ``T+-``, ``action:K``, ``package.module:function`` or a callable."""
+def resolve_target(spec: str | Target, view: PolicyView, beta: float = 1.0) -> Target:
+    """``T+``, ``T-``, ``T+-``, ``action:K`` (read through ``view``'s answers),
+    ``package.module:function`` or a callable (both given the raw outputs dict)."""
     if callable(spec):
         return spec
     if spec == "T+":
-        return lambda out: t_plus(out, beta)
+        return lambda out: t_plus(view, out, beta)
     if spec == "T-":
-        return lambda out: t_minus(out, beta)
+        return lambda out: t_minus(view, out, beta)
     if spec == "T+-":
-        return lambda out: t_plus_minus(out, beta)
+        return lambda out: t_plus_minus(view, out, beta)
     if spec.startswith("action:"):
         try:
-            return action_target(int(spec.split(":", 1)[1]))
+            return action_target(view, int(spec.split(":", 1)[1]))
         except ValueError:
             raise InterpretError(f"bad target {spec!r}: expected action:K, K an integer") from None
     if ":" in spec:
