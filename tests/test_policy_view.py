@@ -104,3 +104,32 @@ def test_cartpole_dissect_and_edit_with_defaults(cartpole, tmp_path, capsys):
     for key in a:  # blind to the velocity: moving along it changes nothing
         torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-5)
     assert not torch.allclose(original["value"], b["value"])
+
+
+def test_cartpole_attribute_report_on_the_default_layer(cartpole, tmp_path):
+    """`attribute` on an MLP: its default layer is the observation (4 channels at one position);
+    the saved attributions obey completeness against plain forward passes, and the k = 4 NMF
+    directions span the non-negative attribution matrix (checked with scipy's NNLS)."""
+    from scipy.optimize import nnls
+
+    view, path = cartpole
+    out = tmp_path / "a"
+    argv = ["attribute", str(path), "--env", "CartPole-v1", "--features", "4", "--sample-envs",
+            "2", "--sample-steps", "32", "--sample-every", "1", "--trajectories", "1",
+            "--trajectory-steps", "16", "--steps", "200", "--save-attributions",
+            "--out", str(out)]  # fmt: skip
+    assert main(argv) == 0 and (out / "index.html").is_file()
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["layer"] == "observation" and summary["layer_shape"] == [4]
+    arrays = np.load(out / "arrays.npz")
+    obs, attributions = arrays["t0_observations"], arrays["t0_attributions"]
+    assert attributions.shape == (16, 4) and arrays["t0_positive"].shape == (16, 4, 1, 1)
+    with torch.no_grad():  # F(x) - F(0): the observation layer's zero is a zero observation
+        value = view.outputs(view.preprocess(obs))["value"].numpy()
+        zero = view.outputs(view.preprocess(np.zeros((1, 4), np.float32)))["value"].numpy()
+    gap = value - zero
+    np.testing.assert_allclose(attributions.sum(axis=1), gap, atol=0.02 * np.abs(gap).max())
+    rows = np.concatenate([np.clip(attributions, 0, None), np.clip(-attributions, 0, None)])
+    directions = arrays["directions"]
+    residuals = [nnls(directions.T.astype(np.float64), row.astype(np.float64))[1] for row in rows]
+    assert np.linalg.norm(residuals) < 0.01 * np.linalg.norm(rows)

@@ -40,7 +40,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--env", help="env id (default: the one the model was trained on)")
     parser.add_argument("--env-kwargs", nargs="*", default=None, metavar="KEY=VALUE")
     parser.add_argument(
-        "--layer", help="hidden layer (default: the model's: 2b, or an SB3 CNN's last conv)"
+        "--layer",
+        help="hidden layer (default: the model's: 2b, an SB3 CNN's last conv, an MLP's input)",
     )
     parser.add_argument(
         "--target", help="output to attribute: value, logit:K, q:K, max-q (default: value/max-q)"
@@ -103,7 +104,7 @@ def run(args: argparse.Namespace) -> Path:
         seed=args.seed + 1000, **env_options,
     )  # fmt: skip
     sample_obs = np.concatenate([t.observations[:: args.sample_every] for t in sample])
-    _check_image(sample_obs)
+    _check_observations(sample_obs)
     timings["record_sample_s"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
@@ -158,26 +159,30 @@ def run(args: argparse.Namespace) -> Path:
 
 
 def _probe(ig: Any, view: Any) -> int:
-    """Reject a layer without (C, H, W) activations or a target the policy lacks, before any
-    playing; returns the layer's channel count."""
+    """Reject a layer the report cannot show or a target the policy lacks, before any playing;
+    returns the layer's channel count (a dense layer's width: D channels at one position)."""
     from interpret.attribution.integrated_gradients import target_function
 
+    obs_shape = tuple(view.observation_space.shape)
     with torch.no_grad():
-        x = view.preprocess(np.zeros((1, *view.observation_space.shape), dtype=np.uint8))
-        activations = ig.lower(x)
-        if activations.dim() != 4:
+        activations = ig.lower(view.preprocess(np.zeros((1, *obs_shape), dtype=np.uint8)))
+        # the page places features on the image; vector observations take dense layers too
+        if activations.dim() != 4 and (activations.dim() != 2 or len(obs_shape) != 1):
             raise InterpretError(
-                f"layer {ig.layer!r} has shape {tuple(activations.shape[1:])}; NMF features need "
-                "a convolutional layer (C, H, W) (the library's HiddenLayerIntegratedGradients "
+                f"layer {ig.layer!r} has shape {tuple(activations.shape[1:])}; NMF features of "
+                "image observations need a convolutional layer (C, H, W), of vector observations "
+                "a convolutional or dense one (the library's HiddenLayerIntegratedGradients "
                 "attributes any layer)"
             )
         target_function(ig.target, ig.upper(activations), view.action_scores)
     return int(activations.shape[1])
 
 
-def _check_image(observations: np.ndarray) -> None:
+def _check_observations(observations: np.ndarray) -> None:
+    if observations.ndim == 2:  # vectors (D,), shown as bar charts
+        return
     if observations.ndim != 4 or observations.shape[-1] not in (1, 3, 4):
         raise InterpretError(
-            f"observations of shape {observations.shape[1:]} are not images (H, W, C); the "
-            "attribution interface needs an image-based agent"
+            f"observations of shape {observations.shape[1:]} are neither images (H, W, C) nor "
+            "vectors (D,); the attribution interface shows only those"
         )

@@ -7,6 +7,9 @@ spatial positions are flattened into it, and scikit-learn's ``NMF`` factorizes t
 one observation's attribution it gives a positive ("good news") and a negative ("bad news")
 map per feature, plus a residual for what the k directions do not span.
 
+A dense layer's (N, D) values count as D channels at a single position (H = W = 1), so an MLP's
+observation or hidden layer factorizes the same way.
+
 Maps are in the attribution's units: ``positive[n, k, y, x]`` is how much of the channel sum of
 the attribution at (y, x) feature k accounts for, so that per position
 ``sum_k (positive - negative) + residual == attribution.sum(channels)``.
@@ -79,9 +82,9 @@ class NMFFeatures:
         return len(self.directions)
 
     def coefficients(self, values: np.ndarray) -> np.ndarray:
-        """Non-negative (N, k, H, W) coefficients of non-negative (N, C, H, W) ``values`` on the
-        directions (NMF with the directions held fixed)."""
-        values = _check_4d(values)
+        """Non-negative (N, k, H, W) coefficients of non-negative (N, C, H, W) (or (N, C):
+        H = W = 1) ``values`` on the directions (NMF with the directions held fixed)."""
+        values = as_channels(values)
         n, c, h, w = values.shape
         rows = values.transpose(0, 2, 3, 1).reshape(-1, c).astype(np.float32)
         coeffs = np.zeros((len(rows), self.k), dtype=np.float32)
@@ -101,8 +104,9 @@ class NMFFeatures:
         return coeffs.reshape(n, h, w, self.k).transpose(0, 3, 1, 2)
 
     def maps(self, attributions: np.ndarray) -> FeatureMaps:
-        """Positive/negative per-feature maps and the residual for (N, C, H, W) attributions."""
-        attributions = _check_4d(attributions)
+        """Positive/negative per-feature maps and the residual for (N, C, H, W) attributions
+        ((N, C): maps with H = W = 1)."""
+        attributions = as_channels(attributions)
         channel_sums = self.directions.sum(axis=1)[None, :, None, None]  # (1, k, 1, 1)
         positive = self.coefficients(np.clip(attributions, 0, None)) * channel_sums
         negative = self.coefficients(np.clip(-attributions, 0, None)) * channel_sums
@@ -122,14 +126,14 @@ def fit_nmf(
     seed: int = 0,
     max_iter: int = 400,
 ) -> NMFFeatures:
-    """Fit k NMF directions on (N, C, H, W) attributions (or activations) of a sample.
+    """Fit k NMF directions on (N, C, H, W) (or (N, C)) attributions or activations of a sample.
 
     Attributions are split into positive and negative parts, stacked along the batch
     dimension; positions are flattened into it: a (2 N H W, C) matrix (N H W for activations).
     All-zero rows are dropped (their optimal coefficients are zero, so this changes nothing),
     and at most ``max_rows`` of the rest, drawn at random, are used for the fit.
     """
-    values = _check_4d(values)
+    values = as_channels(values)
     if source not in ("attribution", "activation"):
         raise InterpretError(f"source must be 'attribution' or 'activation', got {source!r}")
     if not 1 <= k <= values.shape[1]:
@@ -169,10 +173,14 @@ def fit_nmf(
     )
 
 
-def _check_4d(values: np.ndarray) -> np.ndarray:
+def as_channels(values: np.ndarray) -> np.ndarray:
+    """(N, C, H, W) values as they are; a dense layer's (N, D) as D channels at one position,
+    (N, D, 1, 1)."""
     values = np.asarray(values)
+    if values.ndim == 2:
+        return values[:, :, None, None]
     if values.ndim != 4:
         raise InterpretError(
-            f"NMF needs a convolutional layer's (N, C, H, W) values, got shape {values.shape}"
+            f"NMF needs a layer's (N, C, H, W) or (N, D) values, got shape {values.shape}"
         )
     return values

@@ -9,7 +9,9 @@ the chosen action with a scrubber, play/pause and arrow keys; bookmarks jump to 
 the most negative and most positive advantage (at most one per episode); a chart shows each
 feature's total attribution over time.
 
-Frames and feature maps travel as PNG sprite sheets (data URIs) decoded by the page's script.
+Vector observations (an MLP's) show as bar charts, and a dense layer as one position (its
+features' maps are single values per step). Frames and feature maps travel as PNG sprite
+sheets (data URIs) decoded by the page's script.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from scipy.ndimage import gaussian_filter
 
 from interpret.attribution.dataset_examples import patch, responses, spatial_examples, top_examples
 from interpret.attribution.integrated_gradients import LayerAttribution
-from interpret.attribution.nmf import FeatureMaps, NMFFeatures
+from interpret.attribution.nmf import FeatureMaps, NMFFeatures, as_channels
 from interpret.core.report import png_data_uri, read_static, report_files, script_json, write_files
 from interpret.core.trajectory import Trajectory
 
@@ -39,10 +41,31 @@ BOOKMARKS_PER_KIND = 5
 
 def display_frames(observations: np.ndarray) -> np.ndarray:
     """(T, H, W, C) uint8 observations -> (T, H, W, 3) RGB: stacked grayscale shows its last
-    frame."""
+    frame; (T, D) vectors -> (T, S, S, 3) bar charts (``bar_charts``)."""
+    if observations.ndim == 2:
+        return bar_charts(observations)
     if observations.shape[-1] == 3:
         return observations
     return np.repeat(observations[..., -1:], 3, axis=-1)
+
+
+def bar_charts(vectors: np.ndarray) -> np.ndarray:
+    """(T, D) vectors -> (T, S, S, 3) uint8 square images, S = D * w: component d is a bar in
+    columns [d w, (d + 1) w), up from the middle row when positive (blue), down when negative
+    (red), its height relative to the largest |value| among all T vectors."""
+    t, d = vectors.shape
+    w = max(1, 64 // d)
+    size, half = d * w, d * w // 2
+    scale = max(float(np.abs(vectors).max()), 1e-12)
+    heights = np.round(np.abs(vectors) / scale * half).astype(int)  # (T, D)
+    rows = np.arange(size)[None, :, None]  # (1, S, 1)
+    up = (rows < half) & (rows >= half - heights[:, None, :]) & (vectors[:, None, :] > 0)
+    down = (rows >= half) & (rows < half + heights[:, None, :]) & (vectors[:, None, :] < 0)
+    images = np.full((t, size, d, 3), 255, dtype=np.uint8)
+    images[up] = (55, 126, 184)
+    images[down] = (228, 26, 28)
+    images[:, half] = (120, 120, 120)  # the zero line
+    return np.repeat(images, w, axis=2)
 
 
 def feature_colors(k: int) -> list[tuple[int, int, int]]:
@@ -112,6 +135,7 @@ def _feature_examples(
 ) -> list[dict]:
     """Per feature: top patches (data URIs) and the spatially-aware mosaic."""
     frames = display_frames(observations)
+    activations = as_channels(activations)
     response = responses(activations, features.directions)
     stride = max(1, frames.shape[1] // activations.shape[2])
     size = min(frames.shape[1], max(16, 12 * stride))
@@ -157,14 +181,16 @@ def render_report(
         [sample_attribution.max_relative_error, *[a.max_relative_error for a in attributions]]
     )
     layer_shape = list(sample_attribution.attributions.shape[1:])
+    _, layer_h, layer_w = as_channels(sample_attribution.attributions[:1]).shape[1:]
+    shown = [display_frames(traj.observations) for traj in trajectories]
     data = {
         "k": features.k,
         "labels": [label or f"feature {i}" for i, label in enumerate(features.labels)],
         "colors": colors,
-        "layerH": layer_shape[1],
-        "layerW": layer_shape[2],
-        "obsH": int(trajectories[0].observations.shape[1]),
-        "obsW": int(trajectories[0].observations.shape[2]),
+        "layerH": layer_h,
+        "layerW": layer_w,
+        "obsH": int(shown[0].shape[1]),
+        "obsW": int(shown[0].shape[2]),
         "chunk": CHUNK,
         "actionNames": action_names,
         "bookmarks": marks,
@@ -179,10 +205,12 @@ def render_report(
                 "levelSeeds": traj.level_seeds,
                 "totals": np.round(m.totals(), 4),
                 "completeness": np.round(a.completeness_error, 6),
-                "obsSheets": _sheets(display_frames(traj.observations)),
+                "obsSheets": _sheets(frames),
                 "atlasSheets": _sheets(_atlas_frames(atlas, scale)),
             }
-            for traj, a, m, atlas in zip(trajectories, attributions, maps, atlases, strict=True)
+            for traj, a, m, atlas, frames in zip(
+                trajectories, attributions, maps, atlases, shown, strict=True
+            )
         ],
     }
     summary = {
