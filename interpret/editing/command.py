@@ -130,11 +130,10 @@ def _from_report(view: Any, args: argparse.Namespace) -> tuple[str, np.ndarray, 
         )
     record: dict[str, Any] = {"features_report": str(report.path)}
     keys = list(args.feature)
-    hazard_index = -1  # set below when HAZARDS is asked for
+    measured: dict[str, int] = {}  # features found by measuring (HAZARDS), not by name
     if HAZARDS in keys:
-        hazard_index, hazard_record = _hazard_feature(view, report, args)
-        record["hazard_attribution"] = hazard_record
-    indices = [hazard_index if key == HAZARDS else report.select([key])[0] for key in keys]
+        measured[HAZARDS], record["hazard_attribution"] = _hazard_feature(view, report, args)
+    indices = [measured[key] if key in measured else report.select([key])[0] for key in keys]
     indices = list(dict.fromkeys(indices))
     record["feature_indices"] = indices
     record["feature_labels"] = [report.name(i) for i in indices]
