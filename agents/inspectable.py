@@ -9,6 +9,7 @@ determines and attribution from a hidden layer runs the upper part only.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ from stable_baselines3.common.preprocessing import preprocess_obs
 from stable_baselines3.dqn.policies import DQNPolicy
 from torch import nn
 
-from agents.architectures import DEFAULT_LAYERS, HWCFeatures
+from agents.architectures import DEFAULT_LAYERS, HWCFeatures, L2Pool2d
 from agents.policy_view import Lower, Outputs, UnknownLayerError, Upper
 from agents.precision import autocast
 from agents.sb3_stages import (
@@ -235,6 +236,16 @@ class Inspectable:
             return lower, upper
         lower = self._chain([*self._shared, *branch.stages[: i + 1]], None)
         return lower, self._chain(branch.stages[i + 1 :], branch.head)
+
+    def split_pool(self, layer: str) -> tuple[L2Pool2d, Upper] | None:
+        """(the L2 pooling that follows ``layer``, the rest of ``split(layer)``'s upper part),
+        or None (no L2 pooling right after it: every architecture but the interpretable CNN)."""
+        branch, i, _ = self._find(layer)
+        above = self._shared[i + 1 :] if branch is None else branch.stages[i + 1 :]
+        if not above or not isinstance(above[0].module, L2Pool2d):
+            return None
+        head = branch.head if branch is not None else partial(run_branches, self._branches)
+        return above[0].module, self._chain(above[1:], head)
 
     def split_is_complete(self, layer: str) -> bool:
         """True for a shared trunk's layer, False for a branch's (an MLP's policy or value

@@ -23,6 +23,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from agents.architectures import L2Pool2d
+
 Outputs = dict[str, torch.Tensor]
 Lower = Callable[[torch.Tensor], torch.Tensor]
 Upper = Callable[[torch.Tensor], Outputs]
@@ -147,6 +149,12 @@ class PolicyView(Protocol):
     def split(self, layer: str) -> tuple[Lower, Upper]:
         """(lower, upper): ``lower(x)`` is ``layer``'s activation and ``upper(lower(x))`` equals
         the outputs that ``layer`` determines (all of them for a shared layer)."""
+        ...
+
+    def split_pool(self, layer: str) -> tuple[L2Pool2d, Upper] | None:
+        """(pool, rest) when the part above ``layer`` starts with L2 pooling, so that
+        ``rest(pool(a))`` equals ``split(layer)``'s ``upper(a)`` (integrated gradients then
+        integrate at the pooled size); None otherwise."""
         ...
 
     def split_is_complete(self, layer: str) -> bool:

@@ -285,6 +285,10 @@ class WorldModelView:
 
         return lower, upper
 
+    def split_pool(self, layer: str) -> None:
+        """None: the encoder has no L2 pooling."""
+        return None
+
     def split_is_complete(self, layer: str) -> bool:
         """True for the encoder's convolutions; cut at ``mu`` the upper part lacks ``logvar``,
         and ``split`` does not cut anywhere else."""

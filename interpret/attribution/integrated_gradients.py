@@ -232,7 +232,7 @@ class HiddenLayerIntegratedGradients:
         ((n, N, ...) viewed as (n N, ...)), in the layout `a` has (channels-last after a
         convolution), and the gradients are summed with the rule's weights in float32.
         """
-        pooled = _pool_first(self.upper)
+        pooled = self.view.split_pool(self.layer)
         if pooled is not None and not any(size % pooled[0].kernel_size for size in a.shape[-2:]):
             return self._integrate_through_pool(a, baseline, *pooled)
         step_sizes, alphas = _riemann(self.n_steps)
@@ -327,22 +327,6 @@ class HiddenLayerIntegratedGradients:
             return values.detach().view(len(alphas), len(a))[alphas.index(1.0)]
         with torch.no_grad():
             return self._forward(a)
-
-
-def _pool_first(upper: Callable) -> tuple[L2Pool2d, Callable] | None:
-    """(the L2 pooling `upper` starts with, the rest of `upper`), or None: for an
-    `PolicyView.split` chain whose first stage is an `L2Pool2d`."""
-    stages, head = getattr(upper, "stages", None), getattr(upper, "head", None)
-    if not stages or not isinstance(stages[0].module, L2Pool2d):
-        return None
-    modules = [stage.module for stage in stages[1:]]
-
-    def rest(x: torch.Tensor) -> Any:
-        for module in modules:
-            x = module(x)
-        return head(x) if head is not None else x
-
-    return stages[0].module, rest
 
 
 def _upsample(x: torch.Tensor, k: int) -> torch.Tensor:
