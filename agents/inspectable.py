@@ -212,9 +212,9 @@ class Inspectable:
                     f"observation batch of shape {tuple(x.shape)} does not fit the policy's "
                     f"observation space {space_shape}"
                 )
-        return preprocess_obs(
-            x, self.observation_space, normalize_images=self.module.normalize_images
-        )
+        x = preprocess_obs(x, self.observation_space, normalize_images=self.module.normalize_images)
+        assert isinstance(x, torch.Tensor)  # a dict only for Dict spaces, which SB3's MLP/CNN lack
+        return x
 
     def _chain(self, stages: list[Stage], tail: Callable | None) -> Callable:
         return _Chain(stages, tail, self)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from tqdm import tqdm
@@ -89,7 +90,7 @@ def load_observations(
         trajectories = []
         for path in args.trajectory:
             trajectories.append(Trajectory.load(path))  # one-line InputFileError if not one
-        source = {"trajectories": [str(p) for p in args.trajectory]}
+        source: dict[str, Any] = {"trajectories": [str(p) for p in args.trajectory]}
     else:
         env_id, options = resolve_env(view, args.env, args.env_kwargs)
         trajectories = record_trajectories(
@@ -126,7 +127,8 @@ def run(args: argparse.Namespace) -> Path:
         raise InterpretError(str(err)) from err
     dead_table = dead_units(view, obs, args.batch_size)
     effect_idx = np.linspace(0, len(obs) - 1, min(args.effect_obs, len(obs))).astype(int)
-    layers, arrays = [], {}
+    layers: list[dict[str, Any]] = []
+    arrays: dict[str, np.ndarray] = {}
     for layer in args.layer:
         stats = unit_statistics(view, layer, obs, args.quantile, args.batch_size)
         top = [

@@ -82,7 +82,7 @@ def open_loop(
     each prediction back: ``actions(k, z_k, h_k)`` gives the (S, action_size) input for step k
     (k = 1 .. horizon - 1), z_k the prediction, h_k (S, hidden) the state that produced it.
     Returns (S, horizon, z_size)."""
-    out = []
+    out: list[torch.Tensor] = []
     for k in range(horizon):
         if k > 0:
             _, state = model.mdn.step(out[-1], actions(k, out[-1], state[0][0]), state)

@@ -87,7 +87,8 @@ def imagine_world_model(args: argparse.Namespace) -> Path:
     generator = torch.Generator().manual_seed(args.seed)
     episodes = play(view, args.episodes, args.max_steps, args.seed, args.random_actions)
     played = time.perf_counter()
-    errors, recon, copy, shown_rows, lengths = [], [], [], [], []
+    errors, recon, copy, lengths = [], [], [], []
+    shown_rows: list[tuple[int, np.ndarray]] = []
     bar = tqdm(episodes, desc="predict", disable=args.no_progress, leave=False)
     for i, ep in enumerate(bar):
         steps = len(ep["actions"])
