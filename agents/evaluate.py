@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextlib import closing
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -11,9 +13,8 @@ from tqdm import tqdm
 
 import envs
 from agents.policy_view import Actor
+from agents.rollout import Act, Observe, level_env, play
 
-# Level options that select levels; evaluation sets the levels itself.
-_LEVEL_OPTIONS = ("num_levels", "start_level", "levels", "use_sequential_levels")
 UNLIMITED_TEST_START = 2**30  # with num_levels=0 any level may be trained on; test far away
 
 
@@ -86,60 +87,18 @@ def evaluate_procgen_levels(
 ) -> EpisodeResults:
     """Play each level seed once (``n_parallel`` at a time) and record return and completion."""
     seeds = [int(s) for s in level_seeds]
-    options = {k: v for k, v in env_options.items() if k not in _LEVEL_OPTIONS}
     n = len(seeds)
-    slots = min(n_parallel, n)
-    venv = envs.make_vec_env(env_id, slots, seed, levels=seeds[:slots], **options)
-    generator = torch.Generator(device=agent.device).manual_seed(seed)
     returns, lengths, completed = np.zeros(n), np.zeros(n, dtype=np.int64), np.zeros(n, bool)
-    slot_level = list(range(slots))  # index into seeds played by each slot, -1 when idle
-    next_level = slots
-    obs = venv.reset()
-    done_count = 0
-    bar = tqdm(
-        total=n,
-        desc="evaluating levels",
-        unit="level",
-        disable=None if progress else True,
-        leave=False,
-    )
-    try:
-        while done_count < n:
-            actions = agent.act(obs, deterministic=deterministic, generator=generator)
-            obs, _, dones, infos = venv.step(actions)
-            for i in np.flatnonzero(dones):
-                level = slot_level[i]
-                if level < 0:
-                    continue
-                returns[level] = infos[i]["episode"]["r"]
-                lengths[level] = infos[i]["episode"]["l"]
-                completed[level] = bool(infos[i]["level_complete"])
-                done_count += 1
-                bar.update(1)
-                if next_level < n:
-                    obs[i] = venv.replace_level(i, seeds[next_level])
-                    slot_level[i] = next_level
-                    next_level += 1
-                else:
-                    slot_level[i] = -1
-    finally:
-        bar.close()
-        venv.close()
+    venv = level_env(env_id, seeds, n_parallel, seed, **env_options)
+    act, reset = _actor(agent, deterministic, seed), agent.reset
+    with closing(venv), _bar(n, "evaluating levels", "level", progress) as bar:
+        for step in play(venv, act, levels=seeds, reset=reset):
+            for end in step.ended:
+                returns[end.k] = end.info["episode"]["r"]
+                lengths[end.k] = end.info["episode"]["l"]
+                completed[end.k] = bool(end.info["level_complete"])
+            bar.update(len(step.ended))
     return EpisodeResults(returns, lengths, completed, np.asarray(seeds, dtype=np.int64))
-
-
-def record_finished(
-    dones: np.ndarray, infos: list[dict], returns: list[float], lengths: list[int], limit: int
-) -> int:
-    """Append the Monitor return and length of each episode that ended this step, until
-    ``limit`` episodes are recorded; returns how many were added."""
-    added = 0
-    for i in np.flatnonzero(dones):
-        if "episode" in infos[i] and len(returns) < limit:
-            returns.append(float(infos[i]["episode"]["r"]))
-            lengths.append(int(infos[i]["episode"]["l"]))
-            added += 1
-    return added
 
 
 def evaluate_episodes(
@@ -150,28 +109,32 @@ def evaluate_episodes(
     deterministic: bool = False,
     seed: int = 0,
     progress: bool = True,
+    seen: Callable[[Any], Observe] | None = None,
     **env_options: Any,
 ) -> EpisodeResults:
-    """Run ``n_episodes`` episodes of any env id (unclipped rewards for Atari)."""
+    """Run ``n_episodes`` episodes of any env id (unclipped rewards for Atari).
+
+    :param seen: given the env, what the agent sees instead of its observations (``play``'s
+        ``observe``)"""
     if envs.parse_env_id(env_id)[0] == "atari":
         env_options = {**env_options, "clip_reward": False, "terminal_on_life_loss": False}
     venv = envs.make_vec_env(env_id, min(n_envs, n_episodes), seed, **env_options)
+    returns, lengths = np.zeros(n_episodes), np.zeros(n_episodes, dtype=np.int64)
+    act, reset = _actor(agent, deterministic, seed), agent.reset
+    with closing(venv), _bar(n_episodes, "evaluating", "episode", progress) as bar:
+        observe = seen(venv) if seen is not None else None
+        for step in play(venv, act, episodes=n_episodes, reset=reset, observe=observe):
+            for end in step.ended:
+                returns[end.k], lengths[end.k] = end.info["episode"]["r"], end.info["episode"]["l"]
+            bar.update(len(step.ended))
+    return EpisodeResults(returns, lengths)
+
+
+def _actor(agent: Actor, deterministic: bool, seed: int) -> Act:
+    """``agent.act`` on every row, random draws from one torch generator seeded ``seed``."""
     generator = torch.Generator(device=agent.device).manual_seed(seed)
-    returns: list[float] = []
-    lengths: list[int] = []
-    obs = venv.reset()
-    bar = tqdm(
-        total=n_episodes,
-        desc="evaluating",
-        unit="episode",
-        disable=None if progress else True,
-        leave=False,
-    )
-    try:
-        while len(returns) < n_episodes:
-            obs, _, dones, infos = venv.step(agent.act(obs, deterministic, generator))
-            bar.update(record_finished(dones, infos, returns, lengths, n_episodes))
-    finally:
-        bar.close()
-        venv.close()
-    return EpisodeResults(np.asarray(returns), np.asarray(lengths))
+    return lambda obs, _: agent.act(obs, deterministic, generator)
+
+
+def _bar(total: int, desc: str, unit: str, progress: bool) -> tqdm:
+    return tqdm(total=total, desc=desc, unit=unit, disable=None if progress else True, leave=False)

@@ -24,6 +24,7 @@ from torch import nn
 from agents.architectures import DEFAULT_LAYERS, HWCFeatures, L2Pool2d
 from agents.policy_view import Lower, Outputs, UnknownLayerError, Upper
 from agents.precision import autocast
+from agents.rollout import sample_scores
 from agents.sb3_stages import (
     Branch,
     Stage,
@@ -281,13 +282,10 @@ class Inspectable:
     ) -> np.ndarray:
         """Actions (N,) for a batch of raw observations (N, *obs_shape)."""
         out = self.outputs(self.preprocess(obs))
-        scores = self.action_scores(out)
-        if self.score_kind == "q" or (self.score_kind == "logits" and deterministic):
-            return scores.argmax(dim=1).cpu().numpy()
-        if self.score_kind == "logits":
-            probs = torch.softmax(scores, dim=1)
-            return torch.multinomial(probs, 1, generator=generator).squeeze(1).cpu().numpy()
-        mean = scores
+        mean = self.action_scores(out)
+        actions = sample_scores(mean, self.score_kind, deterministic, generator)
+        if actions is not None:
+            return actions.cpu().numpy()
         if not deterministic:
             log_std = self.module.get_parameter("log_std")
             std = torch.exp(log_std).expand_as(mean)

@@ -39,8 +39,9 @@ class LayerReadersError(ValueError):
 
 
 class Actor(Protocol):
-    """What playing needs (``agents.evaluate``): a device and ``act``. Every ``PolicyView`` is
-    one; so is a wrapper that changes what a policy sees (synthesis's goggles)."""
+    """What playing needs (``agents.rollout``): a device, ``act`` and ``reset``. Every
+    ``PolicyView`` is one; so is a wrapper that changes what a policy sees (synthesis's
+    goggles)."""
 
     @property
     def device(self) -> torch.device: ...
@@ -48,6 +49,10 @@ class Actor(Protocol):
     def act(
         self, obs: np.ndarray, deterministic: bool = False, generator: Any = None
     ) -> np.ndarray: ...
+
+    def reset(self, rows: Any = None) -> None:
+        """Forget the recurrent state (of ``rows`` only, if given)."""
+        ...
 
 
 class PolicyView(Protocol):

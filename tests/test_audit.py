@@ -177,19 +177,23 @@ class _FixedLogits:
         pass
 
 
-def test_vectorized_sampling_draws_the_same_actions():
+def test_vectorized_sampling_draws_by_the_inverse_cdf():
     rng = np.random.default_rng(0)
     logits = rng.normal(0, 3, (500, 15))
     logits[:50] = 0.0  # ties: equal probabilities
     logits[50:60, 3] = 40.0  # one action certain
     policy = _Policy(_FixedLogits(logits), deterministic=False)
     rows = np.arange(500)
-    streams = [np.random.default_rng([7, int(i)]) for i in rows]
-    looped, values = policy(rows, streams)
     uniforms = np.array([np.random.default_rng([7, int(i)]).random() for i in rows])
-    vectorized, same_values = policy.sample(rows, uniforms)
+    vectorized, values = policy.sample(rows, uniforms)
+    # Independently, row by row: the first action whose cumulative probability exceeds u.
+    logits = logits.astype(np.float32).astype(np.float64)  # what the view gives
+    probs = np.exp(logits - logits.max(axis=1, keepdims=True))
+    cdf = np.cumsum(probs, axis=1)
+    looped = [min(int(np.searchsorted(c, u * c[-1], side="right")), 14)
+              for c, u in zip(cdf, uniforms, strict=True)]  # fmt: skip
     np.testing.assert_array_equal(vectorized, looped)
-    np.testing.assert_array_equal(values, same_values)
+    np.testing.assert_array_equal(values, logits[:, 0].astype(np.float32))
     assert (vectorized[50:60] == 3).all() and len(set(vectorized[:50])) > 5
 
 

@@ -8,9 +8,10 @@ episodes as `Trajectory` objects (for the attribution interface) and the steps w
 extreme GAE advantages (surprises: the value was badly wrong).
 
 Levels are split into chunks played by an `agents.executor.Executor` (local processes by
-default, Ray as an option), each chunk in a vectorized env (``levels=`` mode, one env per
-level). Actions are sampled with a random stream per level (seeded by the audit seed and the
-level seed), so the outcome of a level does not depend on how levels were split among workers.
+default, Ray as an option), each chunk by the rollout engine (`agents.rollout.play`, levels
+scheduled onto a vectorized env's slots). Actions are sampled with a random stream per level
+(`agents.rollout.level_rng`: the audit seed and the level seed), so the outcome of a level does
+not depend on how levels were split among workers.
 
 Two engines play a chunk, with the same outcome for every level (tested, and compared side by
 side in ``bench/audit.py``):
@@ -34,7 +35,7 @@ import heapq
 import itertools
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -44,6 +45,7 @@ import torch
 
 from agents.evaluate import wilson_interval
 from agents.precision import autocast, check_precision
+from agents.rollout import LEVEL_OPTIONS, Act, Step, level_env, level_rng, play, sample_uniforms
 from envs.coinrun_state import ENEMY, SAW, invisible_buzzsaws, without_hazards
 from interpret.audit.causes import CAUSES, TABLE_COLUMNS, FailureCause
 from interpret.core.trajectory import GAE_LAMBDA, GAMMA, Trajectory, gae_advantages
@@ -212,19 +214,15 @@ def _cached_labeler() -> Any:
     return _CACHE["labeler"]
 
 
-def _level_rng(seed: int, level_seed: int) -> np.random.Generator:
-    return np.random.default_rng([int(seed), int(level_seed)])
-
-
 class _Policy:
-    """Scores, values and actions of a view for a batch; per-env random streams."""
+    """Scores, values and actions of a view for a batch, at the audit's precision; actions
+    drawn by `agents.rollout.sample_uniforms` from one uniform per row (each level's stream)."""
 
     def __init__(self, view: PolicyView, deterministic: bool, precision: str = "fp32") -> None:
         self.view = view
         self.deterministic = deterministic
         self.precision = check_precision(precision)
         self.recurrent = view.recurrent
-        view.reset()  # a cached view may carry the state of an earlier chunk
 
     def scores(self, obs: np.ndarray) -> tuple[str, np.ndarray, np.ndarray]:
         """(the view's score kind, "q" or "logits"; its scores (n, A) float64; values (n,)
@@ -240,44 +238,15 @@ class _Policy:
         values = value.cpu().numpy() if value is not None else np.full(n, np.nan)
         return self.view.score_kind, scores, values.astype(np.float32)
 
-    def __call__(
-        self, obs: np.ndarray, rngs: Sequence[np.random.Generator | None]
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """(actions (n,) int64, values (n,) float32; NaN where the view has none)."""
+    def sample(self, obs: np.ndarray, uniforms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(actions (n,) int64, values (n,) float32; NaN where the view has none) for
+        observations (n, ...) and each row's next uniform draw (n,) in [0, 1)."""
         n = len(obs)
         if self.recurrent:  # World Models: the controller keeps (h, c) between calls
             actions = np.asarray(self.view.act(obs, deterministic=True)).reshape(n)
             return actions.astype(np.int64), np.full(n, np.nan, np.float32)
         kind, logits, values = self.scores(obs)
-        if kind == "q" or self.deterministic:
-            return logits.argmax(axis=1), values
-        probs = np.exp(logits - logits.max(axis=1, keepdims=True))
-        cdf = np.cumsum(probs, axis=1)
-        actions = np.zeros(n, np.int64)
-        for i, rng in enumerate(rngs):
-            if rng is not None:
-                u = rng.random() * cdf[i, -1]
-                actions[i] = min(int(np.searchsorted(cdf[i], u, side="right")), cdf.shape[1] - 1)
-        return actions, values
-
-    def sample(self, obs: np.ndarray, uniforms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """`__call__` with each row's next uniform draw given, (n,) in [0, 1), and no Python
-        loop: the same actions (the count of CDF entries <= u is searchsorted's index)."""
-        n = len(obs)
-        if self.recurrent:
-            return self(obs, [None] * n)
-        kind, logits, values = self.scores(obs)
-        if kind == "q" or self.deterministic:
-            return logits.argmax(axis=1), values
-        probs = np.exp(logits - logits.max(axis=1, keepdims=True))
-        cdf = np.cumsum(probs, axis=1)
-        u = uniforms * cdf[:, -1]
-        actions = np.minimum((cdf <= u[:, None]).sum(axis=1), cdf.shape[1] - 1)
-        return actions.astype(np.int64), values
-
-    def reset(self, rows: list[int]) -> None:
-        if rows:
-            self.view.reset(rows)
+        return sample_uniforms(logits, kind, self.deterministic, uniforms), values
 
 
 class _Episode:
@@ -312,126 +281,125 @@ def play_levels(task: AuditTask) -> ChunkResult:
     return _play_stepwise(task)
 
 
-def _env_options(task: AuditTask) -> dict[str, Any]:
-    """The env options of the chunk's games (each game is pinned to its level)."""
-    return {k: v for k, v in task.env_options.items() if k not in ("num_levels", "start_level")}
+class _Chunk:
+    """What both engines share: the chunk's levels, view and env (`agents.rollout.play`
+    schedules the levels onto it), and the outcomes gathered so far, in chunk order."""
+
+    def __init__(self, task: AuditTask) -> None:
+        self.began, self.cpu_began = time.perf_counter(), time.process_time()
+        if task.threads:
+            torch.set_num_threads(task.threads)
+        self.task, self.levels = task, list(task.levels)
+        self.seeds = [s for _, s in self.levels]
+        self.policy = _Policy(_cached_view(task.model, task.trust_pickle), task.deterministic,
+                              task.precision)  # fmt: skip
+        self.labeler = _cached_labeler()
+        self.edit = level_edit(task.level_edit)
+        self.options = {k: v for k, v in task.env_options.items() if k not in LEVEL_OPTIONS}
+        self.venv = level_env(task.env_id, self.seeds, task.n_envs, task.seed, **self.options)
+        n = len(self.levels)
+        self.completed, self.returns = np.zeros(n, bool), np.zeros(n)
+        self.lengths = np.zeros(n, np.int64)
+        self.causes: list[FailureCause | None] = [None] * n
+        self.fatal_states: list[bytes | None] = [None] * n
+        self.failures: list[tuple[int, Trajectory]] = []
+        self.negative: list = []
+        self.positive: list = []
+        self.times = {"steps": 0, "network_rows": 0, "state_read_s": 0.0, "label_s": 0.0}
+        self.play_began = 0.0
+
+    def play(self, act: Act, start: Callable[[int, int], np.ndarray | None]) -> Iterator[Step]:
+        """The steps of every level, each played once; the env is closed at the end."""
+        self.play_began = time.perf_counter()
+        try:
+            yield from play(self.venv, act, levels=self.seeds, reset=self.policy.view.reset,
+                            start=start)  # fmt: skip
+        finally:
+            self.venv.close()
+
+    def edit_level(self, slot: int) -> np.ndarray | None:
+        """Apply the level edit to the game just started in `slot`; its new frame (or None)."""
+        if self.edit is None:
+            return None
+        self.venv.set_states([self.edit(self.venv.get_states([slot])[0])], [slot])
+        return self.venv.observations()[slot]
+
+    def outcome(self, k: int, info: dict, state: bytes | None, action: int) -> bool:
+        """Record level `k`'s outcome; label a failure from the state before its last step."""
+        self.completed[k] = bool(info["level_complete"])
+        self.returns[k] = info["episode"]["r"]
+        self.lengths[k] = info["episode"]["l"]
+        if not self.completed[k]:
+            clock = time.perf_counter()
+            self.causes[k] = self.labeler.cause(state, action)
+            self.times["label_s"] += time.perf_counter() - clock
+            self.fatal_states[k] = state
+        return bool(self.completed[k])
+
+    def result(self, replay_s: float = 0.0) -> ChunkResult:
+        return ChunkResult(
+            indices=np.array([i for i, _ in self.levels], np.int64),
+            level_seeds=np.array(self.seeds, np.int64),
+            completed=self.completed,
+            returns=self.returns,
+            lengths=self.lengths,
+            causes=self.causes,
+            fatal_states=self.fatal_states,
+            failures=sorted(self.failures, key=lambda f: f[0]),
+            most_negative=[e[-1] for e in self.negative],
+            most_positive=[e[-1] for e in self.positive],
+            steps=int(self.times["steps"]),
+            network_rows=int(self.times["network_rows"]),
+            play_s=time.perf_counter() - self.play_began,
+            state_read_s=self.times["state_read_s"],
+            replay_s=replay_s,
+            label_s=self.times["label_s"],
+            setup_s=self.play_began - self.began,
+            cpu_s=time.process_time() - self.cpu_began,
+        )
 
 
 def _play_stepwise(task: AuditTask) -> ChunkResult:
     """The "stepwise" engine: every env's game state is read before every step, every frame
     kept."""
-    import envs
-
-    began, cpu_began = time.perf_counter(), time.process_time()
-    if task.threads:
-        torch.set_num_threads(task.threads)
-    view = _cached_view(task.model, task.trust_pickle)
-    labeler = _cached_labeler()
-    policy = _Policy(view, task.deterministic, task.precision)
-    edit = level_edit(task.level_edit)
-    levels = list(task.levels)
-    n = len(levels)
-    slots = min(task.n_envs, n)
-    options = _env_options(task)
-    venv = envs.make_vec_env(
-        task.env_id, slots, task.seed, levels=[s for _, s in levels[:slots]], **options
-    )
-    position = {index: i for i, (index, _) in enumerate(levels)}
-    completed, returns = np.zeros(n, bool), np.zeros(n)
-    lengths = np.zeros(n, np.int64)
-    causes: list[FailureCause | None] = [None] * n
-    fatal_states: list[bytes | None] = [None] * n
-    failures: list[tuple[int, Trajectory]] = []
-    negative: list = []
-    positive: list = []
-    timings = {"state_read_s": 0.0, "label_s": 0.0, "steps": 0, "network_rows": 0}
-    setup_s = time.perf_counter() - began
+    chunk = _Chunk(task)
+    running: list[_Episode | None] = [None] * chunk.venv.num_envs
 
     def start(slot: int, k: int) -> np.ndarray | None:
-        index, level_seed = levels[k]
-        rng = None if task.deterministic else _level_rng(task.seed, level_seed)
+        index, level_seed = chunk.levels[k]
+        rng = None if task.deterministic else level_rng(task.seed, level_seed)
         running[slot] = _Episode(index, level_seed, rng)
-        if edit is None:
-            return None
-        venv.set_states([edit(venv.get_states([slot])[0])], [slot])
-        return venv.observations()[slot]
+        return chunk.edit_level(slot)
 
-    running: list[_Episode | None] = [None] * slots
-    obs = venv.reset()
-    for slot in range(slots):
-        frame = start(slot, slot)
-        if frame is not None:
-            obs[slot] = frame
-    next_level = slots
-    finished = 0
-    play_began = time.perf_counter()
-    try:
-        while finished < n:
-            clock = time.perf_counter()
-            states = venv.get_states()
-            timings["state_read_s"] += time.perf_counter() - clock
-            actions, values = policy(obs, [e.rng if e else None for e in running])
-            timings["network_rows"] += len(obs)
-            for slot, episode in enumerate(running):
-                if episode is not None:
-                    episode.obs.append(obs[slot].copy())  # not a view: frees the batch
-                    episode.actions.append(int(actions[slot]))
-                    episode.values.append(float(values[slot]))
-                    episode.state = states[slot]
-            obs, rewards, dones, infos = venv.step(actions)
-            timings["steps"] += sum(e is not None for e in running)
-            ended = []
-            for slot, episode in enumerate(running):
-                if episode is None:
-                    continue
-                episode.rewards.append(float(rewards[slot]))
-                if not dones[slot]:
-                    continue
-                ended.append(slot)
-                k = position[episode.index]
-                info = infos[slot]
-                completed[k] = bool(info["level_complete"])
-                returns[k] = info["episode"]["r"]
-                lengths[k] = info["episode"]["l"]
-                if not completed[k]:
-                    clock = time.perf_counter()
-                    causes[k] = labeler.cause(episode.state, episode.actions[-1])
-                    timings["label_s"] += time.perf_counter() - clock
-                    fatal_states[k] = episode.state
-                advantages = _finish(episode, bool(completed[k]), task, negative, positive)
-                if not completed[k]:
-                    _keep_lowest(failures, episode, advantages, task)
-                finished += 1
-                running[slot] = None
-                if next_level < n:
-                    obs[slot] = venv.replace_level(slot, levels[next_level][1])
-                    frame = start(slot, next_level)
-                    if frame is not None:
-                        obs[slot] = frame
-                    next_level += 1
-            policy.reset(ended)
-    finally:
-        venv.close()
-    play_s = time.perf_counter() - play_began
-    return ChunkResult(
-        indices=np.array([i for i, _ in levels], np.int64),
-        level_seeds=np.array([s for _, s in levels], np.int64),
-        completed=completed,
-        returns=returns,
-        lengths=lengths,
-        causes=causes,
-        fatal_states=fatal_states,
-        failures=sorted(failures, key=lambda f: f[0]),
-        most_negative=[e[-1] for e in negative],
-        most_positive=[e[-1] for e in positive],
-        steps=int(timings["steps"]),
-        network_rows=int(timings["network_rows"]),
-        play_s=play_s,
-        state_read_s=timings["state_read_s"],
-        label_s=timings["label_s"],
-        setup_s=setup_s,
-        cpu_s=time.process_time() - cpu_began,
-    )
+    def act(obs: np.ndarray, _: np.ndarray) -> np.ndarray:
+        clock = time.perf_counter()
+        states = chunk.venv.get_states()
+        chunk.times["state_read_s"] += time.perf_counter() - clock
+        uniforms = np.array([e.rng.random() if e and e.rng else 0.0 for e in running])
+        actions, values = chunk.policy.sample(obs, uniforms)
+        chunk.times["network_rows"] += len(obs)
+        for slot, episode in enumerate(running):
+            if episode is not None:
+                episode.obs.append(obs[slot].copy())  # not a view: frees the batch
+                episode.actions.append(int(actions[slot]))
+                episode.values.append(float(values[slot]))
+                episode.state = states[slot]
+        return actions
+
+    for step in chunk.play(act, start):
+        for slot, episode in enumerate(running):
+            if episode is not None:
+                episode.rewards.append(float(step.rewards[slot]))
+                chunk.times["steps"] += 1
+        for end in step.ended:
+            episode = running[end.slot]
+            assert episode is not None
+            done = chunk.outcome(end.k, end.info, episode.state, episode.actions[-1])
+            advantages = _finish(episode, done, task, chunk.negative, chunk.positive)
+            if not done:
+                _keep_lowest(chunk.failures, episode, advantages, task)
+            running[end.slot] = None
+    return chunk.result()
 
 
 class ReplayDivergedError(RuntimeError):
@@ -499,32 +467,10 @@ class _Replayer:
 
 def _play_replay(task: AuditTask) -> ChunkResult:
     """The "replay" engine (see the module docstring): the same outcomes as `_play_stepwise`."""
-    import envs
-
-    began, cpu_began = time.perf_counter(), time.process_time()
-    if task.threads:
-        torch.set_num_threads(task.threads)
-    view = _cached_view(task.model, task.trust_pickle)
-    labeler = _cached_labeler()
-    policy = _Policy(view, task.deterministic, task.precision)
-    edit = level_edit(task.level_edit)
-    levels = list(task.levels)
-    n = len(levels)
-    slots = min(task.n_envs, n)
-    options = _env_options(task)
-    venv = envs.make_vec_env(
-        task.env_id, slots, task.seed, levels=[s for _, s in levels[:slots]], **options
-    )
-    replayer = _Replayer(task.env_id, task.seed, options, edit)
-    completed, returns = np.zeros(n, bool), np.zeros(n)
-    lengths = np.zeros(n, np.int64)
-    causes: list[FailureCause | None] = [None] * n
-    fatal_states: list[bytes | None] = [None] * n
-    failures: list[tuple[int, Trajectory]] = []
-    negative: list = []
-    positive: list = []
+    chunk = _Chunk(task)
+    slots = chunk.venv.num_envs
+    replayer = _Replayer(task.env_id, task.seed, chunk.options, chunk.edit)
     recorded: dict[int, np.ndarray] = {}  # level index -> actions, for extreme steps' frames
-    label_s, steps, network_rows = 0.0, 0, 0
     # Per slot, the running episode's steps so far (grown if an episode outlasts them).
     capacity = _EPISODE_CAPACITY
     actions = np.zeros((slots, capacity), np.int64)
@@ -533,18 +479,14 @@ def _play_replay(task: AuditTask) -> ChunkResult:
     uniforms = np.zeros((slots, capacity))  # each level's stream, drawn ahead
     rngs: list[np.random.Generator | None] = [None] * slots
     length = np.zeros(slots, np.int64)
-    playing = np.full(slots, -1, np.int64)  # position in `levels` of each slot's level; -1 idle
-    setup_s = time.perf_counter() - began
+    every = np.arange(slots)
 
     def start(slot: int, k: int) -> np.ndarray | None:
-        playing[slot], length[slot] = k, 0
+        length[slot] = 0
         if not task.deterministic:
-            rngs[slot] = _level_rng(task.seed, levels[k][1])
+            rngs[slot] = level_rng(task.seed, chunk.levels[k][1])
             uniforms[slot] = rngs[slot].random(capacity)
-        if edit is None:
-            return None
-        venv.set_states([edit(venv.get_states([slot])[0])], [slot])
-        return venv.observations()[slot]
+        return chunk.edit_level(slot)
 
     def grow() -> None:  # an episode longer than the buffers: double them
         nonlocal actions, rewards, values, uniforms, capacity
@@ -554,107 +496,63 @@ def _play_replay(task: AuditTask) -> ChunkResult:
         uniforms = np.concatenate([uniforms, np.stack(more)], axis=1)
         capacity *= 2
 
-    def finish(slot: int, info: dict) -> None:
-        nonlocal label_s
-        k = int(playing[slot])
-        index, level_seed = levels[k]
+    def act(obs: np.ndarray, playing: np.ndarray) -> np.ndarray:
+        active = np.flatnonzero(playing >= 0)
+        if length[active].max() >= capacity:
+            grow()
+        # The network sees the envs still playing only (all of them for a recurrent view,
+        # whose rows keep their memory).
+        rows = every if chunk.policy.recurrent or len(active) == slots else active
+        chunk.times["network_rows"] += len(rows)
+        chosen, scored = chunk.policy.sample(
+            obs if len(rows) == slots else obs[rows],
+            uniforms[rows, np.minimum(length[rows], capacity - 1)],
+        )
+        if len(rows) == slots:
+            step_actions = chosen
+            chosen, scored = chosen[active], scored[active]
+        else:
+            step_actions = np.zeros(slots, np.int64)
+            step_actions[active] = chosen
+        actions[active, length[active]] = chosen
+        values[active, length[active]] = scored
+        return step_actions
+
+    def finish(slot: int, k: int, info: dict) -> None:
+        index, level_seed = chunk.levels[k]
         count = int(length[slot])
-        completed[k] = bool(info["level_complete"])
-        returns[k] = info["episode"]["r"]
-        lengths[k] = info["episode"]["l"]
         episode = _Episode(index, level_seed, None)
         episode.actions = actions[slot, :count].tolist()
         episode.rewards = rewards[slot, :count].tolist()
         episode.values = values[slot, :count].tolist()
         frames: dict[int, np.ndarray] = {}
-        keep = not completed[k] and _would_keep(failures, index, task)
-        if not completed[k]:
+        state = None
+        keep = not info["level_complete"] and _would_keep(chunk.failures, index, task)
+        if not info["level_complete"]:
             shown = range(_context_start(count, task), count) if keep else ()
             state, frames = replayer.play(
                 level_seed, actions[slot, :count], count - 1, shown, check_failure=True
             )
-            clock = time.perf_counter()
-            causes[k] = labeler.cause(state, episode.actions[-1])
-            label_s += time.perf_counter() - clock
-            fatal_states[k] = state
-        advantages = _finish(episode, bool(completed[k]), task, negative, positive)
+        done = chunk.outcome(k, info, state, episode.actions[-1])
+        advantages = _finish(episode, done, task, chunk.negative, chunk.positive)
         if task.extremes:
             recorded[index] = actions[slot, :count].astype(np.uint8)
         if keep:
             observations = np.stack([frames[t] for t in sorted(frames)])
-            _keep_lowest(failures, episode, advantages, task, observations)
-        playing[slot] = -1
+            _keep_lowest(chunk.failures, episode, advantages, task, observations)
 
-    obs = venv.reset()
-    for slot in range(slots):
-        frame = start(slot, slot)
-        if frame is not None:
-            obs[slot] = frame
-    next_level = slots
-    finished = 0
-    every = np.arange(slots)
-    play_began = time.perf_counter()
     try:
-        while finished < n:
-            active = np.flatnonzero(playing >= 0)
-            if length[active].max() >= capacity:
-                grow()
-            t = length[active]
-            # The network sees the envs still playing only (all of them for a recurrent view,
-            # whose rows keep their memory).
-            rows = every if policy.recurrent or len(active) == slots else active
-            batch = obs if len(rows) == slots else obs[rows]
-            network_rows += len(rows)
-            chosen, scored = policy.sample(
-                batch, uniforms[rows, np.minimum(length[rows], capacity - 1)]
-            )
-            if len(rows) == slots:
-                step_actions = chosen
-                chosen, scored = chosen[active], scored[active]
-            else:
-                step_actions = np.zeros(slots, np.int64)
-                step_actions[active] = chosen
-            actions[active, t] = chosen
-            values[active, t] = scored
-            obs, step_rewards, dones, infos = venv.step(step_actions)
-            rewards[active, t] = step_rewards[active]
+        for step in chunk.play(act, start):
+            active = np.flatnonzero(step.playing >= 0)
+            rewards[active, length[active]] = step.rewards[active]
             length[active] += 1
-            steps += len(active)
-            ended = active[dones[active]]
-            for slot in ended:
-                finish(int(slot), infos[slot])
-                finished += 1
-                if next_level < n:
-                    obs[slot] = venv.replace_level(int(slot), levels[next_level][1])
-                    frame = start(int(slot), next_level)
-                    if frame is not None:
-                        obs[slot] = frame
-                    next_level += 1
-            policy.reset(ended.tolist())
-        _replay_extremes(replayer, recorded, negative + positive)
+            chunk.times["steps"] += len(active)
+            for end in step.ended:
+                finish(end.slot, end.k, end.info)
+        _replay_extremes(replayer, recorded, chunk.negative + chunk.positive)
     finally:
-        venv.close()
         replayer.close()
-    play_s = time.perf_counter() - play_began
-    return ChunkResult(
-        indices=np.array([i for i, _ in levels], np.int64),
-        level_seeds=np.array([s for _, s in levels], np.int64),
-        completed=completed,
-        returns=returns,
-        lengths=lengths,
-        causes=causes,
-        fatal_states=fatal_states,
-        failures=sorted(failures, key=lambda f: f[0]),
-        most_negative=[e[-1] for e in negative],
-        most_positive=[e[-1] for e in positive],
-        steps=steps,
-        network_rows=network_rows,
-        play_s=play_s,
-        replay_s=replayer.seconds,
-        label_s=label_s,
-        setup_s=setup_s,
-        cpu_s=time.process_time() - cpu_began,
-    )
+    return chunk.result(replay_s=replayer.seconds)
 
 
 def _replay_extremes(replayer: _Replayer, recorded: dict[int, np.ndarray], heap: list) -> None:

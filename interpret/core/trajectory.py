@@ -20,6 +20,7 @@ import torch
 
 from agents.fileio import InputFileError, atomic_path, read_npz
 from agents.policy_view import PolicyView
+from agents.rollout import explore, play, sample_scores
 
 GAMMA = 0.999
 GAE_LAMBDA = 0.95
@@ -198,41 +199,24 @@ def record_trajectories(
     vec = envs.make_vec_env(env_id, n_envs, seed, **env_options)
     rng = np.random.default_rng(seed)
     generator = torch.Generator(device=view.device).manual_seed(seed)
-    # A recurrent view (World Models) acts through ``act``, which carries its state; scores
-    # come from ``outputs`` at that same state.
-    recurrent = view.recurrent
-    view.reset()
+    scored: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # scores, values, level seeds
+
+    def act(obs: np.ndarray, _: np.ndarray) -> np.ndarray:
+        # Scores come from ``outputs`` at the state ``act`` starts from (recurrent views).
+        scores, values, kind = _scores_and_values(view, obs, view.state)
+        procgen = family == "procgen"
+        seeds = vec.current_level_seeds() if procgen else np.full(len(obs), -1, np.int64)
+        scored.append((scores, values, seeds))
+        actions = None
+        if not view.recurrent:
+            actions = sample_scores(torch.as_tensor(scores), kind, deterministic, generator)
+        if actions is None:
+            actions = view.act(obs, deterministic=deterministic, generator=generator)
+        return explore(np.asarray(actions), vec.action_space, rng, epsilon)
+
     try:
-        obs = vec.reset()
-        steps: dict[str, list] = {k: [] for k in ("obs", "act", "rew", "done", "val", "sc")}
-        steps.update(seed=[], complete=[], states=[])
-        for _ in range(n_steps):
-            scores, values, kind = _scores_and_values(view, obs, view.state)
-            if recurrent:
-                actions = view.act(obs, deterministic=deterministic, generator=generator)
-            else:
-                actions = _choose(view, obs, scores, kind, deterministic, generator)
-            random_mask = rng.random(n_envs) < epsilon
-            for i in np.flatnonzero(random_mask):
-                actions[i] = _random_action(vec.action_space, rng)
-            if family == "procgen":
-                steps["seed"].append(vec.current_level_seeds())
-                if record_states:
-                    steps["states"].append(vec.get_states())
-            else:
-                steps["seed"].append(np.full(n_envs, -1, dtype=np.int64))
-            steps["obs"].append(obs)
-            new_obs, rewards, dones, infos = vec.step(actions)
-            steps["act"].append(actions)
-            steps["rew"].append(rewards)
-            steps["done"].append(dones)
-            steps["val"].append(values)
-            steps["sc"].append(scores)
-            steps["complete"].append([bool(info.get("level_complete", False)) for info in infos])
-            if np.any(dones):
-                view.reset(np.flatnonzero(dones))  # those envs start a new episode
-            obs = new_obs
-        _, last_values, _ = _scores_and_values(view, obs, view.state)
+        steps = list(play(vec, act, steps=n_steps, reset=view.reset, record_states=record_states))
+        _, last_values, kind = _scores_and_values(view, steps[-1].next_obs, view.state)
     finally:
         vec.close()
 
@@ -249,44 +233,23 @@ def record_trajectories(
     }
     trajectories = []
     for i in range(n_envs):
-        rewards = np.array([r[i] for r in steps["rew"]], dtype=np.float32)
-        dones = np.array([d[i] for d in steps["done"]], dtype=bool)
-        values = np.array([v[i] for v in steps["val"]], dtype=np.float32)
+        rewards = np.array([step.rewards[i] for step in steps], dtype=np.float32)
+        dones = np.array([step.dones[i] for step in steps], dtype=bool)
+        values = np.array([v[i] for _, v, _ in scored], dtype=np.float32)
+        infos = [step.infos[i] for step in steps]
         trajectories.append(
             Trajectory(
-                observations=np.stack([o[i] for o in steps["obs"]]),
-                actions=np.stack([a[i] for a in steps["act"]]),
+                observations=np.stack([step.obs[i] for step in steps]),
+                actions=np.stack([step.actions[i] for step in steps]),
                 rewards=rewards,
                 dones=dones,
                 values=values,
-                logits=np.stack([s[i] for s in steps["sc"]]).astype(np.float32),
-                level_seeds=np.array([s[i] for s in steps["seed"]], dtype=np.int64),
-                level_complete=np.array([c[i] for c in steps["complete"]], dtype=bool),
+                logits=np.stack([sc[i] for sc, _, _ in scored]).astype(np.float32),
+                level_seeds=np.array([seeds[i] for _, _, seeds in scored], dtype=np.int64),
+                level_complete=np.array([bool(f.get("level_complete", False)) for f in infos]),
                 advantages=gae_advantages(rewards, values, dones, last_values[i], gamma, lam),
-                states=[s[i] for s in steps["states"]] if record_states else None,
+                states=[step.states[i] for step in steps if step.states] if record_states else None,
                 metadata={**metadata, "env_index": i},
             )
         )
     return trajectories
-
-
-def _choose(
-    view: PolicyView,
-    obs: np.ndarray,
-    scores: np.ndarray,
-    kind: str,
-    deterministic: bool,
-    generator: torch.Generator,
-) -> np.ndarray:
-    if kind == "logits" and not deterministic:
-        probs = torch.softmax(torch.as_tensor(scores), dim=1)
-        return torch.multinomial(probs, 1, generator=generator).squeeze(1).numpy()
-    if kind in ("logits", "q"):
-        return scores.argmax(axis=1)
-    return view.act(obs, deterministic=deterministic, generator=generator)
-
-
-def _random_action(space: Any, rng: np.random.Generator) -> Any:
-    if hasattr(space, "n"):
-        return int(rng.integers(space.n))
-    return rng.uniform(space.low, space.high).astype(space.dtype)

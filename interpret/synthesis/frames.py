@@ -25,6 +25,7 @@ import torch
 
 from agents.fileio import atomic_path
 from agents.policy_view import PolicyView
+from agents.rollout import explore, play
 from interpret.core.errors import InterpretError
 
 GRAY_WEIGHTS = (0.299, 0.587, 0.114)  # OpenCV's RGB2GRAY, as SB3's WarpFrame uses
@@ -243,21 +244,22 @@ def _record_atari_color(
 
     rng = np.random.default_rng(seed)
     venv = envs.make_vec_env(env_id, n_envs, seed, **env_options)
+    recorded: list[np.ndarray] = []  # the color stack before each step (and after the last)
     try:
         colors = ColorFrameStack(venv, space.frames)
-        obs = venv.reset()
-        color = colors.reset()
-        recorded = []
-        for _ in range(n_steps):
-            recorded.append(color)
-            actions = view.act(obs, deterministic=False)
-            for i in np.flatnonzero(rng.random(n_envs) < epsilon):
-                actions[i] = rng.integers(venv.action_space.n)
-            obs, _, dones, _ = venv.step(actions)
-            color = colors.step(dones)
+
+        def observe(obs: np.ndarray, dones: np.ndarray | None) -> np.ndarray:
+            recorded.append(colors.reset() if dones is None else colors.step(dones))
+            return obs
+
+        def act(obs: np.ndarray, _: np.ndarray) -> np.ndarray:
+            return explore(view.act(obs, deterministic=False), venv.action_space, rng, epsilon)
+
+        for _ in play(venv, act, steps=n_steps, observe=observe):
+            pass
     finally:
         venv.close()
-    return np.concatenate(recorded)
+    return np.concatenate(recorded[:n_steps])
 
 
 def _record_recurrent(
@@ -277,30 +279,18 @@ def _record_recurrent(
     rng = np.random.default_rng(seed)
     generator = torch.Generator(device=view.device).manual_seed(seed)
     venv = envs.make_vec_env(env_id, n_envs, seed, **env_options)
-    view.reset()
+
+    def act(obs: np.ndarray, _: np.ndarray) -> np.ndarray:
+        actions = view.act(obs, deterministic=False, generator=generator)
+        return explore(actions, venv.action_space, rng, epsilon)
+
     try:
-        obs = venv.reset()
-        recorded = []
-        for _ in range(n_steps):
-            images = env_images(view, space, obs)
-            recorded.append(space.display(images))
-            actions = view.act(obs, deterministic=False, generator=generator)
-            for i in np.flatnonzero(rng.random(n_envs) < epsilon):
-                actions[i] = _random(venv, rng)
-            obs, _, dones, _ = venv.step(actions)
-            if dones.any():
-                view.reset(np.flatnonzero(dones))
+        steps = play(venv, act, steps=n_steps, reset=view.reset)
+        recorded = [space.display(env_images(view, space, step.obs)) for step in steps]
     finally:
         venv.close()
         view.reset()
     return np.concatenate(recorded)
-
-
-def _random(venv: Any, rng: np.random.Generator) -> Any:
-    space = venv.action_space
-    if hasattr(space, "n"):
-        return rng.integers(space.n)
-    return rng.uniform(space.low, space.high).astype(space.dtype)
 
 
 def as_dict(space: FrameSpace) -> dict[str, Any]:

@@ -2,11 +2,12 @@
 generator's reconstruction of each frame instead of the frame (Rupprecht et al., Section 4.5).
 
 Procgen: each of a fixed list of level seeds is played once (``evaluate_procgen_levels``);
-Atari: whole games (unclipped rewards, no end on life loss) on fixed seeds, the generator
-seeing the color twin of each grayscale stack (``ColorFrameStack``); other image envs:
-``evaluate_episodes``. Every goggles variant plays the same levels/seeds as the agent.
+other envs: ``evaluate_episodes`` (Atari: whole games, unclipped rewards, no end on life loss,
+the generator seeing the color twin of each grayscale stack, ``ColorFrameStack``). Every
+goggles variant plays the same levels/seeds as the agent.
 World Models agents carry their recurrent state across steps (``view.act``); it restarts for
-each env whose episode ends (``_recurrent_episodes``), and the generator sees V's 64x64 frames.
+each env whose episode ends (``reset``), their Procgen levels are all played at once, and the
+generator sees V's 64x64 frames.
 """
 
 from __future__ import annotations
@@ -16,16 +17,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
-from agents.evaluate import (
-    _LEVEL_OPTIONS,
-    EpisodeResults,
-    evaluate_episodes,
-    evaluate_procgen_levels,
-    record_finished,
-)
+from agents.evaluate import EpisodeResults, evaluate_episodes, evaluate_procgen_levels
 from agents.policy_view import PolicyView
+from agents.rollout import Observe
 from interpret.synthesis.frames import ColorFrameStack, FrameSpace, env_images
 from interpret.synthesis.generator import Generator
 
@@ -61,6 +56,9 @@ class Goggles:
             images = self.lens(images)
         return self.view.act(self.space.to_obs(images), deterministic, generator)
 
+    def reset(self, rows: Any = None) -> None:
+        self.view.reset(rows)
+
 
 def goggles_returns(
     view: PolicyView,
@@ -80,111 +78,22 @@ def goggles_returns(
 
     agent = Goggles(view, space, lens)
     family, _ = envs.parse_env_id(env_id)
-    if view.recurrent:
-        return _recurrent_episodes(
-            agent, env_id, episodes, n_envs, deterministic, seed, progress, env_options
-        )
     if family == "procgen":
         levels = list(range(EVAL_LEVEL_START + seed, EVAL_LEVEL_START + seed + episodes))
+        slots = episodes if view.recurrent else n_envs
         return evaluate_procgen_levels(
-            agent, env_id, levels, n_envs, deterministic, seed, progress, **env_options
+            agent, env_id, levels, slots, deterministic, seed, progress, **env_options
         )
-    if family == "atari":
-        return _atari_games(
-            agent, env_id, episodes, n_envs, deterministic, seed, progress, env_options
-        )
+    # Atari: the generator (and so the agent through it) sees the color twin of each stack.
+    seen = _color_twins(space) if family == "atari" and not view.recurrent else None
     return evaluate_episodes(
-        agent, env_id, episodes, n_envs, deterministic, seed, progress, **env_options
+        agent, env_id, episodes, n_envs, deterministic, seed, progress, seen, **env_options
     )
 
 
-def _atari_games(
-    agent: Goggles,
-    env_id: str,
-    episodes: int,
-    n_envs: int,
-    deterministic: bool,
-    seed: int,
-    progress: bool,
-    env_options: dict,
-) -> EpisodeResults:
-    import envs
+def _color_twins(space: FrameSpace) -> Callable[[Any], Observe]:
+    def seen(venv: Any) -> Observe:
+        colors = ColorFrameStack(venv, space.frames)
+        return lambda obs, dones: colors.reset() if dones is None else colors.step(dones)
 
-    options = {**env_options, "clip_reward": False, "terminal_on_life_loss": False}
-    n_envs = min(n_envs, episodes)
-    venv = envs.make_vec_env(env_id, n_envs, seed, **options)
-    generator = torch.Generator(device=agent.device).manual_seed(seed)
-    returns: list[float] = []
-    lengths: list[int] = []
-    bar = tqdm(total=episodes, desc="goggles", unit="game", disable=None if progress else True)
-    try:
-        colors = ColorFrameStack(venv, agent.space.frames)
-        venv.reset()
-        color = colors.reset()
-        while len(returns) < episodes:
-            _, _, dones, infos = venv.step(agent.act(color, deterministic, generator))
-            color = colors.step(dones)
-            bar.update(record_finished(dones, infos, returns, lengths, episodes))
-    finally:
-        bar.close()
-        venv.close()
-    return EpisodeResults(np.asarray(returns), np.asarray(lengths))
-
-
-def _recurrent_episodes(
-    agent: Goggles,
-    env_id: str,
-    episodes: int,
-    n_envs: int,
-    deterministic: bool,
-    seed: int,
-    progress: bool,
-    env_options: dict,
-) -> EpisodeResults:
-    """Episodes of an agent with a recurrent state, restarted per env when its episode ends.
-    Procgen: one env per level seed (``EVAL_LEVEL_START + seed`` on), each played once."""
-    import envs
-
-    family, _ = envs.parse_env_id(env_id)
-    procgen = family == "procgen"
-    if procgen:
-        seeds = np.arange(EVAL_LEVEL_START + seed, EVAL_LEVEL_START + seed + episodes)
-        n = episodes
-        options = {k: v for k, v in env_options.items() if k not in _LEVEL_OPTIONS}
-        options["levels"] = seeds.tolist()
-    else:
-        seeds, n, options = None, min(n_envs, episodes), env_options
-    venv = envs.make_vec_env(env_id, n, seed, **options)
-    generator = torch.Generator(device=agent.device).manual_seed(seed)
-    returns = np.full(episodes if procgen else 0, np.nan)
-    lengths = np.zeros(episodes if procgen else 0, dtype=np.int64)
-    completed = np.zeros(episodes if procgen else 0, dtype=bool)
-    found: list[tuple[float, int]] = []
-    bar = tqdm(total=episodes, desc="goggles", unit="episode", disable=None if progress else True)
-    agent.view.reset()
-    try:
-        obs = venv.reset()
-        while np.isnan(returns).any() if procgen else len(found) < episodes:
-            obs, _, dones, infos = venv.step(agent.act(obs, deterministic, generator))
-            ended = np.flatnonzero(dones)
-            agent.view.reset(ended)
-            for i in ended:
-                if "episode" not in infos[i]:
-                    continue
-                result = (float(infos[i]["episode"]["r"]), int(infos[i]["episode"]["l"]))
-                if procgen and np.isnan(returns[i]):
-                    returns[i], lengths[i] = result
-                    completed[i] = bool(infos[i].get("level_complete", False))
-                    bar.update(1)
-                elif not procgen and len(found) < episodes:
-                    found.append(result)
-                    bar.update(1)
-    finally:
-        bar.close()
-        venv.close()
-        agent.view.reset()
-    if procgen:
-        return EpisodeResults(returns, lengths, completed, seeds.astype(np.int64))
-    return EpisodeResults(
-        np.asarray([r for r, _ in found]), np.asarray([n for _, n in found], dtype=np.int64)
-    )
+    return seen
