@@ -110,12 +110,6 @@ class UnitStatistics:
         return self.shape[0]
 
 
-def threshold_from_values(values: torch.Tensor, quantile: float) -> torch.Tensor:
-    """(U, M) activations of each unit -> (U,) t_u, the (floor(q*M)+1)-th largest value."""
-    k = int(np.floor(quantile * values.shape[1]))
-    return values.topk(k + 1, dim=1).values[:, -1]
-
-
 @torch.no_grad()
 def unit_statistics(
     view, layer: str, observations: np.ndarray, quantile: float = 0.01, batch_size: int = 256

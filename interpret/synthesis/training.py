@@ -15,9 +15,8 @@ Training checkpoints after every epoch (``torch.load(weights_only=True)`` to res
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -199,7 +198,3 @@ def _batch_losses(
         + settings.kl_weight * terms["kl"]
     )
     return terms
-
-
-def settings_dict(settings: TrainSettings) -> dict[str, Any]:
-    return asdict(settings)
