@@ -2,7 +2,8 @@
 
 One ``Trajectory`` is one environment's consecutive steps (possibly several episodes, split by
 ``dones``). ``record_trajectories`` plays a trained agent (``agents.load``'s view) in a
-vectorized env and returns one per env, with GAE advantages computed from the recorded values.
+vectorized env (the rollout engine, ``agents.rollout.play``) and returns one per env, with GAE
+advantages computed from the recorded values.
 Files are plain ``.npz`` arrays (no pickle): Procgen state bytes are stored concatenated with
 offsets, metadata as a JSON string.
 """

@@ -208,26 +208,29 @@ def record_frames(
 ) -> np.ndarray:
     """Play ``view`` epsilon-greedily around its own policy; (n_frames, H, W, C) uint8 frames.
 
-    RGB envs go through ``interpret.core.trajectory.record_trajectories``; Atari records the color
-    twin of each observed stack (``ColorFrameStack``).
+    RGB envs go through ``interpret.core.trajectory.record_trajectories`` (a recurrent view's
+    frames then turned into its own 64x64 frames); Atari records the color twin of each
+    observed stack (``ColorFrameStack``).
     """
     n_envs = max(1, min(n_envs, n_frames))
     n_steps = -(-n_frames // n_envs)
-    if view.recurrent:
-        return _record_recurrent(view, env_id, space, n_envs, n_steps, epsilon, seed, env_options)[
-            :n_frames
-        ]
-    if not space.gray_stack:
-        from interpret.core.trajectory import record_trajectories
-
-        trajectories = record_trajectories(
-            view, env_id, n_envs=n_envs, n_steps=n_steps, seed=seed, epsilon=epsilon, **env_options
+    if space.gray_stack and not view.recurrent:
+        frames = _record_atari_color(
+            view, env_id, space, n_envs, n_steps, epsilon, seed, env_options
         )
-        frames = np.stack([t.observations for t in trajectories], axis=1)  # (T, n, H, W, C)
-        return frames.reshape(-1, *frames.shape[2:])[:n_frames]
-    return _record_atari_color(view, env_id, space, n_envs, n_steps, epsilon, seed, env_options)[
-        :n_frames
-    ]
+        return frames[:n_frames]
+    from interpret.core.trajectory import record_trajectories
+
+    trajectories = record_trajectories(
+        view, env_id, n_envs=n_envs, n_steps=n_steps, seed=seed, epsilon=epsilon, **env_options
+    )
+    frames = np.stack([t.observations for t in trajectories], axis=1)  # (T, n, H, W, C)
+    frames = frames.reshape(-1, *frames.shape[2:])[:n_frames]
+    if view.recurrent:  # World Models: in generator space, V's frames
+        view.reset()
+        batches = np.array_split(frames, max(1, len(frames) // 256))
+        frames = np.concatenate([space.display(env_images(view, space, b)) for b in batches])
+    return frames
 
 
 def _record_atari_color(
@@ -260,37 +263,6 @@ def _record_atari_color(
     finally:
         venv.close()
     return np.concatenate(recorded[:n_steps])
-
-
-def _record_recurrent(
-    view: PolicyView,
-    env_id: str,
-    space: FrameSpace,
-    n_envs: int,
-    n_steps: int,
-    epsilon: float,
-    seed: int,
-    env_options: dict,
-) -> np.ndarray:
-    """A recurrent agent (World Models) playing through ``view.act``, which carries its state
-    across steps; each env's state restarts when its episode ends. Frames in generator space."""
-    import envs
-
-    rng = np.random.default_rng(seed)
-    generator = torch.Generator(device=view.device).manual_seed(seed)
-    venv = envs.make_vec_env(env_id, n_envs, seed, **env_options)
-
-    def act(obs: np.ndarray, _: np.ndarray) -> np.ndarray:
-        actions = view.act(obs, deterministic=False, generator=generator)
-        return explore(actions, venv.action_space, rng, epsilon)
-
-    try:
-        steps = play(venv, act, steps=n_steps, reset=view.reset)
-        recorded = [space.display(env_images(view, space, step.obs)) for step in steps]
-    finally:
-        venv.close()
-        view.reset()
-    return np.concatenate(recorded)
 
 
 def as_dict(space: FrameSpace) -> dict[str, Any]:
