@@ -60,9 +60,15 @@ def write_weights_only(src: Path, dst: Path) -> None:
     write_sb3_zip(src, dst, replaced, extra={**archive.extra, "published_from": src.name})
 
 
-def evaluate_entry(model: Path, episodes: int, parallel: int = 32) -> dict[str, Any]:
-    """Scores of the model at ``model`` with sampled and with greedy actions: on ``episodes``
-    unseen levels (Procgen, each played once) or ``episodes`` episodes (seed 0)."""
+MODES = {"sampled": False, "greedy": True}  # evaluation name -> deterministic
+
+
+def evaluate_entry(
+    model: Path, episodes: int, parallel: int = 32, modes: tuple[str, ...] = tuple(MODES)
+) -> dict[str, Any]:
+    """Scores of the model at ``model`` with sampled and with greedy actions (``modes``): on
+    ``episodes`` unseen levels (Procgen, each played once, ``parallel`` at a time) or
+    ``episodes`` episodes (seed 0)."""
     import agents
     import envs
     from agents.evaluate import evaluate_episodes, evaluate_procgen_levels, procgen_eval_levels
@@ -74,9 +80,11 @@ def evaluate_entry(model: Path, episodes: int, parallel: int = 32) -> dict[str, 
     started = time.monotonic()
     procgen = envs.parse_env_id(env_id)[0] == "procgen"
     seeds = procgen_eval_levels(options, episodes, 0)["test"] if procgen else []
-    if procgen:
+    if procgen:  # sampled outcomes depend on how many levels share the sampler's stream
         out["levels"] = f"{min(seeds)}..{max(seeds)} (unseen in training)"
-    for name, greedy in (("sampled", False), ("greedy", True)):
+        out["parallel"] = parallel
+    for name in modes:
+        greedy = MODES[name]
         if procgen:
             results = evaluate_procgen_levels(
                 view, env_id, seeds, parallel, deterministic=greedy, seed=0, **options
