@@ -104,7 +104,10 @@ def build_parser() -> argparse.ArgumentParser:
     for name in _HYPERPARAMS:
         flag = "--" + name.replace("_", "-")
         aliases = [flag, "--lr"] if name == "learning_rate" else [flag]
-        group.add_argument(*aliases, dest=f"hp_{name}", type=parse_value, metavar="V")
+        # absent unless given, so that "none" (e.g. --clip-range-vf none) reaches the config
+        group.add_argument(
+            *aliases, dest=f"hp_{name}", type=parse_value, metavar="V", default=argparse.SUPPRESS
+        )
     group.add_argument("--hp", nargs="*", default=[], metavar="KEY=VALUE", help="any SB3 keyword")
     world_model_cli.add_arguments(parser)
     return parser
@@ -121,7 +124,7 @@ def config_from_args(args: argparse.Namespace) -> Any:
     preset = args.preset or default_preset(args.algo, family)
     if not preset.endswith(args.algo):
         raise envs.EnvSpecError(f"preset {preset!r} is not for {args.algo}")
-    overrides = {k[3:]: v for k, v in vars(args).items() if k.startswith("hp_") and v is not None}
+    overrides = {k[3:]: v for k, v in vars(args).items() if k.startswith("hp_")}
     overrides.update(envs.parse_options(args.hp))
     if args.eval_episodes < 0:
         raise envs.EnvSpecError(f"--eval-episodes must be >= 0, got {args.eval_episodes}")
@@ -187,7 +190,7 @@ def resumed_config(args: argparse.Namespace) -> Any:
     if args.out is None:
         raise RunError("--resume needs --out RUN_DIR")
     changeable = RESUMABLE_HYPERPARAMS.get(args.algo, ())
-    overrides = {k[3:]: v for k, v in vars(args).items() if k.startswith("hp_") and v is not None}
+    overrides = {k[3:]: v for k, v in vars(args).items() if k.startswith("hp_")}
     overrides.update(envs.parse_options(args.hp))
     fixed = (
         [

@@ -15,6 +15,7 @@ import stable_baselines3 as sb3
 import torch
 
 import agents
+import train as train_cli
 from agents.fileio import read_json
 from agents.presets import PROCGEN_PPO
 from agents.training import (
@@ -241,3 +242,13 @@ def test_dqn_on_atari_trains_and_loads(tmp_path):
         view.preprocess(np.zeros((1, 84, 84, 4), np.uint8))
     )
     assert sb3.DQN.load(out / "model.zip").num_timesteps >= 200
+
+
+def test_a_hyperparameter_flag_may_set_none_and_an_absent_one_keeps_the_preset():
+    base = ["ppo", "--env", "procgen:coinrun", "--timesteps", "64"]
+    args = train_cli.build_parser().parse_args([*base, "--clip-range-vf", "none"])
+    args.eval_episodes = 0
+    assert train_cli.config_from_args(args).hyperparams["clip_range_vf"] is None
+    args = train_cli.build_parser().parse_args(base)
+    args.eval_episodes = 0
+    assert train_cli.config_from_args(args).hyperparams["clip_range_vf"] == 0.2  # the preset's

@@ -69,7 +69,7 @@ def foreign_flags(args: argparse.Namespace, world_model: bool) -> list[str]:
     """The options given on the command line that the chosen algorithm would ignore."""
     if world_model:
         names = [n for n in SB3_ONLY if getattr(args, n) is not None]
-        names += [k[3:] for k, v in vars(args).items() if k.startswith("hp_") and v is not None]
+        names += [k[3:] for k in vars(args) if k.startswith("hp_")]
     else:
         names = [flag[2:] for flag in FLAGS if getattr(args, flag[2:].replace("-", "_"))]
         names += [n for n in ("rollout_policy", "train_in", "stage") if getattr(args, n)]
