@@ -130,6 +130,7 @@ def entry_card(name: str, config: dict[str, Any], progress: Path, evaluation: di
         "",
         "```python",
         "import agents",
+        "",
         f'view = agents.load("zoo:{name}")',
         "```",
         "",
