@@ -88,12 +88,17 @@ def build_model(config: TrainConfig, venv: VecEnv) -> sb3.PPO | sb3.DQN:
     hp = {k: resolve_schedule(v) for k, v in config.hyperparams.items()}
     hp.pop("n_envs", None)
     hp.pop("normalize_reward", None)
+    separate_trunks = bool(hp.pop("separate_value_trunk", False))  # validated: PPO only
     image = len(venv.observation_space.shape or ()) == 3
+    policy_kwargs: dict[str, Any] | None
     if image:
         policy: Any = HWCDQNPolicy if config.algo == "dqn" else HWCActorCriticPolicy
         policy_kwargs = {"arch": config.arch}
     else:
-        policy, policy_kwargs = "MlpPolicy", None
+        policy, policy_kwargs = "MlpPolicy", {}
+    if separate_trunks:  # the value head gets its own copy of the trunk (SB3's keyword)
+        policy_kwargs["share_features_extractor"] = False
+    policy_kwargs = policy_kwargs or None
     try:
         model = algo_cls(
             policy,

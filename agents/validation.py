@@ -71,6 +71,7 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "target_kl": (lambda v: v is None or (_number(v) and v > 0), "a number > 0 or None"),
     "normalize_reward": (lambda v: isinstance(v, bool), "true or false"),
     "normalize_advantage": (lambda v: isinstance(v, bool), "true or false"),
+    "separate_value_trunk": (lambda v: isinstance(v, bool), "true or false"),
     "optimize_memory_usage": (lambda v: isinstance(v, bool), "true or false"),
     "buffer_size": (lambda v: _integer(v) and v >= 1, "an integer >= 1"),
     "learning_starts": (lambda v: _integer(v) and v >= 0, "an integer >= 0"),
@@ -83,7 +84,7 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "tau": (lambda v: _number(v) and 0 < v <= 1, "a number in (0, 1]"),
 }
 # Keys of a run's hyperparameters that are not keyword arguments of the algorithm.
-OWN_KEYS = ("n_envs", "normalize_reward")
+OWN_KEYS = ("n_envs", "normalize_reward", "separate_value_trunk")
 
 
 def check_hyperparams(algo: str, hp: dict[str, Any], where: str = "") -> None:
@@ -102,6 +103,8 @@ def check_hyperparams(algo: str, hp: dict[str, Any], where: str = "") -> None:
         if rule is not None and not rule[0](value):
             flag = "--" + key.replace("_", "-")
             raise SettingsError(f"{where}{key} ({flag}) must be {rule[1]}, got {value!r}")
+    if hp.get("separate_value_trunk") and algo != "ppo":
+        raise SettingsError(f"{where}separate_value_trunk applies to PPO only")
     if algo == "ppo":
         if "batch_size" in hp and not (_integer(hp["batch_size"]) and hp["batch_size"] >= 2):
             raise SettingsError(
