@@ -106,6 +106,26 @@ def _tiny_config(**overrides):
     )
 
 
+def test_a_separate_value_trunk_keeps_the_value_loss_out_of_the_policy_trunk(tmp_path):
+    config = _tiny_config()
+    config.hyperparams["separate_value_trunk"] = True
+    model = build_model(config, make_training_env(config))
+    policy = model.policy
+    assert policy.pi_features_extractor is not policy.vf_features_extractor
+    obs = torch.as_tensor(model.get_env().reset(), dtype=torch.float32)
+    policy.zero_grad()
+    policy.predict_values(obs).sum().backward()
+    pi_grads = [p.grad for p in policy.pi_features_extractor.parameters()]
+    assert all(g is None or not g.any() for g in pi_grads)
+    vf_grads = [p.grad for p in policy.vf_features_extractor.parameters()]
+    assert any(g is not None and g.any() for g in vf_grads)
+    model.save(tmp_path / "model.zip")
+    loaded = sb3.PPO.load(tmp_path / "model.zip")
+    assert loaded.policy.share_features_extractor is False
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.policy.predict_values(obs), policy.predict_values(obs))
+
+
 def test_checkpoint_restores_steps_optimizer_and_normalization(tmp_path):
     config = _tiny_config()
     model = build_model(config, make_training_env(config))
