@@ -163,15 +163,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--checkpoint", type=Path, help="publish this checkpoint (default: final)")
     p.add_argument("--parallel", type=int, default=32, help="Procgen levels played at once")
     p.add_argument("--force", action="store_true", help="replace an existing entry")
+    p.add_argument("--note-file", type=Path, help="Markdown kept under 'Notes' in the card")
     args = parser.parse_args(argv)
     from agents.sb3_zip import ModelFileError
     from agents.zoo_publish import PublishError, publish
 
     try:
         if args.verb == "publish":
+            note = args.note_file.read_text() if args.note_file else ""
             written = publish(
                 args.run, args.dst, episodes=args.episodes, checkpoint=args.checkpoint,
-                parallel=args.parallel, force=args.force,
+                parallel=args.parallel, force=args.force, note=note,
             )  # fmt: skip
             print((args.dst / "README.md").read_text())
             print(f"{len(written)} files -> {args.dst}")

@@ -63,6 +63,14 @@ def write_weights_only(src: Path, dst: Path) -> None:
 MODES = {"sampled": False, "greedy": True}  # evaluation name -> deterministic
 
 
+def _relative(path: Path, run_dir: Path) -> str:
+    """``path`` as the run directory names it (``model.zip``, ``checkpoints/...``)."""
+    try:
+        return str(path.resolve().relative_to(run_dir.resolve()))
+    except ValueError:
+        return str(path)
+
+
 def evaluate_entry(
     model: Path, episodes: int, parallel: int = 32, modes: tuple[str, ...] = tuple(MODES)
 ) -> dict[str, Any]:
@@ -113,8 +121,10 @@ def score_text(summary: dict[str, Any]) -> str:
     )
 
 
-def entry_card(name: str, config: dict[str, Any], progress: Path, evaluation: dict) -> str:
-    """The README.md of a zoo entry."""
+def entry_card(
+    name: str, config: dict[str, Any], progress: Path, evaluation: dict, note: str = ""
+) -> str:
+    """The README.md of a zoo entry; ``note`` (Markdown) goes under "Notes" at the end."""
     with open(progress, newline="") as f:
         rows = list(csv.DictReader(f))
     last = rows[-1] if rows else {}
@@ -147,6 +157,8 @@ def entry_card(name: str, config: dict[str, Any], progress: Path, evaluation: di
         "",
         "![learning curve](curve.png)",
     ]
+    if note.strip():
+        lines += ["", "## Notes", "", note.strip()]
     return "\n".join(lines) + "\n"
 
 
@@ -158,9 +170,11 @@ def publish(
     checkpoint: Path | None = None,
     parallel: int = 32,
     force: bool = False,
+    note: str = "",
 ) -> list[Path]:
     """Write the zoo entry ``dst`` from ``run_dir`` (see the module docstring); returns the
-    files written. An existing entry is replaced only with ``force``."""
+    files written. An existing entry is replaced only with ``force``; ``note`` is kept in the
+    card (so a re-publish does not lose what was said about the run)."""
     if episodes < 1:
         raise PublishError("--episodes must be positive")
     for needed in ("config.json", "progress.csv"):
@@ -177,7 +191,7 @@ def publish(
     except BaseException:
         staged.unlink(missing_ok=True)
         raise
-    evaluation["model_from"] = str(source)
+    evaluation["model_from"] = _relative(source, run_dir)
     evaluation["num_timesteps"] = int(read_sb3_zip(staged).data.get("num_timesteps", 0))
     evaluation["torch_threads"] = torch.get_num_threads()
     staged.replace(dst / "model.zip")
@@ -187,7 +201,7 @@ def publish(
     write_json(dst / "eval.json", evaluation)
     plot_curve(run_dir, dst / "curve.png")
     card = entry_card(dst.name, read_json(run_dir / "config.json"), run_dir / "progress.csv",
-                      evaluation)  # fmt: skip
+                      evaluation, note)  # fmt: skip
     with atomic_path(dst / "README.md") as tmp:
         tmp.write_text(card)
     return [dst / name for name in ENTRY_FILES]

@@ -199,8 +199,20 @@ def test_zoo_publish_writes_a_weights_only_entry_with_measured_scores(
     card = (entry / "README.md").read_text()
     assert "zoo:tiny-ppo" in card and "total steps: 64" in card
     assert f"{evaluation['greedy']['completed']}/3 levels completed" in card
+    assert evaluation["model_from"] == "model.zip"  # named as in the run, not a temp path
+    assert "## Notes" not in card
     assert zoo.main(args) == 2  # an existing entry is replaced only with --force
-    assert zoo.main([*args, "--force"]) == 0
+    note = tmp_path / "note.md"
+    note.write_text("Stopped at the step cap; target not reached.\n")
+    missing = ["--note-file", str(tmp_path / "absent.md"), "--force"]
+    assert zoo.main([*args, *missing]) == 2
+    assert (entry / "README.md").read_text() == card  # refused before any work
+    assert zoo.main([*args, "--force", "--note-file", str(note)]) == 0
+    assert (
+        (entry / "README.md")
+        .read_text()
+        .endswith("## Notes\n\nStopped at the step cap; target not reached.\n")
+    )
 
 
 @pytest.mark.parametrize(
