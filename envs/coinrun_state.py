@@ -5,7 +5,8 @@ walking enemies (`ENEMY`) are entities; lava (`LAVA_TOP`, `LAVA_MID`) and the co
 grid cells. Coordinates are grid units, y up, the agent a box of half-sizes (0.5, 0.5787).
 
 `CoinRunState.from_bytes(get_state())` reads a state; its edit methods (`remove`, `move`,
-`make_invisible`, `remove_lava`) change it in place; `to_bytes()` gives what `set_state` takes.
+`make_invisible`, `remove_lava`, `remove_cells`, `hide_agent`, `hide_velocity_panel`) change
+it in place; `to_bytes()` gives what `set_state` takes.
 """
 
 from __future__ import annotations
@@ -192,7 +193,29 @@ class CoinRunState:
 
     def remove_lava(self, replacement: int = SPACE) -> CoinRunState:
         """Replace every lava cell by `replacement` (empty space by default)."""
-        self.game.grid[np.isin(self.game.grid, LAVA)] = replacement
+        return self.remove_cells(*LAVA, replacement=replacement)
+
+    def remove_cells(self, *ids: int, replacement: int = SPACE) -> CoinRunState:
+        """Replace every grid cell holding one of `ids` (e.g. `GOAL`, `WALL_MID`) by
+        `replacement` (empty space by default)."""
+        self.game.grid[np.isin(self.game.grid, ids)] = replacement
+        return self
+
+    def hide_agent(self) -> CoinRunState:
+        """Draw the agent with opacity 0 (it stays where it is and plays on)."""
+        for entity in self.entities:
+            if entity.type == PLAYER:
+                entity.alpha = 0.0
+        return self
+
+    def hide_background(self) -> CoinRunState:
+        """Render a black backdrop instead of the background image (`use_backgrounds` off)."""
+        self.game.header.use_backgrounds = 0
+        return self
+
+    def hide_velocity_panel(self) -> CoinRunState:
+        """Render without the velocity panel (`paint_vel_info` off; the state carries it)."""
+        self.game.header.paint_vel_info = 0
         return self
 
 

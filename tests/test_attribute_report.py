@@ -14,6 +14,8 @@ import numpy as np
 import pytest
 from tiny_models import COINRUN, saved_model
 
+from interpret.attribution.features import read_features_report
+from interpret.attribution.object_masks import OBJECT_CLASSES
 from interpret.cli import main
 
 pytestmark = pytest.mark.slow
@@ -43,6 +45,18 @@ def test_report_files(report):
     directions = np.array(summary["directions"])
     assert directions.shape == (4, 32) and (directions >= 0).all()
     assert len(summary["labels"]) == 4
+    objects = summary["object_labels"]  # CoinRun at a conv layer: labelled by the game's objects
+    assert objects["classes"] == list(OBJECT_CLASSES)
+    assert np.array(objects["lift"]).shape == (4, len(OBJECT_CLASSES))
+    shares = np.array(objects["shares"])
+    np.testing.assert_allclose(shares.sum(axis=1), 1, atol=1e-3)  # each feature's whole mass
+    assert sum(objects["area"]) == pytest.approx(1, abs=1e-3)  # the masks partition the pixels
+    assert summary["labels"] == objects["labels"]
+    assert "Features labelled by the game" in html
+    report_features = read_features_report(report)
+    for i, label in enumerate(objects["labels"]):  # what `edit --feature LABEL` resolves
+        if label:
+            assert report_features.select([label]) == [i]
     assert summary["completeness"]["max_abs_error"] >= 0
     for mark in summary["bookmarks"]:
         assert (mark["advantage"] < 0) == (mark["kind"] == "failure")
@@ -70,6 +84,7 @@ def test_dqn_and_plain_sb3_models(tmp_path, name, env, layer):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["target"] == ("max-q" if "dqn" in name else "value")
     assert np.array(summary["directions"]).shape[0] == 4
+    assert (summary["object_labels"] is None) == (env != COINRUN)  # object masks: CoinRun only
 
 
 def test_bad_input_is_one_line(tmp_path, capsys):

@@ -59,6 +59,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_precision_argument(parser, "the integral stays float32")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--save-attributions", action="store_true")
+    parser.add_argument(
+        "--no-object-labels", action="store_true",
+        help="CoinRun: do not label the features by the game objects their attribution falls on",
+    )  # fmt: skip
     parser.add_argument("--trust-pickle", action="store_true", help="load with SB3's unpickler")
     parser.add_argument("--out", default="reports/attribution", help="report directory")
     parser.add_argument("--force", action="store_true", help="replace an existing --out")
@@ -75,9 +79,11 @@ def _check(args: argparse.Namespace) -> None:
 
 def run(args: argparse.Namespace) -> Path:
     import agents
+    import envs
     from envs.action_names import action_names, discrete_actions
     from interpret.attribution.integrated_gradients import HiddenLayerIntegratedGradients
     from interpret.attribution.nmf import fit_nmf
+    from interpret.attribution.object_labels import label_by_objects
     from interpret.attribution.report import build_report
     from interpret.core.model_env import resolve_env
     from interpret.core.trajectory import record_trajectories
@@ -98,10 +104,17 @@ def run(args: argparse.Namespace) -> Path:
         )
     timings: dict[str, float] = {}
 
+    # the game labels the features where its renderer draws object masks: CoinRun, at a
+    # convolutional layer (feature maps with a spatial extent)
+    label_objects = (
+        not args.no_object_labels
+        and envs.parse_env_id(env_id) == ("procgen", "coinrun")
+        and len(view.layer_shape(layer)) == 3
+    )
     clock = time.perf_counter()
     sample = record_trajectories(
         view, env_id, n_envs=args.sample_envs, n_steps=args.sample_steps,
-        seed=args.seed + 1000, **env_options,
+        seed=args.seed + 1000, record_states=label_objects, **env_options,
     )  # fmt: skip
     sample_obs = np.concatenate([t.observations[:: args.sample_every] for t in sample])
     _check_observations(sample_obs)
@@ -114,6 +127,13 @@ def run(args: argparse.Namespace) -> Path:
     values = sample_attr.attributions if args.nmf_on == "attribution" else sample_attr.activations
     features = fit_nmf(values, layer, min(args.features, values.shape[1]), source=args.nmf_on)
     timings["nmf_s"] = time.perf_counter() - clock
+    object_labels = None
+    if label_objects:
+        clock = time.perf_counter()
+        states = [s for t in sample for s in (t.states or [])[:: args.sample_every]]
+        object_labels = label_by_objects(features, sample_attr.attributions, states)
+        features.labels = list(object_labels.labels)
+        timings["object_labels_s"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
     shown = record_trajectories(
@@ -153,6 +173,7 @@ def run(args: argparse.Namespace) -> Path:
         maps=shown_maps,
         action_names=action_names(env_id, discrete_actions(view.action_space)),
         save_attributions=args.save_attributions,
+        object_labels=object_labels,
         timings=timings,
         replace=args.force,
     )

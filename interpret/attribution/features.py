@@ -2,8 +2,10 @@
 
 A report directory (``python -m interpret attribute ... --out reports/NAME``) holds
 ``summary.json`` (layer, target, integration steps, env, ``labels``) and ``arrays.npz``
-(``directions``, (k, C) float32). Labels start empty; a user names features by editing the
-``labels`` list in ``summary.json`` (e.g. ``"buzzsaw"``), then selects them by that name.
+(``directions``, (k, C) float32). On CoinRun the report labels features by the game object
+that dominates their attribution (``object_labels``); elsewhere labels start empty. A user
+names or renames features by editing the ``labels`` list in ``summary.json`` (e.g.
+``"buzzsaw"``), then selects them by that name.
 """
 
 from __future__ import annotations

@@ -22,8 +22,8 @@ import torch
 import torch.nn.functional as F
 
 from envs.coinrun_state import ENEMY, SAW, without_hazards
-from envs.procgen_state import StateFormatError
 from interpret.attribution.nmf import NMFFeatures
+from interpret.attribution.object_masks import rendered_differences
 from interpret.core.errors import InterpretError
 
 HAZARD_KINDS = ("buzzsaw", "enemy", "lava")
@@ -54,30 +54,7 @@ def hazard_masks(
     ``observations()``); a state's bytes carry its own render options, so the masks hold for
     whatever options (``paint_vel_info``, distribution mode) recorded it.
     """
-    import envs
-
-    remove = hazard_remover(kinds)
-    if len(states) == 0:
-        return np.zeros((0, 64, 64), dtype=bool)
-    try:
-        edited = [remove(bytes(s)) for s in states]
-    except StateFormatError as err:
-        raise InterpretError(f"hazard masks need CoinRun states: {err}") from err
-    n_envs = min(batch_size, len(states))
-    vec = envs.make_vec_env(COINRUN, n_envs, 0)
-    masks = []
-    try:
-        vec.reset()
-        for start in range(0, len(states), n_envs):
-            chunk = list(range(min(n_envs, len(states) - start)))
-            vec.set_states([bytes(s) for s in states[start : start + len(chunk)]], chunk)
-            drawn = vec.observations()[chunk]
-            vec.set_states(edited[start : start + len(chunk)], chunk)
-            without = vec.observations()[chunk]
-            masks.append((drawn != without).any(axis=-1))
-    finally:
-        vec.close()
-    return np.concatenate(masks)
+    return rendered_differences(states, [hazard_remover(kinds)], batch_size)[:, 0]
 
 
 def area_fractions(masks: np.ndarray, shape: tuple[int, int]) -> np.ndarray:

@@ -26,6 +26,7 @@ from scipy.ndimage import gaussian_filter
 from interpret.attribution.dataset_examples import patch, responses, spatial_examples, top_examples
 from interpret.attribution.integrated_gradients import LayerAttribution
 from interpret.attribution.nmf import FeatureMaps, NMFFeatures, as_channels
+from interpret.attribution.object_labels import RULE, ObjectLabels
 from interpret.core.report import png_data_uri, read_static, report_files, script_json, write_files
 from interpret.core.trajectory import Trajectory
 
@@ -165,6 +166,7 @@ def render_report(
     maps: list[FeatureMaps],
     action_names: list[str],
     save_attributions: bool = False,
+    object_labels: ObjectLabels | None = None,
     timings: dict[str, float] | None = None,
 ) -> dict[str, bytes]:
     """The report's files, {name: bytes} (``index.html``, ``summary.json``, ``arrays.npz``);
@@ -237,9 +239,11 @@ def render_report(
             }
             for t in trajectories
         ],
+        "object_labels": object_labels.to_json() if object_labels is not None else None,
         "timings_s": {k: round(v, 3) for k, v in (timings or {}).items()},
         "directions_note": "directions[i] (channel space of `layer`, unit L2 norm) is feature i; "
-        "labels[i] is its optional human label; arrays.npz holds the same directions",
+        "labels[i] is its label (the dominant game object, see object_labels, or one a user "
+        "wrote); arrays.npz holds the same directions",
     }
     arrays: dict[str, np.ndarray] = {"directions": features.directions}
     for i, (traj, a, m) in enumerate(zip(trajectories, attributions, maps, strict=True)):
@@ -261,6 +265,8 @@ def render_report(
         if save_attributions:
             arrays[f"t{i}_attributions"] = a.attributions
     body = _body(settings, features, examples, colors)
+    if object_labels is not None:
+        body += _objects_table(object_labels, colors)
     return report_files(_page(settings, body, data), summary, arrays)
 
 
@@ -335,6 +341,49 @@ region the observation that excites the feature most there; transparency means a
 The checkerboard is beyond the screen's edge.</p>
 <table class=examples><tr><th>feature</th><th>top examples</th><th>spatially aware</th></tr>
 {rows}</table>
+"""
+
+
+def _labels_class(label: str, name: str) -> bool:
+    return bool(label) and (label == name or label.startswith(f"{name} "))
+
+
+def _share_cell(share: float, contrast: float, bold: bool) -> str:
+    text = f"{share:.0%} ({contrast:.3g}x)" if share >= 0.005 else "-"
+    return f"<b>{text}</b>" if bold else text
+
+
+def _objects_table(labels: ObjectLabels, colors: list) -> str:
+    """Each feature's share on each game object with its contrast (hover: positive and
+    negative shares), and the labels."""
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in labels.classes)
+    area = "".join(f"<td>{a:.1%}</td>" for a in labels.area)
+    rows = []
+    for f in range(len(labels.labels)):
+        cells = "".join(
+            f"<td title='{labels.positive_shares[f, c]:.1%} of the positive attribution, "
+            f"{labels.negative_shares[f, c]:.1%} of the negative'>"
+            + _share_cell(
+                labels.shares[f, c],
+                labels.contrast[f, c],
+                _labels_class(labels.labels[f], labels.classes[c]),
+            )
+            + "</td>"
+            for c in range(len(labels.classes))
+        )
+        name = html.escape(labels.labels[f] or "no class dominates")
+        fit = f"<td>{labels.fit_r2[f]:.2f}</td>"
+        rows.append(f"<tr><td>{_swatch(colors[f])} {f}: {name}</td>{cells}{fit}</tr>")
+    return f"""
+<h2>Features labelled by the game's objects</h2>
+<p class=muted>Object masks from the game's own renderer (each sampled state drawn with one class
+taken out), at the layer's resolution. Each cell: the part of the feature's attribution the
+class explains (a non-negative least-squares fit of the feature's map on the classes' pixels)
+and its contrast, how much denser the attribution is on the class than on the other pixels (1x:
+no preference); hover for the positive and negative parts. R<sup>2</sup>: how much of the map's
+variance the classes explain. Rule: {html.escape(RULE)}.</p>
+<table class=examples><tr><th>feature</th>{head}<th>R<sup>2</sup></th></tr>
+<tr><td class=muted>area of the frames</td>{area}<td></td></tr>{"".join(rows)}</table>
 """
 
 
