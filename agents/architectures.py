@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 import gymnasium as gym
+import numpy as np
 import torch
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor, NatureCNN
 from torch import nn
@@ -163,13 +164,17 @@ def build_trunk(arch: str, observation_space: gym.spaces.Box) -> tuple[nn.Sequen
     """
     height, width, channels = observation_space.shape
     chw = (channels, height, width)
+    stages: OrderedDict[str, nn.Module]
     if arch == "nature":
-        nature = NatureCNN(gym.spaces.Box(0, 255, chw, dtype="uint8"), features_dim=512)
+        nature = NatureCNN(gym.spaces.Box(0, 255, chw, dtype=np.uint8), features_dim=512)
         stages = OrderedDict([("cnn", nature.cnn), ("linear", nature.linear)])
         features_dim = 512
     elif arch in _BUILDERS:
         stages = _BUILDERS[arch](chw)
-        features_dim = next(reversed(stages.values())).linear.out_features
+        last = next(reversed(stages.values()))
+        if not isinstance(last, LinearReLU):
+            raise TypeError(f"arch {arch!r}: last stage is {type(last).__name__}, not LinearReLU")
+        features_dim = last.linear.out_features
     else:
         raise ValueError(f"unknown arch {arch!r}; valid: {', '.join(ARCHS)}")
     return nn.Sequential(OrderedDict([("input", HWCInput()), *stages.items()])), features_dim

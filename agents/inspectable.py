@@ -213,9 +213,11 @@ class Inspectable:
                     f"observation batch of shape {tuple(x.shape)} does not fit the policy's "
                     f"observation space {space_shape}"
                 )
-        x = preprocess_obs(x, self.observation_space, normalize_images=self.module.normalize_images)
-        assert isinstance(x, torch.Tensor)  # a dict only for Dict spaces, which SB3's MLP/CNN lack
-        return x
+        normalize = self.module.normalize_images
+        prepared = preprocess_obs(x, self.observation_space, normalize_images=normalize)
+        # a dict only for Dict spaces, which SB3's MLP/CNN lack
+        assert isinstance(prepared, torch.Tensor)
+        return prepared
 
     def _chain(self, stages: list[Stage], tail: Callable | None) -> Callable:
         return _Chain(stages, tail, self)

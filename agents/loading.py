@@ -16,7 +16,11 @@ from typing import Any
 
 import stable_baselines3 as sb3
 import torch
-from stable_baselines3.common.policies import ActorCriticCnnPolicy, ActorCriticPolicy
+from stable_baselines3.common.policies import (
+    ActorCriticCnnPolicy,
+    ActorCriticPolicy,
+    BasePolicy,
+)
 from stable_baselines3.dqn.policies import CnnPolicy as DQNCnnPolicy
 from stable_baselines3.dqn.policies import DQNPolicy
 from torch import nn
@@ -160,6 +164,7 @@ def rebuild_policy(archive: SB3Archive, algo: str) -> nn.Module:
     name = archive.extra.get("policy_class") or archive.policy_class_name()
     cnn = any(".cnn." in k for k in state)
 
+    cls: type[BasePolicy]
     if module == "agents.policies":
         default = "HWCDQNPolicy" if algo == "dqn" else "HWCActorCriticPolicy"
         cls = POLICY_CLASSES.get(name or default, POLICY_CLASSES[default])

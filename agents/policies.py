@@ -10,15 +10,16 @@ from typing import Any
 
 import gymnasium as gym
 import torch
-from stable_baselines3.common.policies import ActorCriticPolicy
+from stable_baselines3.common.policies import ActorCriticPolicy, BasePolicy
 from stable_baselines3.dqn.policies import DQNPolicy
 
 from agents.architectures import ARCHS, HWCFeatures
 
 
-class _HWCPolicy:
+class _HWCPolicy(BasePolicy):
     """Mixin: the features extractor is ``HWCFeatures(arch)`` and conv weights are stored
-    channels-last. Put it before the SB3 policy class in the bases."""
+    channels-last. Put it before the SB3 policy class in the bases (``super()`` is then that
+    class; deriving from ``BasePolicy`` leaves the MRO as it is and types the mixin)."""
 
     default_arch = "interpretable"
 
@@ -40,9 +41,10 @@ class _HWCPolicy:
         kwargs["features_extractor_class"] = HWCFeatures
         kwargs["features_extractor_kwargs"] = {"arch": arch}
         kwargs["normalize_images"] = False  # HWCFeatures scales by 1/255 itself, on the device
-        super().__init__(observation_space, action_space, lr_schedule, **kwargs)  # type: ignore[call-arg]
+        super().__init__(observation_space, action_space, lr_schedule, **kwargs)
         if channels_last:  # after SB3's (orthogonal) init, which needs contiguous weights
-            self.to(memory_format=torch.channels_last)  # type: ignore[attr-defined]
+            # torch's stub overloads of Module.to omit the memory_format keyword it accepts
+            self.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
         data = super()._get_constructor_parameters()
@@ -65,4 +67,7 @@ class HWCDQNPolicy(_HWCPolicy, DQNPolicy):
     default_arch = "nature"
 
 
-POLICY_CLASSES = {"HWCActorCriticPolicy": HWCActorCriticPolicy, "HWCDQNPolicy": HWCDQNPolicy}
+POLICY_CLASSES: dict[str, type[BasePolicy]] = {
+    "HWCActorCriticPolicy": HWCActorCriticPolicy,
+    "HWCDQNPolicy": HWCDQNPolicy,
+}

@@ -45,7 +45,9 @@ def base_env(venv: VecEnv) -> VecEnv:
 
 def capture(model: Any, elapsed_seconds: float) -> dict[str, np.ndarray]:
     """The model's resumable state (see the module docstring) as plain arrays."""
-    numpy_state = np.random.get_state()
+    numpy_state = np.random.get_state(legacy=True)
+    if not isinstance(numpy_state, tuple):
+        raise TypeError("NumPy's global RandomState does not use MT19937; cannot capture it")
     record: dict[str, Any] = {
         "python_random": _jsonable(random.getstate()),
         "numpy_random": {"pos": int(numpy_state[2]), "gauss": [numpy_state[3], numpy_state[4]]},

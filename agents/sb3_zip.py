@@ -103,6 +103,13 @@ _PUSH_ARG = frozenset(
 _CONSTS = {"NONE": None, "NEWTRUE": True, "NEWFALSE": False}
 
 
+def _memo_index(arg: object) -> int:
+    """The memo slot a PUT/GET opcode names (pickletools decodes it as an int)."""
+    if not isinstance(arg, int):
+        raise _Unrecognized(f"memo index is not an int: {arg!r}")
+    return arg
+
+
 def _static_unpickle(payload: bytes) -> Any:
     """Evaluate a pickle's opcodes symbolically: globals become ``_Global``, calls ``_Call``.
 
@@ -139,9 +146,9 @@ def _static_unpickle(payload: bytes) -> Any:
             stack.append(tuple(pop_mark()))
         elif name in ("TUPLE1", "TUPLE2", "TUPLE3"):
             n = int(name[-1])
-            items = tuple(stack[-n:])
+            top = tuple(stack[-n:])
             del stack[-n:]
-            stack.append(items)
+            stack.append(top)
         elif name == "EMPTY_LIST":
             stack.append([])
         elif name == "LIST":
@@ -180,11 +187,11 @@ def _static_unpickle(payload: bytes) -> Any:
         elif name == "DUP":
             stack.append(stack[-1])
         elif name in ("PUT", "BINPUT", "LONG_BINPUT"):
-            memo[arg] = stack[-1]
+            memo[_memo_index(arg)] = stack[-1]
         elif name == "MEMOIZE":
             memo[len(memo)] = stack[-1]
         elif name in ("GET", "BINGET", "LONG_BINGET"):
-            stack.append(memo[arg])
+            stack.append(memo[_memo_index(arg)])
         elif name == "GLOBAL":
             module, _, qualname = str(arg).partition(" ")
             stack.append(_Global(module, qualname))
@@ -505,9 +512,11 @@ class SB3Archive:
         if isinstance(entry, dict) and isinstance(entry.get("__module__"), str):
             return entry["__module__"]
         module, _ = self._policy_class_extra()
+        if module:
+            return module
         ref = self._policy_class_global()
-        if module or ref:
-            return module or ref.module
+        if ref is not None:
+            return ref.module
         raise ModelFileError(f"{self.path}: policy class module is not recorded")
 
     def policy_class_name(self) -> str | None:

@@ -164,7 +164,7 @@ def fit_nmf(
     explained = weights.sum(axis=0) * directions.sum(axis=1)
     order = np.argsort(-explained)
     residual = np.linalg.norm(rows - weights @ directions)
-    error = float(residual / max(np.linalg.norm(rows), 1e-30))
+    error = float(residual / max(float(np.linalg.norm(rows)), 1e-30))
     return NMFFeatures(
         layer=layer,
         directions=directions[order].astype(np.float32),

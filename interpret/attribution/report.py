@@ -96,7 +96,7 @@ def bookmarks(trajectories: list[Trajectory], n: int = BOOKMARKS_PER_KIND) -> li
     """Steps with the most negative ("failure") and most positive ("success") advantage, ``n``
     of each at most, and at most one per episode: each episode offers its step of largest
     absolute advantage."""
-    candidates = []
+    candidates: list[dict[str, Any]] = []
     for ti, traj in enumerate(trajectories):
         for ei, (start, stop) in enumerate(traj.episode_bounds()):
             adv = np.nan_to_num(traj.advantages[start:stop])
@@ -108,7 +108,7 @@ def bookmarks(trajectories: list[Trajectory], n: int = BOOKMARKS_PER_KIND) -> li
                                    "advantage": value, "kind": kind})  # fmt: skip
     failures = sorted(
         (c for c in candidates if c["kind"] == "failure"),
-        key=lambda c: float(c["advantage"]),  # type: ignore[arg-type]
+        key=lambda c: float(c["advantage"]),
     )
     successes = sorted(
         (c for c in candidates if c["kind"] == "success"), key=lambda c: -c["advantage"]

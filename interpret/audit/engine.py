@@ -484,8 +484,9 @@ def _play_replay(task: AuditTask) -> ChunkResult:
     def start(slot: int, k: int) -> np.ndarray | None:
         length[slot] = 0
         if not task.deterministic:
-            rngs[slot] = level_rng(task.seed, chunk.levels[k][1])
-            uniforms[slot] = rngs[slot].random(capacity)
+            rng = level_rng(task.seed, chunk.levels[k][1])
+            rngs[slot] = rng
+            uniforms[slot] = rng.random(capacity)
         return chunk.edit_level(slot)
 
     def grow() -> None:  # an episode longer than the buffers: double them

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from interpret.audit.causes import CAUSES, TABLE_COLUMNS
+from interpret.audit.causes import CAUSES, TABLE_COLUMNS, FailureCause
 from interpret.audit.engine import AuditResult, ExtremeStep
 from interpret.core.report import page, png_data_uri, read_static
 
@@ -66,7 +66,7 @@ def summary_dict(result: AuditResult, attribution: bool) -> dict[str, Any]:
             "trajectory": k,
             "level_index": index,
             "level_seed": int(traj.level_seeds[0]),
-            "cause": result.causes[index].label if result.causes[index] else "none",
+            "cause": _cause_label(result.causes[index]),
             "steps_kept": len(traj),
             "fatal_step": len(traj) - 1,
             "file": failure_name(int(traj.level_seeds[0])),
@@ -109,6 +109,10 @@ def arrays_dict(result: AuditResult) -> dict[str, np.ndarray]:
         "fatal_state_bytes": np.frombuffer(b"".join(states), np.uint8),
         "fatal_state_offsets": np.cumsum([0] + [len(s) for s in states]),
     }
+
+
+def _cause_label(cause: FailureCause | None) -> str:
+    return cause.label if cause is not None else "none"
 
 
 def _link(trajectory: int, step: int) -> str:
@@ -196,6 +200,8 @@ def _failures_html(result: AuditResult, action_names: list[str], attribution: bo
     for k, (index, traj) in enumerate(result.failures):
         cause = result.causes[index]
         seed = int(traj.level_seeds[0])
+        if cause is None:
+            raise ValueError(f"failed level {index} (seed {seed}) has no cause recorded")
         fatal = len(traj) - 1
         link = (
             f"<a href='{_link(k, fatal)}'>attribution at the fatal step</a><br>"

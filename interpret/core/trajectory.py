@@ -208,7 +208,7 @@ def record_trajectories(
         procgen = family == "procgen"
         seeds = vec.current_level_seeds() if procgen else np.full(len(obs), -1, np.int64)
         scored.append((scores, values, seeds))
-        actions = None
+        actions: torch.Tensor | np.ndarray | None = None
         if not view.recurrent:
             actions = sample_scores(torch.as_tensor(scores), kind, deterministic, generator)
         if actions is None:

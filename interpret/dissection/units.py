@@ -122,23 +122,30 @@ def unit_statistics(
     n = len(observations)
     if n == 0:
         raise InterpretError("no observations to dissect")
-    top = maximum = total = positive = None
-    per_obs_max, keep, shape = [], 0, None
+    # Per unit, over the batches so far (None before the first).
+    top: torch.Tensor | None = None
+    maximum: torch.Tensor | None = None
+    total: torch.Tensor | None = None
+    positive: torch.Tensor | None = None
+    per_obs_max: list[torch.Tensor] = []
+    keep, shape = 0, None
     for part in batches(n, batch_size):
         act = forward_layers(view, [layer], observations[part])[layer].float()
         if shape is None:
             shape = tuple(act.shape[1:])
             keep = int(np.floor(quantile * n * shape[1] * shape[2])) + 1
-            total = torch.zeros(shape[0], dtype=torch.float64)
-            positive = torch.zeros(shape[0], dtype=torch.float64)
         flat = act.transpose(0, 1).reshape(shape[0], -1)  # (U, b*h*w)
         per_obs_max.append(act.flatten(2).amax(dim=2))
         maximum = flat.amax(dim=1) if maximum is None else torch.maximum(maximum, flat.amax(dim=1))
-        total += flat.sum(dim=1, dtype=torch.float64)
-        positive += (flat > 0).sum(dim=1, dtype=torch.float64)
+        batch_total = flat.sum(dim=1, dtype=torch.float64)
+        total = batch_total if total is None else total + batch_total
+        batch_positive = (flat > 0).sum(dim=1, dtype=torch.float64)
+        positive = batch_positive if positive is None else positive + batch_positive
         pool = flat if top is None else torch.cat([top, flat], dim=1)
         top = pool.topk(min(keep, pool.shape[1]), dim=1).values
-    assert shape is not None and maximum is not None  # n > 0: the loop ran
+    # n > 0: the loop ran
+    assert shape is not None and maximum is not None and top is not None
+    assert total is not None and positive is not None
     count = n * shape[1] * shape[2]
     return UnitStatistics(
         layer=layer,

@@ -26,6 +26,7 @@ import html
 import io
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -210,9 +211,7 @@ def run(args: argparse.Namespace) -> Path:
             disable=args.no_progress,
             leave=False,
         )
-        trained = train_gol(
-            config, checkpoint, progress=lambda done, _t, bar=bar: bar.update(done - bar.n)
-        )
+        trained = train_gol(config, checkpoint, progress=_advance(bar))
         bar.close()
         row = _evaluate_run(trained, args.sequences)
         runs.append(row)
@@ -229,6 +228,15 @@ def run(args: argparse.Namespace) -> Path:
     for checkpoint in checkpoints:
         checkpoint.unlink(missing_ok=True)
     return index
+
+
+def _advance(bar: tqdm) -> Callable[[int, int], None]:
+    """A ``train_gol`` progress callback that moves ``bar`` to the steps done."""
+
+    def update(done: int, _total: int) -> None:
+        bar.update(done - bar.n)
+
+    return update
 
 
 def _evaluate_run(trained, sequences: int) -> dict[str, Any]:

@@ -312,7 +312,8 @@ def train_adversarial_decoder(
             with torch.no_grad():
                 hidden = model.hidden_states(seq[:, :1])
             intermediate = torch.cat(hidden[1:-1], dim=0)
-            real = seq[:, torch.randint(0, seq.shape[1], (1,), generator=data).item()]
+            frame = int(torch.randint(0, seq.shape[1], (1,), generator=data).item())
+            real = seq[:, frame]
             fake = model.decode(intermediate)
             d_real = discriminator(real[:, None])
             d_fake = discriminator(fake.detach())

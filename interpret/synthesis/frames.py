@@ -124,7 +124,8 @@ class ColorFrameStack:
             while not isinstance(env, WarpFrame):
                 env = env.env
             self._latest.append(None)
-            env.observation = self._recorder(i, env, env.observation)
+            # Wraps this instance's WarpFrame.observation to record the color frame too.
+            env.observation = self._recorder(i, env, env.observation)  # type: ignore[method-assign]
         self.stack = np.zeros((0, 0, 0, 0), dtype=np.uint8)  # set by reset
 
     def _recorder(self, index: int, warp: Any, gray: Callable) -> Callable:
@@ -139,8 +140,8 @@ class ColorFrameStack:
 
     def reset(self) -> np.ndarray:
         """After ``venv.reset()``: the color stacks (n, H, W, 3k)."""
-        first = self._latest[0]
-        n, (h, w) = len(self._latest), first.shape[:2]
+        frames = self._frames()
+        n, (h, w) = len(frames), frames[0].shape[:2]
         self.stack = np.zeros((n, h, w, 3 * self.frames), dtype=np.uint8)
         self._push(np.ones(n, dtype=bool))
         return self.stack.copy()
@@ -153,7 +154,14 @@ class ColorFrameStack:
     def _push(self, reset: np.ndarray) -> None:
         self.stack[reset] = 0
         self.stack = np.roll(self.stack, -3, axis=-1)
-        self.stack[..., -3:] = np.stack(self._latest)  # type: ignore[arg-type]  # all set by now
+        self.stack[..., -3:] = np.stack(self._frames())
+
+    def _frames(self) -> list[np.ndarray]:
+        """Each sub-env's latest color frame; every one has a frame once the venv was reset."""
+        frames = [frame for frame in self._latest if frame is not None]
+        if len(frames) != len(self._latest):
+            raise RuntimeError("ColorFrameStack: a sub-env has no frame yet; reset the venv first")
+        return frames
 
 
 @dataclass
