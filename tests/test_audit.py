@@ -17,7 +17,7 @@ import envs
 from agents.evaluate import evaluate_procgen_levels
 from agents.executor import LocalExecutor
 from interpret.audit.causes import TABLE_COLUMNS
-from interpret.audit.comparison import two_proportion_p
+from interpret.audit.comparison import comparison_rows, two_proportion_p
 from interpret.audit.engine import (
     ReplayDivergedError,
     _Policy,
@@ -266,6 +266,19 @@ def test_two_proportion_test_known_value():
 
 
 @pytest.mark.slow
+def test_comparison_reads_an_audit_and_its_summary_alike(audit):
+    from interpret.audit.report import summary_dict
+
+    summary = json.loads(json.dumps(summary_dict(audit, attribution=False)))
+    live, saved = comparison_rows(audit, audit), comparison_rows(summary, audit)
+    assert [r["row"] for r in live] == ["completed", *TABLE_COLUMNS, "all failures"]
+    assert [(r["a"]["count"], r["b"]["count"]) for r in saved] == [
+        (r["a"]["count"], r["b"]["count"]) for r in live
+    ]
+    failed = audit.n - int(audit.completed.sum())
+    assert live[-1]["a"]["count"] == failed and all(r["p_value"] == 1.0 for r in saved)
+
+
 def test_counterfactual_levels_without_hazards_only_time_out(model):
     """Every level is edited, also one started in a slot after another level ended (502,
     third on two envs, which the runner fails unedited)."""

@@ -8,7 +8,12 @@ import envs
 from envs.coinrun_state import ENEMY, SAW, WALL_MID, WALL_TOP, CoinRunState
 from interpret.attribution.hazards import area_fractions, hazard_masks
 from interpret.attribution.nmf import NMFFeatures
-from interpret.attribution.object_labels import dominant_labels, label_by_objects, score_objects
+from interpret.attribution.object_labels import (
+    dominant_labels,
+    feature_for_class,
+    label_by_objects,
+    score_objects,
+)
 from interpret.attribution.object_masks import OBJECT_CLASSES, object_masks
 from interpret.core.errors import InterpretError
 
@@ -151,6 +156,29 @@ def test_the_rule_and_repeated_classes_numbered_by_contrast():
     rivals = np.array([[0.04, 0.03, 0.93]])  # coin at 42, a small second class at 31
     small = np.array([0.001, 0.001, 0.998])
     assert dominant_labels(rivals, contrast_of(rivals, small), "abc") == [""]
+
+
+def test_the_feature_for_a_class_is_its_label_else_the_densest_unlabelled_one():
+    area = np.array([0.001, 0.001, 0.998])  # coin, enemy, background
+    shares = np.array([
+        [0.10, 0.05, 0.85],  # coin (contrast 111) leads enemy (53) by 2x: coin
+        [0.00, 0.03, 0.97],  # enemy alone (31): enemy
+        [0.03, 0.04, 0.93],  # enemy 42 vs coin 31, no 2x lead: unlabelled
+        [0.03, 0.01, 0.96],  # coin 31, enemy under MIN_SHARE: coin 2
+    ])  # fmt: skip
+    contrast = contrast_of(shares, area)
+    labels = dominant_labels(shares, contrast, ["coin", "enemy", "background"])
+    assert labels == ["coin", "enemy", "", "coin 2"]
+    scores = {"classes": ["coin", "enemy", "background"], "labels": labels}
+    scores |= {"contrast": contrast.tolist(), "shares": shares.tolist()}
+    assert feature_for_class(scores, "enemy")[0] == 1
+    assert feature_for_class(scores, "coin")[0] == 0
+    unlabelled = {**scores, "labels": ["coin", "", "", "coin 2"]}
+    chosen, why = feature_for_class(unlabelled, "enemy")
+    assert chosen == 2 and "highest contrast" in why  # 42 over feature 1's 31
+    assert feature_for_class(unlabelled, "background")[0] is None
+    with pytest.raises(InterpretError, match="no object class 'saw'"):
+        feature_for_class(scores, "saw")
 
 
 def test_mismatched_inputs_are_refused(masks):

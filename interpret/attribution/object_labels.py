@@ -240,3 +240,32 @@ def label_by_objects(
     if len(states) != len(attributions):
         raise InterpretError(f"{len(states)} states for {len(attributions)} attributions")
     return score_objects(features, attributions, object_masks(states, batch_size))
+
+
+def feature_for_class(scores: dict[str, Any], name: str) -> tuple[int | None, str]:
+    """The feature that stands for object class `name`, from the scores of `ObjectLabels.
+    to_json` (a report's ``summary.json["object_labels"]``), and a sentence saying why: the
+    feature labelled `name`; else, of the unlabelled features holding `MIN_SHARE` of their
+    attribution on it, the one of highest contrast (at least `MIN_CONTRAST`); else None."""
+    classes, labels = list(scores["classes"]), list(scores["labels"])
+    if name not in classes:
+        raise InterpretError(f"no object class {name!r}; the classes: {', '.join(classes)}")
+    if name in labels:
+        return labels.index(name), f"feature {labels.index(name)}, labelled {name}"
+    c = classes.index(name)
+    contrast, shares = np.asarray(scores["contrast"]), np.asarray(scores["shares"])
+    candidates = [
+        f
+        for f, label in enumerate(labels)
+        if not label and shares[f, c] >= MIN_SHARE and contrast[f, c] >= MIN_CONTRAST
+    ]
+    if not candidates:
+        return None, (
+            f"no feature is labelled {name}, and no unlabelled one holds {MIN_SHARE:.0%} of its "
+            f"attribution on {name} at contrast {MIN_CONTRAST:g}"
+        )
+    best = max(candidates, key=lambda f: contrast[f, c])
+    return best, (
+        f"feature {best}: no feature is labelled {name}; of the unlabelled ones it has the "
+        f"highest contrast on {name} ({contrast[best, c]:.3g}, {shares[best, c]:.0%} of it)"
+    )

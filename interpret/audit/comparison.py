@@ -19,29 +19,40 @@ def two_proportion_p(k_a: int, n_a: int, k_b: int, n_b: int) -> float:
 
 def comparison_rows(a: Any, b: Any) -> list[dict[str, Any]]:
     """Per row (completed, each paper column, all failures): both rates with CIs, B - A and
-    the p-value of the difference."""
+    the p-value of the difference. `a`, `b`: `AuditResult`s or audit ``summary.json`` dicts."""
+    ra, rb = audit_rates(a), audit_rates(b)
+    n_a, n_b = ra.pop("levels"), rb.pop("levels")
+    return [
+        {
+            "row": name,
+            "a": ra[name],
+            "b": rb[name],
+            "difference": rb[name]["rate"] - ra[name]["rate"],
+            "p_value": two_proportion_p(ra[name]["count"], n_a, rb[name]["count"], n_b),
+        }
+        for name in ra
+    ]
+
+
+def audit_rates(audit: Any) -> dict[str, Any]:
+    """{"levels": N, "completed": rate, each paper column: rate, "all failures": rate} of an
+    `AuditResult` or of an audit's ``summary.json`` dict; a rate is {count, rate, ci95}."""
     from interpret.audit.causes import TABLE_COLUMNS
 
-    rows = []
-    pairs = [("completed", _completion_rate(a), _completion_rate(b))]
-    table_a, table_b = a.failure_table(), b.failure_table()
-    pairs += [(c, table_a[c], table_b[c]) for c in (*TABLE_COLUMNS, "all failures")]
-    for name, ra, rb in pairs:
-        rows.append(
-            {
-                "row": name,
-                "a": ra,
-                "b": rb,
-                "difference": rb["rate"] - ra["rate"],
-                "p_value": two_proportion_p(ra["count"], a.n, rb["count"], b.n),
-            }
-        )
-    return rows
-
-
-def _completion_rate(result: Any) -> dict[str, Any]:
-    c = result.completion()
-    return {"count": c["completed"], "rate": c["rate"], "ci95": c["ci95"]}
+    if isinstance(audit, dict):
+        completion, table = audit["completion"], audit["failure_table"]
+    else:
+        completion, table = audit.completion(), audit.failure_table()
+    rates: dict[str, Any] = {
+        "levels": completion["levels"],
+        "completed": {
+            "count": completion["completed"],
+            "rate": completion["rate"],
+            "ci95": completion["ci95"],
+        },
+    }
+    rates.update({c: table[c] for c in (*TABLE_COLUMNS, "all failures")})
+    return rates
 
 
 def format_comparison(rows: list[dict[str, Any]], name_a: str, name_b: str, n: int) -> str:

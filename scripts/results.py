@@ -1,0 +1,414 @@
+"""Reproduce the papers' experiments on the zoo agents and write their pages: `make results`.
+
+Every step is one of the project's own commands (``python -m interpret ...``), run as a
+subprocess with its output logged under ``--work``; a step whose output is already there is
+skipped, so an interrupted run resumes where it stopped (``--force`` redoes everything).
+Each experiment ends in a page under ``--out`` (default ``docs/results/``) with its tables,
+the exact commands, the date, the commit and the machine.
+
+experiments:
+  editing   Hilton, Cammarata, Carter, Goh, Olah, "Understanding RL Vision" (Distill, 2020),
+            "Model editing": the failure-by-cause table of the original model, the model with
+            its buzzsaw feature projected out, with its enemy feature projected out, and the
+            original on invisible (still lethal) buzzsaws, all on the same N unseen levels,
+            with 95% intervals and p-values against the original, next to the paper's table.
+
+example:
+  python scripts/results.py editing --model zoo:coinrun-ppo-nature --layer cnn.3 --levels 2000
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import re
+import shlex
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tqdm import tqdm  # noqa: E402
+
+from interpret.audit.causes import TABLE_COLUMNS  # noqa: E402
+from interpret.audit.comparison import comparison_rows  # noqa: E402
+
+# Hilton et al. (2020), "Model editing": % of 10,000 levels failed by cause.
+PAPER_EDITING = {
+    "original": (0.37, 0.16, 0.12, 0.08),
+    "buzzsaw-blind": (12.76, 0.16, 0.08, 0.05),
+    "enemy-blind": (0.36, 4.69, 0.97, 0.07),
+    "invisible buzzsaws": (32.20, 0.05, 0.05, 0.05),
+}
+PAPER_ROW_NOTE = {"enemy-blind": "the paper's edit blinded its 'enemy moving left' feature"}
+
+
+@dataclass
+class Step:
+    """One command of an experiment; done when `output` exists."""
+
+    title: str
+    argv: list[str]
+    output: Path
+
+    def shell(self) -> str:
+        return " ".join(shlex.quote(a) for a in ["python", *self.argv[1:]])
+
+
+@dataclass
+class Runner:
+    """Runs steps in order with one progress bar, logging each under `work`/logs."""
+
+    work: Path
+    force: bool
+    commands: list[str] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def run(self, steps: list[Step], bar: tqdm) -> None:
+        for step in steps:
+            bar.set_postfix_str(step.title)
+            self.commands.append(step.shell())
+            if step.output.exists() and not self.force:
+                bar.update(1)
+                continue
+            log = self.work / "logs" / f"{slug(step.title)}.log"
+            log.parent.mkdir(parents=True, exist_ok=True)
+            start = time.perf_counter()
+            with log.open("w") as handle:
+                done = subprocess.run(step.argv, cwd=ROOT, stdout=handle, stderr=subprocess.STDOUT)
+            self.seconds[step.title] = time.perf_counter() - start
+            if done.returncode != 0:
+                tail = log.read_text().strip().splitlines()[-3:]
+                raise SystemExit(f"{step.title} failed ({log}): " + " / ".join(tail))
+            bar.update(1)
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+
+
+def interpret(*args: str) -> list[str]:
+    return [sys.executable, "-m", "interpret", *args]
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text())
+
+
+def provenance() -> str:
+    """Date, commit (with a note when the tree differs from it), machine and load."""
+    from agents.training import machine_name
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", *args], cwd=ROOT, capture_output=True, text=True, check=False
+        ).stdout.strip()
+
+    commit = git("rev-parse", "--short", "HEAD") or "unknown"
+    dirty = " (with uncommitted changes)" if git("status", "--porcelain", "--", ".") else ""
+    import torch
+
+    load = " / ".join(f"{x:.1f}" for x in os.getloadavg())
+    return (
+        f"Date: {datetime.date.today().isoformat()}. Commit: `{commit}`{dirty}. "
+        f"Machine: {machine_name()}, Python {platform.python_version()}, torch "
+        f"{torch.__version__}; load average at the end {load} (1/5/15 min)."
+    )
+
+
+def percent_cell(rate: dict[str, Any]) -> str:
+    lo, hi = rate["ci95"]
+    return f"{100 * rate['rate']:.2f} ({100 * lo:.2f}-{100 * hi:.2f})"
+
+
+def p_cell(p: float) -> str:
+    return "" if p >= 0.9995 else f"p={p:.2g}"
+
+
+# ---- editing ----------------------------------------------------------------------------------
+
+
+def attribution_step(args: argparse.Namespace) -> Step:
+    """The attribution report whose labelled features the edits remove."""
+    report = args.work / f"attribution-{args.layer}"
+    return Step(
+        f"attribute {args.layer}",
+        interpret(
+            "attribute", args.model, "--layer", args.layer, "--features", str(args.nmf_features),
+            "--out", str(report), "--force",
+        ),
+        report / "summary.json",
+    )  # fmt: skip
+
+
+def editing_steps(
+    args: argparse.Namespace, report: Path, features: dict[str, int | None]
+) -> tuple[list[Step], dict[str, Path]]:
+    """(the edit and audit steps, row -> audit report); `features`: row -> feature to remove
+    (None: no such row)."""
+    work = args.work
+    play = ["--levels", str(args.levels), "--seed", str(args.seed)]
+    play += ["--workers", str(args.workers), "--no-attribution", "--force"]
+    audits: dict[str, Path] = {}
+    later: list[Step] = []
+
+    def audit(row: str, model: str, *extra: str) -> None:
+        out = work / "audits" / slug(row)
+        audits[row] = out
+        later.append(
+            Step(f"audit {row}", interpret("audit", model, *play, *extra, "--out", str(out)),
+                 out / "summary.json")
+        )  # fmt: skip
+
+    audit("original", args.model)
+    for row, feature in features.items():
+        if feature is None:
+            continue
+        edited = work / "models" / slug(row)
+        later.append(
+            Step(
+                f"edit {row}",
+                interpret(
+                    "edit", args.model, "--features", str(report), "--feature", str(feature),
+                    "--out", str(edited), "--force",
+                ),
+                edited / "model.zip",
+            )
+        )  # fmt: skip
+        audit(row, str(edited))
+    audit("invisible buzzsaws", args.model, "--level-edit", "invisible-buzzsaws")
+    return later, audits
+
+
+def choose_features(
+    args: argparse.Namespace, report: Path
+) -> tuple[dict[str, int | None], dict[str, str]]:
+    """The buzzsaw and enemy features from the report's object labels: row -> feature (None
+    where there is none) and row -> why."""
+    from interpret.attribution.object_labels import feature_for_class
+
+    scores = read_json(report / "summary.json").get("object_labels")
+    if not scores:
+        raise SystemExit(f"{report} has no object labels (is {args.model} a CoinRun model?)")
+    features: dict[str, int | None] = {}
+    why: dict[str, str] = {}
+    for row, name in (("buzzsaw-blind", "buzzsaw"), ("enemy-blind", "enemy")):
+        features[row], why[row] = feature_for_class(scores, name)
+    return features, why
+
+
+def feature_lines(scores: dict[str, Any], top: int = 3) -> list[str]:
+    """Markdown rows: feature, label, the classes of highest contrast (share@contrast), R²."""
+    from interpret.attribution.object_labels import MIN_SHARE
+
+    rows = []
+    for f, label in enumerate(scores["labels"]):
+        shares, contrast = scores["shares"][f], scores["contrast"][f]
+        held = [c for c in range(len(shares)) if shares[c] >= MIN_SHARE and contrast[c] > 1]
+        held.sort(key=lambda c: -contrast[c])
+        top_classes = ", ".join(
+            f"{scores['classes'][c]} {100 * shares[c]:.0f}%@{contrast[c]:.3g}" for c in held[:top]
+        )
+        rows.append(f"| {f} | {label or '-'} | {top_classes or '-'} | {scores['fit_r2'][f]:.2f} |")
+    return rows
+
+
+def editing_table(summaries: dict[str, dict[str, Any]]) -> tuple[list[str], dict[str, Any]]:
+    """Markdown rows of the failure table (ours with p against the original, then the
+    paper's) and the verdict of the paper's success test on the buzzsaw edit."""
+    reference = summaries["original"]
+    lines = []
+    verdict: dict[str, Any] = {}
+    for row, summary in summaries.items():
+        compared = {r["row"]: r for r in comparison_rows(reference, summary)}
+        cells = [percent_cell(compared["completed"]["b"])]
+        for column in TABLE_COLUMNS:
+            r = compared[column]
+            p = "" if row == "original" else p_cell(r["p_value"])
+            cells.append(f"{percent_cell(r['b'])} {p}".strip())
+        paper = " / ".join(f"{x:.2f}" for x in PAPER_EDITING[row])
+        lines.append(f"| {row} | " + " | ".join(cells) + f" | {paper} |")
+        if row == "buzzsaw-blind":
+            saw = compared[TABLE_COLUMNS[0]]
+            others_inside = {
+                column: bool(
+                    reference["failure_table"][column]["ci95"][0]
+                    <= compared[column]["b"]["rate"]
+                    <= reference["failure_table"][column]["ci95"][1]
+                )
+                for column in TABLE_COLUMNS[1:]
+            }
+            verdict = {
+                "buzzsaw_p": saw["p_value"],
+                "buzzsaw_difference": saw["difference"],
+                "others_inside_original_interval": others_inside,
+                "success": bool(
+                    saw["p_value"] < 0.01 and saw["difference"] > 0 and all(others_inside.values())
+                ),
+            }
+    return lines, verdict
+
+
+def editing(args: argparse.Namespace, runner: Runner) -> Path:
+    attribute = attribution_step(args)
+    report = attribute.output.parent
+    with tqdm(total=1, desc="editing", unit="step") as bar:
+        runner.run([attribute], bar)
+        features, why = choose_features(args, report)
+        later, audits = editing_steps(args, report, features)
+        bar.total = 1 + len(later)
+        bar.refresh()
+        runner.run(later, bar)
+    summaries = {row: read_json(path / "summary.json") for row, path in audits.items()}
+    scores = read_json(report / "summary.json")["object_labels"]
+    table, verdict = editing_table(summaries)
+    name = args.model.removeprefix("zoo:")
+    n = summaries["original"]["levels"]
+    first_level = summaries["original"]["first_level"]
+    saw = verdict.get("buzzsaw_p")
+    if verdict.get("success"):
+        conclusion = (
+            f"The buzzsaw edit raised buzzsaw failures by "
+            f"{100 * verdict['buzzsaw_difference']:+.2f} points (p={saw:.2g}) and left the "
+            "other columns inside the original's 95% intervals: the paper's test is met."
+        )
+    elif verdict:
+        outside = [c for c, ok in verdict["others_inside_original_interval"].items() if not ok]
+        conclusion = (
+            f"The paper's test is not met: the buzzsaw edit changed buzzsaw failures by "
+            f"{100 * verdict['buzzsaw_difference']:+.2f} points (p={saw:.2g}; the test needs "
+            "an increase at p < 0.01)"
+            + (
+                f", and moved {', '.join(outside)} outside the original's interval"
+                if outside
+                else ""
+            )
+            + "."
+        )
+    else:
+        conclusion = "No buzzsaw feature was found, so there is no buzzsaw edit to test."
+    page = [
+        f"# The editing experiment on `{args.model}` (layer `{args.layer}`)",
+        "",
+        provenance(),
+        "",
+        "Reproduce with `make results` or "
+        f"`python scripts/results.py editing --model {args.model} --layer {args.layer} "
+        f"--levels {args.levels}`.",
+        "",
+        "Following Hilton, Cammarata, Carter, Goh, Olah, *Understanding RL Vision* (Distill, "
+        '2020), "Model editing": the NMF feature of the attribution at the layer that the game '
+        "labels buzzsaw (or enemy) is projected out of the next layer's kernel, and each model "
+        f"plays the same {n} unseen levels ({first_level} onwards, sampled actions, seed "
+        f"{args.seed}); the last row is the original on levels whose buzzsaws are invisible but "
+        "still lethal.",
+        "",
+        "## Failure rates by cause",
+        "",
+        f"% of {n} levels (95% Wilson interval); p: two-proportion z-test against the original "
+        "(blank where the counts are equal). The paper's columns are % of 10,000 levels.",
+        "",
+        "| row | completed | buzzsaw | enemy moving left | enemy moving right | multiple or "
+        "other | paper: buzzsaw / enemy left / enemy right / other |",
+        "|---|---|---|---|---|---|---|",
+        *table,
+        "",
+        conclusion,
+        "",
+        "Which feature each edit removed:",
+        "",
+        *[
+            f"- {row}: {text}" + ("" if row in summaries else " (row not played)")
+            for row, text in why.items()
+        ],
+        *[f"- {row} (paper): {text}" for row, text in PAPER_ROW_NOTE.items()],
+        "",
+        "Procgen's easy mode puts enemies only in pits, unlike the original CoinRun the paper "
+        "used, so enemies are rarely in view and rarely kill the agent.",
+        "",
+        f"## The features at `{args.layer}`, labelled by the game",
+        "",
+        "Per feature: its label, the classes of highest contrast with the share of its "
+        "attribution on each (`share@contrast`), and R² of its map's fit on the classes "
+        "([attribute.md](../attribute.md#features-labelled-by-the-games-objects)).",
+        "",
+        "| feature | label | top classes | R² |",
+        "|---|---|---|---|",
+        *feature_lines(scores),
+        "",
+        "## Commands",
+        "",
+        "```",
+        *runner.commands,
+        "```",
+        "",
+    ]
+    if runner.seconds:
+        page += ["Wall time per step (this run): " + ", ".join(
+            f"{k} {v / 60:.1f} min" for k, v in runner.seconds.items()) + ".", ""]  # fmt: skip
+    out = args.out / f"editing-{slug(name)}-{slug(args.layer)}.md"
+    write_atomic(out, "\n".join(page))
+    write_atomic(
+        args.work / "editing.json",
+        json.dumps({"verdict": verdict, "features": why, "commands": runner.commands}, indent=1),
+    )
+    return out
+
+
+def write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+EXPERIMENTS = {"editing": editing}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], epilog=__doc__.split("\n\n", 2)[2],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )  # fmt: skip
+    parser.add_argument("experiment", choices=sorted(EXPERIMENTS))
+    parser.add_argument("--model", default="zoo:coinrun-ppo", help="zoo:NAME, run or .zip")
+    parser.add_argument("--layer", default="2b", help="the layer whose feature is edited")
+    parser.add_argument("--nmf-features", type=int, default=8, help="NMF features (8)")
+    parser.add_argument("--levels", type=int, default=2000, help="levels per row (2000)")
+    parser.add_argument("--seed", type=int, default=0, help="action sampling seed (0)")
+    parser.add_argument("--workers", type=int, default=2, help="audit worker processes (2)")
+    parser.add_argument("--work", type=Path, help="outputs (default runs/results/MODEL)")
+    parser.add_argument("--out", type=Path, default=Path("docs/results"), help="pages")
+    parser.add_argument("--force", action="store_true", help="redo steps already done")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.levels < 1 or args.nmf_features < 1 or args.workers < 1:
+        parser.error("--levels, --nmf-features and --workers must be positive")
+    if (
+        args.model.startswith("zoo:")
+        and not (ROOT / "zoo" / args.model[4:] / "model.zip").is_file()
+    ):
+        parser.error(f"{args.model}: no zoo/{args.model[4:]}/model.zip in this checkout")
+    os.chdir(ROOT)  # relative paths, as the page's commands show them, are the repository's
+    if args.work is None:
+        args.work = Path("runs/results") / slug(args.model.removeprefix("zoo:"))
+    args.work.mkdir(parents=True, exist_ok=True)
+    page = EXPERIMENTS[args.experiment](args, Runner(args.work, args.force))
+    print(f"wrote {page}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

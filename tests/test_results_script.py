@@ -1,0 +1,66 @@
+"""scripts/results.py: the editing table and the paper's success test, on known counts."""
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+from agents.evaluate import wilson_interval
+from interpret.audit.causes import TABLE_COLUMNS
+
+SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "results.py"
+
+
+@pytest.fixture(scope="module")
+def results():
+    spec = importlib.util.spec_from_file_location("results_script", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def summary(n, failures):
+    """An audit summary.json of n levels with `failures` (one count per paper column)."""
+
+    def rate(k):
+        return {"count": k, "rate": k / n, "ci95": list(wilson_interval(k, n))}
+
+    completed = n - sum(failures)
+    table = {c: rate(k) for c, k in zip(TABLE_COLUMNS, failures, strict=True)}
+    table["all failures"] = rate(sum(failures))
+    completion = {"levels": n, "completed": completed, "rate": completed / n}
+    completion["ci95"] = list(wilson_interval(completed, n))
+    return {"levels": n, "first_level": 0, "completion": completion, "failure_table": table}
+
+
+def test_a_buzzsaw_edit_that_only_moves_buzzsaws_passes(results):
+    rows = {
+        "original": summary(2000, [8, 3, 2, 2]),
+        "buzzsaw-blind": summary(2000, [60, 3, 2, 1]),
+        "invisible buzzsaws": summary(2000, [600, 1, 1, 1]),
+    }
+    lines, verdict = results.editing_table(rows)
+    assert len(lines) == 3 and lines[0].startswith("| original | 99.25")
+    assert verdict["success"] and verdict["buzzsaw_p"] < 1e-6
+    assert "p=" in lines[1] and "12.76" in lines[1]  # ours with its p, then the paper's row
+
+
+def test_an_edit_that_moves_another_column_fails(results):
+    rows = {"original": summary(2000, [8, 3, 2, 2]), "buzzsaw-blind": summary(2000, [60, 40, 2, 2])}
+    _, verdict = results.editing_table(rows)
+    assert not verdict["success"]
+    assert verdict["others_inside_original_interval"][TABLE_COLUMNS[1]] is False
+    rows["buzzsaw-blind"] = summary(2000, [12, 3, 2, 2])  # more buzzsaw failures, p > 0.01
+    _, verdict = results.editing_table(rows)
+    assert not verdict["success"] and verdict["buzzsaw_p"] > 0.01
+
+
+def test_bad_arguments_exit_2_before_any_work(results, capsys):
+    with pytest.raises(SystemExit) as stop:
+        results.main(["editing", "--levels", "0"])
+    assert stop.value.code == 2 and "--levels" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as stop:
+        results.main(["editing", "--model", "zoo:no-such-agent"])
+    assert stop.value.code == 2 and "no zoo/no-such-agent" in capsys.readouterr().err
