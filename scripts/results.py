@@ -60,12 +60,14 @@ class Step:
     output: Path
 
     def shell(self) -> str:
-        return " ".join(shlex.quote(a) for a in ["python", *self.argv[1:]])
+        return shlex.join(["python", *self.argv[1:]])
 
 
 @dataclass
 class Runner:
-    """Runs steps in order with one progress bar, logging each under `work`/logs."""
+    """Runs steps in order with one progress bar, logging each under `work`/logs. A step is
+    skipped when its output exists and `work`/steps.json records it as done with the same
+    command."""
 
     work: Path
     force: bool
@@ -73,21 +75,25 @@ class Runner:
     seconds: dict[str, float] = field(default_factory=dict)
 
     def run(self, steps: list[Step], bar: tqdm) -> None:
+        record = self.work / "steps.json"
+        done = json.loads(record.read_text()) if record.is_file() else {}
         for step in steps:
             bar.set_postfix_str(step.title)
             self.commands.append(step.shell())
-            if step.output.exists() and not self.force:
+            if not self.force and step.output.exists() and done.get(step.title) == step.argv[1:]:
                 bar.update(1)
                 continue
             log = self.work / "logs" / f"{slug(step.title)}.log"
             log.parent.mkdir(parents=True, exist_ok=True)
             start = time.perf_counter()
             with log.open("w") as handle:
-                done = subprocess.run(step.argv, cwd=ROOT, stdout=handle, stderr=subprocess.STDOUT)
+                ended = subprocess.run(step.argv, cwd=ROOT, stdout=handle, stderr=subprocess.STDOUT)
             self.seconds[step.title] = time.perf_counter() - start
-            if done.returncode != 0:
+            if ended.returncode != 0:
                 tail = log.read_text().strip().splitlines()[-3:]
                 raise SystemExit(f"{step.title} failed ({log}): " + " / ".join(tail))
+            done[step.title] = step.argv[1:]
+            write_atomic(record, json.dumps(done, indent=1))
             bar.update(1)
 
 

@@ -1,6 +1,7 @@
 """scripts/results.py: the editing table and the paper's success test, on known counts."""
 
 import importlib.util
+import shlex
 import sys
 from pathlib import Path
 
@@ -64,3 +65,30 @@ def test_bad_arguments_exit_2_before_any_work(results, capsys):
     with pytest.raises(SystemExit) as stop:
         results.main(["editing", "--model", "zoo:no-such-agent"])
     assert stop.value.code == 2 and "no zoo/no-such-agent" in capsys.readouterr().err
+
+
+def test_steps_done_with_the_same_command_are_skipped(results, tmp_path):
+    out, calls = tmp_path / "out.txt", tmp_path / "calls.txt"
+
+    def step(text):
+        code = f"open({str(calls)!r}, 'a').write('x'); open({str(out)!r}, 'w').write({text!r})"
+        return results.Step("write", [sys.executable, "-c", code], out)
+
+    def run(text, force=False):
+        runner = results.Runner(tmp_path, force)
+        with results.tqdm(total=1, disable=True) as bar:
+            runner.run([step(text)], bar)
+        return runner
+
+    run("a")
+    run("a")  # done with this command: skipped
+    assert calls.read_text() == "x" and out.read_text() == "a"
+    run("b")  # another command for the same output: run again
+    assert calls.read_text() == "xx" and out.read_text() == "b"
+    runner = run("b", force=True)
+    assert calls.read_text() == "xxx" and runner.commands == [
+        shlex.join(["python", "-c", step("b").argv[2]])
+    ]
+    failing = results.Step("fail", [sys.executable, "-c", "raise SystemExit(3)"], tmp_path / "no")
+    with pytest.raises(SystemExit, match="fail failed"):
+        results.Runner(tmp_path, False).run([failing], results.tqdm(disable=True))
