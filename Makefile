@@ -3,7 +3,7 @@ PYTHON ?= python3
 BIN := .venv/bin
 DEMO_STEPS ?= 60000
 
-.PHONY: demo test fast-test lint format bench install clean
+.PHONY: demo test fast-test lint format bench results install clean
 
 install: .venv/.installed
 .venv/.installed: pyproject.toml scripts/install.sh
@@ -43,6 +43,16 @@ demo: install
 	$(BIN)/python -m interpret compare $(DEMO_MODEL) runs/demo-edited --levels $(DEMO_LEVELS) \
 		--out reports/demo-compare --force
 	@echo "open reports/demo-attribution/index.html and reports/demo-audit/index.html"
+
+# The papers' experiments on the zoo agents, each a page under docs/results/ (scripts/results.py;
+# a rerun skips the steps already done). The editing table uses the reference CoinRun agent
+# (zoo/coinrun-ppo, layer 2b) once it is there, else the Nature-CNN agent at its layer cnn.3.
+RESULTS_COINRUN := $(if $(wildcard $(ZOO_COINRUN)),--model zoo:coinrun-ppo --layer 2b,--model zoo:coinrun-ppo-nature --layer cnn.3)
+RESULTS_LEVELS ?= 10000
+
+results: install
+	$(BIN)/python scripts/results.py editing $(RESULTS_COINRUN) --levels $(RESULTS_LEVELS)
+	$(BIN)/python scripts/results.py goggles --model zoo:pong-ppo
 
 lint: install
 	$(BIN)/ruff check .

@@ -369,6 +369,137 @@ def editing(args: argparse.Namespace, runner: Runner) -> Path:
     return out
 
 
+# ---- goggles and critical states ---------------------------------------------------------------
+
+# Rupprecht, Ibrahim, Pal (2020), Table 1, Pong: the agent's score seeing the real frames /
+# a plain VAE's reconstructions / the reconstruction-only generator's / the full generator's.
+PAPER_GOGGLES = {"agent": 14, "vae": -8, "recon": 4, "full": 14}
+GOGGLES_ROWS = {
+    "agent": "the real frames",
+    "vae": "a plain VAE's reconstructions",
+    "recon": "the reconstruction-only generator's",
+    "full": "the full generator's (saliency-weighted, agent-perception loss)",
+}
+
+
+def synthesis_steps(args: argparse.Namespace) -> list[Step]:
+    """One `synthesize` per target; the first trains the generators (cached for the rest) and
+    plays the goggles episodes."""
+    steps = []
+    for i, target in enumerate(args.targets):
+        out = args.work / f"synthesis-{slug(target)}"
+        goggles = str(args.goggles_episodes if i == 0 else 0)
+        argv = interpret(
+            "synthesize", args.model, "--target", target, "--samples", str(args.samples),
+            "--frames", str(args.frames), "--epochs", str(args.epochs),
+            "--goggles-episodes", goggles, "--threads", str(args.threads),
+            "--seed", str(args.seed), "--no-progress", "--out", str(out), "--force",
+        )  # fmt: skip
+        steps.append(Step(f"synthesize {target}", argv, out / "summary.json"))
+    return steps
+
+
+def goggles_lines(goggles: dict[str, dict[str, Any]]) -> list[str]:
+    """Markdown rows: what the agent sees, its mean score ± s.e. (episodes), the paper's."""
+    return [
+        f"| {GOGGLES_ROWS[name]} | {r['mean_return']:+.2f} ± {r['return_stderr']:.2f} "
+        f"| {r['episodes']} | {PAPER_GOGGLES[name]:+d} |"
+        for name, r in ((n, goggles[n]) for n in GOGGLES_ROWS if n in goggles)
+    ]
+
+
+def gallery_png(report: Path, figure: Path, columns: int = 8) -> int:
+    """The report's synthesized states (lowest energy first), 2x, in one row; how many."""
+    import numpy as np
+    from PIL import Image
+
+    with np.load(report / "arrays.npz") as arrays:
+        images = arrays["synthesized"][:columns]  # (n, H, W, 3) uint8, as the report shows
+    strip = np.concatenate(
+        [np.pad(im, ((2, 2), (2, 2), (0, 0)), constant_values=255) for im in images], axis=1
+    )
+    figure.parent.mkdir(parents=True, exist_ok=True)
+    tmp = figure.with_name(f".{figure.name}.tmp.png")
+    Image.fromarray(strip).resize((strip.shape[1] * 2, strip.shape[0] * 2), Image.NEAREST).save(tmp)
+    tmp.replace(figure)
+    return len(images)
+
+
+def goggles(args: argparse.Namespace, runner: Runner) -> Path:
+    steps = synthesis_steps(args)
+    with tqdm(total=len(steps), desc="goggles", unit="step") as bar:
+        runner.run(steps, bar)
+    name = slug(args.model.removeprefix("zoo:"))
+    summaries = {t: read_json(s.output) for t, s in zip(args.targets, steps, strict=True)}
+    first = summaries[args.targets[0]]
+    table = goggles_lines(first["goggles"] or {})
+    names = action_names(args.model, first["env_id"])
+    actions = ", ".join(f"{k}: {v}" for k, v in enumerate(names))
+    galleries = []
+    for target, step in zip(args.targets, steps, strict=True):
+        figure = args.out / "figures" / f"synthesis-{name}-{slug(target)}.png"
+        shown = gallery_png(step.output.parent, figure)
+        energy = summaries[target]["energy"][:shown]
+        recorded = summaries[target]["recorded_frames_target_energy"]
+        galleries += [
+            f"### `{target}`",
+            "",
+            f"![{target}: {shown} synthesized states](figures/{figure.name})",
+            "",
+            f"Target energy of these states: {', '.join(f'{e:.3g}' for e in energy)} (on the "
+            f"recorded frames: mean {recorded['mean']:.3g}, lowest {recorded['min']:.3g}).",
+            "",
+        ]
+    page = [
+        f"# Generator goggles and critical states on `{args.model}`",
+        "",
+        provenance(),
+        "",
+        f"Reproduce with `make results` or `python scripts/results.py goggles --model "
+        f"{args.model}`.",
+        "",
+        "Following Rupprecht, Ibrahim, Pal, *Finding and Visualizing Weaknesses of Deep "
+        "Reinforcement Learning Agents* (ICLR, 2020): a generator of the agent's observations is "
+        f"trained on {first['frames']} recorded frames ({args.epochs} epochs); the agent then "
+        'plays while seeing each generator\'s reconstruction of every frame (the "goggles"), '
+        "and latent vectors are optimized for states where its outputs meet a target.",
+        "",
+        "## The agent with generator goggles",
+        "",
+        "| the agent sees | mean score ± s.e. | episodes | paper |",
+        "|---|---|---|---|",
+        *table,
+        "",
+        "## Synthesized states",
+        "",
+        "T+: high value whatever the agent does; T-: even the best action is bad; T+-: the "
+        "largest spread between the best and the worst action; action:K: action K "
+        f"({actions}). "
+        "Each row: the synthesized states, lowest energy first.",
+        "",
+        *galleries,
+        "## Commands",
+        "",
+        "```",
+        *runner.commands,
+        "```",
+        "",
+    ]
+    if runner.seconds:
+        page += ["Wall time per step (this run): " + ", ".join(
+            f"{k} {v / 60:.1f} min" for k, v in runner.seconds.items()) + ".", ""]  # fmt: skip
+    out = args.out / f"goggles-{name}.md"
+    write_atomic(out, "\n".join(page))
+    return out
+
+
+def action_names(model: str, env_id: str) -> list[str]:
+    import agents
+    from envs.action_names import action_names as names
+
+    return names(env_id, int(agents.load(model).action_space.n))
+
+
 def write_atomic(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
@@ -376,7 +507,7 @@ def write_atomic(path: Path, text: str) -> None:
     tmp.replace(path)
 
 
-EXPERIMENTS = {"editing": editing}
+EXPERIMENTS = {"editing": editing, "goggles": goggles}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -391,6 +522,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--levels", type=int, default=2000, help="levels per row (2000)")
     parser.add_argument("--seed", type=int, default=0, help="action sampling seed (0)")
     parser.add_argument("--workers", type=int, default=2, help="audit worker processes (2)")
+    synthesis = parser.add_argument_group("goggles")
+    synthesis.add_argument(
+        "--targets", nargs="+", default=["T-", "T+", "T+-", "action:2", "action:3"]
+    )
+    synthesis.add_argument("--samples", type=int, default=8, help="states per target (8)")
+    synthesis.add_argument("--frames", type=int, default=4096, help="recorded frames (4096)")
+    synthesis.add_argument("--epochs", type=int, default=10, help="generator epochs (10)")
+    synthesis.add_argument("--goggles-episodes", type=int, default=16, help="per row (16)")
+    synthesis.add_argument("--threads", type=int, default=2, help="torch threads (2)")
     parser.add_argument("--work", type=Path, help="outputs (default runs/results/MODEL)")
     parser.add_argument("--out", type=Path, default=Path("docs/results"), help="pages")
     parser.add_argument("--force", action="store_true", help="redo steps already done")
