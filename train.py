@@ -113,6 +113,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def hyperparam_flags(args: argparse.Namespace) -> dict[str, Any]:
+    """The hyperparameters given on the command line: ``--n-steps 128``, ``--hp key=value``."""
+    given = {k[3:]: v for k, v in vars(args).items() if k.startswith("hp_")}
+    return {**given, **envs.parse_options(args.hp)}
+
+
 def config_from_args(args: argparse.Namespace) -> Any:
     from agents.training import TrainConfig
 
@@ -124,8 +130,7 @@ def config_from_args(args: argparse.Namespace) -> Any:
     preset = args.preset or default_preset(args.algo, family)
     if not preset.endswith(args.algo):
         raise envs.EnvSpecError(f"preset {preset!r} is not for {args.algo}")
-    overrides = {k[3:]: v for k, v in vars(args).items() if k.startswith("hp_")}
-    overrides.update(envs.parse_options(args.hp))
+    overrides = hyperparam_flags(args)
     if args.eval_episodes < 0:
         raise envs.EnvSpecError(f"--eval-episodes must be >= 0, got {args.eval_episodes}")
     check_device(args.device)
@@ -190,8 +195,7 @@ def resumed_config(args: argparse.Namespace) -> Any:
     if args.out is None:
         raise RunError("--resume needs --out RUN_DIR")
     changeable = RESUMABLE_HYPERPARAMS.get(args.algo, ())
-    overrides = {k[3:]: v for k, v in vars(args).items() if k.startswith("hp_")}
-    overrides.update(envs.parse_options(args.hp))
+    overrides = hyperparam_flags(args)
     fixed = (
         [
             "--" + name.replace("_", "-")

@@ -23,11 +23,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from agents.architectures import L2Pool2d
-
 Outputs = dict[str, torch.Tensor]
 Lower = Callable[[torch.Tensor], torch.Tensor]
 Upper = Callable[[torch.Tensor], Outputs]
+
+
+class L2Pool(Protocol):
+    """L2 pooling with pool size = stride: sqrt(avgpool(x^2, kernel_size) + eps)."""
+
+    kernel_size: int
+    eps: float
 
 
 class UnknownLayerError(ValueError):
@@ -156,7 +161,7 @@ class PolicyView(Protocol):
         the outputs that ``layer`` determines (all of them for a shared layer)."""
         ...
 
-    def split_pool(self, layer: str) -> tuple[L2Pool2d, Upper] | None:
+    def split_pool(self, layer: str) -> tuple[L2Pool, Upper] | None:
         """(pool, rest) when the part above ``layer`` starts with L2 pooling, so that
         ``rest(pool(a))`` equals ``split(layer)``'s ``upper(a)`` (integrated gradients then
         integrate at the pooled size); None otherwise."""

@@ -94,6 +94,11 @@ def status_markdown(run_dir: Path, snapshot_dir: Path | None = None) -> str:
         rows = list(csv.DictReader(f))
     last = rows[-1] if rows else {}
     steps = int(float(last.get("time/total_timesteps") or 0))
+    latest = run_dir / "checkpoints" / "latest.json"
+    if latest.is_file():  # the step a resume starts from; rows logged after it are redone
+        steps = int(read_json(latest)["num_timesteps"])
+        older = (r for r in reversed(rows) if float(r.get("time/total_timesteps") or 0) <= steps)
+        last = next(older, {})
     seconds = float(last.get("time/time_elapsed") or 0)
     lines = [
         f"# Training in progress: {config['algo'].upper()} `{config['arch']}` on "

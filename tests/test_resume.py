@@ -162,6 +162,23 @@ def test_zoo_snapshot_and_restore_keep_the_resumable_state(tiny_run, tmp_path, o
     assert zoo.main(["restore", str(tmp_path / "nothing"), str(tmp_path / "x")]) == 2
 
 
+def test_zoo_card_counts_steps_to_the_checkpoint_a_resume_starts_from(tiny_run, tmp_path):
+    _, finished = tiny_run
+    run = tmp_path / "run"
+    shutil.copytree(finished, run)
+    rows = _progress(run)
+    later = {**rows[-1], "time/total_timesteps": "96", "time/time_elapsed": "1e6"}
+    with open(run / "progress.csv", "w", newline="") as f:  # a piece killed after logging 96
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows([*rows, later])
+    card = zoo.status_markdown(run)
+    assert "steps so far: 64 of 64" in card
+    assert f"training time {float(rows[-1]['time/time_elapsed']) / 3600:.2f} h" in card
+    (run / "checkpoints" / "latest.json").unlink()  # no checkpoint: progress.csv's last row
+    assert "steps so far: 96 of 64" in zoo.status_markdown(run)
+
+
 def test_zoo_publish_writes_a_weights_only_entry_with_measured_scores(
     tiny_run, tmp_path, monkeypatch, one_torch_thread
 ):

@@ -29,8 +29,7 @@ import torch
 from captum.attr._utils.approximation_methods import approximation_parameters
 from torch import nn
 
-from agents.architectures import L2Pool2d
-from agents.policy_view import Outputs, PolicyView
+from agents.policy_view import L2Pool, Outputs, PolicyView
 from agents.precision import autocast, check_precision
 from interpret.core.errors import InterpretError
 
@@ -264,7 +263,7 @@ class HiddenLayerIntegratedGradients:
         return attributions.contiguous(), self._end_outputs(values, alphas, a)
 
     def _integrate_through_pool(
-        self, a: torch.Tensor, baseline: torch.Tensor | None, pool: L2Pool2d, rest: Callable
+        self, a: torch.Tensor, baseline: torch.Tensor | None, pool: L2Pool, rest: Callable
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """`_integrate` for an upper network that starts with L2 pooling (2b -> pool2 in the
         interpretable CNN), without materializing the n path points at the layer's size.

@@ -224,9 +224,9 @@ class _Policy:
         self.precision = check_precision(precision)
         self.recurrent = view.recurrent
 
-    def scores(self, obs: np.ndarray) -> tuple[str, np.ndarray, np.ndarray]:
-        """(the view's score kind, "q" or "logits"; its scores (n, A) float64; values (n,)
-        float32, NaN where the view has none), whatever the precision."""
+    def scores(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(the view's action scores (n, A) float64, values (n,) float32, NaN where the view has
+        none), whatever the precision."""
         n = len(obs)
         with torch.inference_mode():
             x = self.view.preprocess(obs)
@@ -236,7 +236,7 @@ class _Policy:
             value = self.view.state_value(out)
         scores = self.view.action_scores(out).double().cpu().numpy()
         values = value.cpu().numpy() if value is not None else np.full(n, np.nan)
-        return self.view.score_kind, scores, values.astype(np.float32)
+        return scores, values.astype(np.float32)
 
     def sample(self, obs: np.ndarray, uniforms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(actions (n,) int64, values (n,) float32; NaN where the view has none) for
@@ -245,8 +245,8 @@ class _Policy:
         if self.recurrent:  # World Models: the controller keeps (h, c) between calls
             actions = np.asarray(self.view.act(obs, deterministic=True)).reshape(n)
             return actions.astype(np.int64), np.full(n, np.nan, np.float32)
-        kind, logits, values = self.scores(obs)
-        return sample_uniforms(logits, kind, self.deterministic, uniforms), values
+        scores, values = self.scores(obs)
+        return sample_uniforms(scores, self.view.score_kind, self.deterministic, uniforms), values
 
 
 class _Episode:

@@ -157,11 +157,11 @@ def gae_advantages(
 @torch.no_grad()
 def _scores_and_values(
     view: PolicyView, obs: np.ndarray, state: Any = None
-) -> tuple[np.ndarray, np.ndarray, str]:
+) -> tuple[np.ndarray, np.ndarray]:
     out = view.outputs(view.preprocess(obs), state)
     value = view.state_value(out)
     values = value.float().cpu().numpy() if value is not None else np.full(len(obs), np.nan)
-    return view.action_scores(out).float().cpu().numpy(), values, view.score_kind
+    return view.action_scores(out).float().cpu().numpy(), values
 
 
 def record_trajectories(
@@ -204,20 +204,21 @@ def record_trajectories(
 
     def act(obs: np.ndarray, _: np.ndarray) -> np.ndarray:
         # Scores come from ``outputs`` at the state ``act`` starts from (recurrent views).
-        scores, values, kind = _scores_and_values(view, obs, view.state)
+        scores, values = _scores_and_values(view, obs, view.state)
         procgen = family == "procgen"
         seeds = vec.current_level_seeds() if procgen else np.full(len(obs), -1, np.int64)
         scored.append((scores, values, seeds))
         actions: torch.Tensor | np.ndarray | None = None
         if not view.recurrent:
-            actions = sample_scores(torch.as_tensor(scores), kind, deterministic, generator)
+            scores_t = torch.as_tensor(scores)
+            actions = sample_scores(scores_t, view.score_kind, deterministic, generator)
         if actions is None:
             actions = view.act(obs, deterministic=deterministic, generator=generator)
         return explore(np.asarray(actions), vec.action_space, rng, epsilon)
 
     try:
         steps = list(play(vec, act, steps=n_steps, reset=view.reset, record_states=record_states))
-        _, last_values, kind = _scores_and_values(view, steps[-1].next_obs, view.state)
+        _, last_values = _scores_and_values(view, steps[-1].next_obs, view.state)
     finally:
         vec.close()
 
@@ -230,7 +231,7 @@ def record_trajectories(
         "deterministic": deterministic,
         "gamma": gamma,
         "gae_lambda": lam,
-        "scores": kind,
+        "scores": view.score_kind,
     }
     trajectories = []
     for i in range(n_envs):
