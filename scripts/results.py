@@ -98,7 +98,13 @@ class Runner:
 
 
 def slug(text: str) -> str:
+    """A file name for `text`: "buzzsaw-blind", "zoo:coinrun-ppo" -> "zoo-coinrun-ppo"."""
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+
+
+def target_slug(target: str) -> str:
+    """A file name for a synthesis target: "T+-" -> "t-plus-minus", "action:2" -> "action-2"."""
+    return slug(target.replace("+", " plus ").replace("-", " minus "))
 
 
 def interpret(*args: str) -> list[str]:
@@ -387,7 +393,7 @@ def synthesis_steps(args: argparse.Namespace) -> list[Step]:
     plays the goggles episodes."""
     steps = []
     for i, target in enumerate(args.targets):
-        out = args.work / f"synthesis-{slug(target)}"
+        out = args.work / f"synthesis-{target_slug(target)}"
         goggles = str(args.goggles_episodes if i == 0 else 0)
         argv = interpret(
             "synthesize", args.model, "--target", target, "--samples", str(args.samples),
@@ -395,7 +401,7 @@ def synthesis_steps(args: argparse.Namespace) -> list[Step]:
             "--goggles-episodes", goggles, "--threads", str(args.threads),
             "--seed", str(args.seed), "--no-progress", "--out", str(out), "--force",
         )  # fmt: skip
-        steps.append(Step(f"synthesize {target}", argv, out / "summary.json"))
+        steps.append(Step(f"synthesize {target_slug(target)}", argv, out / "summary.json"))
     return steps
 
 
@@ -437,7 +443,7 @@ def goggles(args: argparse.Namespace, runner: Runner) -> Path:
     actions = ", ".join(f"{k}: {v}" for k, v in enumerate(names))
     galleries = []
     for target, step in zip(args.targets, steps, strict=True):
-        figure = args.out / "figures" / f"synthesis-{name}-{slug(target)}.png"
+        figure = args.out / "figures" / f"synthesis-{name}-{target_slug(target)}.png"
         shown = gallery_png(step.output.parent, figure)
         energy = summaries[target]["energy"][:shown]
         recorded = summaries[target]["recorded_frames_target_energy"]
