@@ -3,8 +3,9 @@
 Every step is one of the project's own commands (``python -m interpret ...``), run as a
 subprocess with its output logged under ``--work``; a step whose output is already there is
 skipped, so an interrupted run resumes where it stopped (``--force`` redoes everything).
-Each experiment ends in a page under ``--out`` (default ``docs/results/``) with its tables,
-the exact commands, the date, the commit and the machine.
+Each experiment ends in a page under ``--out`` (default ``docs/results/``), named by the
+date (a run on a later day writes a new page), with its tables, the exact commands, the commit
+and the machine.
 
 experiments:
   editing   Hilton, Cammarata, Carter, Goh, Olah, "Understanding RL Vision" (Distill, 2020),
@@ -34,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+TODAY = datetime.date.today().isoformat()  # pages are dated: a later run writes a new page
 sys.path.insert(0, str(ROOT))
 
 from tqdm import tqdm  # noqa: E402
@@ -130,7 +132,7 @@ def provenance() -> str:
 
     load = " / ".join(f"{x:.1f}" for x in os.getloadavg())
     return (
-        f"Date: {datetime.date.today().isoformat()}. Commit: `{commit}`{dirty}. "
+        f"Date: {TODAY}. Commit: `{commit}`{dirty}. "
         f"Machine: {machine_name()}, Python {platform.python_version()}, torch "
         f"{torch.__version__}; load average at the end {load} (1/5/15 min)."
     )
@@ -172,11 +174,11 @@ def editing_steps(
     audits: dict[str, Path] = {}
     later: list[Step] = []
 
-    def audit(row: str, model: str, *extra: str) -> None:
-        out = work / "audits" / slug(row)
+    def audit(row: str, model: str, *extra: str, where: str = "") -> None:
+        out = work / "audits" / slug(row + where)
         audits[row] = out
         later.append(
-            Step(f"audit {row}", interpret("audit", model, *play, *extra, "--out", str(out)),
+            Step(f"audit {row}{where}", interpret("audit", model, *play, *extra, "--out", str(out)),
                  out / "summary.json")
         )  # fmt: skip
 
@@ -184,10 +186,11 @@ def editing_steps(
     for row, feature in features.items():
         if feature is None:
             continue
-        edited = work / "models" / slug(row)
+        where = f" at {args.layer}"  # each layer's edits keep their own models and audits
+        edited = work / "models" / slug(row + where)
         later.append(
             Step(
-                f"edit {row}",
+                f"edit {row}{where}",
                 interpret(
                     "edit", args.model, "--features", str(report), "--feature", str(feature),
                     "--out", str(edited), "--force",
@@ -195,7 +198,7 @@ def editing_steps(
                 edited / "model.zip",
             )
         )  # fmt: skip
-        audit(row, str(edited))
+        audit(row, str(edited), where=where)
     audit("invisible buzzsaws", args.model, "--level-edit", "invisible-buzzsaws")
     return later, audits
 
@@ -250,23 +253,71 @@ def editing_table(summaries: dict[str, dict[str, Any]]) -> tuple[list[str], dict
         lines.append(f"| {row} | " + " | ".join(cells) + f" | {paper} |")
         if row == "buzzsaw-blind":
             saw = compared[TABLE_COLUMNS[0]]
-            others_inside = {
-                column: bool(
-                    reference["failure_table"][column]["ci95"][0]
-                    <= compared[column]["b"]["rate"]
-                    <= reference["failure_table"][column]["ci95"][1]
-                )
+            others = {
+                column: {
+                    "difference": compared[column]["difference"],
+                    "p_value": compared[column]["p_value"],
+                    "inside": bool(
+                        reference["failure_table"][column]["ci95"][0]
+                        <= compared[column]["b"]["rate"]
+                        <= reference["failure_table"][column]["ci95"][1]
+                    ),
+                }
                 for column in TABLE_COLUMNS[1:]
             }
             verdict = {
                 "buzzsaw_p": saw["p_value"],
                 "buzzsaw_difference": saw["difference"],
-                "others_inside_original_interval": others_inside,
+                "others": others,
                 "success": bool(
-                    saw["p_value"] < 0.01 and saw["difference"] > 0 and all(others_inside.values())
+                    saw["p_value"] < 0.01
+                    and saw["difference"] > 0
+                    and all(o["inside"] for o in others.values())
                 ),
             }
     return lines, verdict
+
+
+def editing_conclusion(verdict: dict[str, Any]) -> str:
+    """The paper's success test in one sentence: what the buzzsaw edit did to each column."""
+    if not verdict:
+        return "No buzzsaw feature was found, so there is no buzzsaw edit to test."
+    saw = f"{100 * verdict['buzzsaw_difference']:+.2f} points (p={verdict['buzzsaw_p']:.2g})"
+    moved = [
+        f"{column} ({100 * o['difference']:+.2f} points, p={o['p_value']:.2g})"
+        for column, o in verdict["others"].items()
+        if not o["inside"]
+    ]
+    if verdict["success"]:
+        return (
+            f"The buzzsaw edit raised buzzsaw failures by {saw} and left the other columns "
+            "inside the original's 95% intervals: the paper's test is met."
+        )
+    raised = verdict["buzzsaw_p"] < 0.01 and verdict["buzzsaw_difference"] > 0
+    head = (
+        f"The buzzsaw edit raised buzzsaw failures by {saw}"
+        if raised
+        else f"The buzzsaw edit changed buzzsaw failures by {saw}, short of an increase at p < 0.01"
+    )
+    tail = f", but moved {', '.join(moved)} outside the original's interval" if moved else ""
+    return f"{head}{tail}: the paper's test is not met."
+
+
+def cause_lines(summaries: dict[str, dict[str, Any]]) -> list[str]:
+    """Markdown rows: failures of each row by exact cause (counts)."""
+    causes = sorted(
+        {
+            c
+            for s in summaries.values()
+            for c in s["cause_breakdown"]
+            if not c.startswith("involving")
+        }
+    )
+    lines = ["| row | " + " | ".join(causes) + " |", "|---" * (len(causes) + 1) + "|"]
+    for row, summary in summaries.items():
+        counts = [str(summary["cause_breakdown"].get(c, {"count": 0})["count"]) for c in causes]
+        lines.append(f"| {row} | " + " | ".join(counts) + " |")
+    return lines
 
 
 def editing(args: argparse.Namespace, runner: Runner) -> Path:
@@ -285,28 +336,7 @@ def editing(args: argparse.Namespace, runner: Runner) -> Path:
     name = args.model.removeprefix("zoo:")
     n = summaries["original"]["levels"]
     first_level = summaries["original"]["first_level"]
-    saw = verdict.get("buzzsaw_p")
-    if verdict.get("success"):
-        conclusion = (
-            f"The buzzsaw edit raised buzzsaw failures by "
-            f"{100 * verdict['buzzsaw_difference']:+.2f} points (p={saw:.2g}) and left the "
-            "other columns inside the original's 95% intervals: the paper's test is met."
-        )
-    elif verdict:
-        outside = [c for c, ok in verdict["others_inside_original_interval"].items() if not ok]
-        conclusion = (
-            f"The paper's test is not met: the buzzsaw edit changed buzzsaw failures by "
-            f"{100 * verdict['buzzsaw_difference']:+.2f} points (p={saw:.2g}; the test needs "
-            "an increase at p < 0.01)"
-            + (
-                f", and moved {', '.join(outside)} outside the original's interval"
-                if outside
-                else ""
-            )
-            + "."
-        )
-    else:
-        conclusion = "No buzzsaw feature was found, so there is no buzzsaw edit to test."
+    conclusion = editing_conclusion(verdict)
     page = [
         f"# The editing experiment on `{args.model}` (layer `{args.layer}`)",
         "",
@@ -334,6 +364,11 @@ def editing(args: argparse.Namespace, runner: Runner) -> Path:
         *table,
         "",
         conclusion,
+        "",
+        'Failures by exact cause (counts; "multiple or other" is lava, several hazards at '
+        "once and timeouts):",
+        "",
+        *cause_lines(summaries),
         "",
         "Which feature each edit removed:",
         "",
@@ -366,7 +401,7 @@ def editing(args: argparse.Namespace, runner: Runner) -> Path:
     if runner.seconds:
         page += ["Wall time per step (this run): " + ", ".join(
             f"{k} {v / 60:.1f} min" for k, v in runner.seconds.items()) + ".", ""]  # fmt: skip
-    out = args.out / f"editing-{slug(name)}-{slug(args.layer)}.md"
+    out = args.out / f"{TODAY}-editing-{slug(name)}-{slug(args.layer)}.md"
     write_atomic(out, "\n".join(page))
     write_atomic(
         args.work / "editing.json",
@@ -443,7 +478,7 @@ def goggles(args: argparse.Namespace, runner: Runner) -> Path:
     actions = ", ".join(f"{k}: {v}" for k, v in enumerate(names))
     galleries = []
     for target, step in zip(args.targets, steps, strict=True):
-        figure = args.out / "figures" / f"synthesis-{name}-{target_slug(target)}.png"
+        figure = args.out / "figures" / f"{TODAY}-synthesis-{name}-{target_slug(target)}.png"
         shown = gallery_png(step.output.parent, figure)
         energy = summaries[target]["energy"][:shown]
         recorded = summaries[target]["recorded_frames_target_energy"]
@@ -494,7 +529,7 @@ def goggles(args: argparse.Namespace, runner: Runner) -> Path:
     if runner.seconds:
         page += ["Wall time per step (this run): " + ", ".join(
             f"{k} {v / 60:.1f} min" for k, v in runner.seconds.items()) + ".", ""]  # fmt: skip
-    out = args.out / f"goggles-{name}.md"
+    out = args.out / f"{TODAY}-goggles-{name}.md"
     write_atomic(out, "\n".join(page))
     return out
 

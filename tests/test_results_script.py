@@ -45,6 +45,14 @@ def test_a_buzzsaw_edit_that_only_moves_buzzsaws_passes(results):
     lines, verdict = results.editing_table(rows)
     assert len(lines) == 3 and lines[0].startswith("| original | 99.25")
     assert verdict["success"] and verdict["buzzsaw_p"] < 1e-6
+    assert "the paper's test is met" in results.editing_conclusion(verdict)
+    causes = results.cause_lines(
+        {
+            "a": {"cause_breakdown": {"lava": {"count": 2}}},
+            "b": {"cause_breakdown": {"buzzsaw": {"count": 5}, "involving lava": {"count": 1}}},
+        }
+    )
+    assert causes == ["| row | buzzsaw | lava |", "|---|---|---|", "| a | 0 | 2 |", "| b | 5 | 0 |"]
     assert "p=" in lines[1] and "12.76" in lines[1]  # ours with its p, then the paper's row
 
 
@@ -52,10 +60,14 @@ def test_an_edit_that_moves_another_column_fails(results):
     rows = {"original": summary(2000, [8, 3, 2, 2]), "buzzsaw-blind": summary(2000, [60, 40, 2, 2])}
     _, verdict = results.editing_table(rows)
     assert not verdict["success"]
-    assert verdict["others_inside_original_interval"][TABLE_COLUMNS[1]] is False
+    assert verdict["others"][TABLE_COLUMNS[1]]["inside"] is False
+    said = results.editing_conclusion(verdict)
+    assert said.startswith("The buzzsaw edit raised buzzsaw failures by +2.60 points")
+    assert f"moved {TABLE_COLUMNS[1]} (+1.85 points" in said and "not met" in said
     rows["buzzsaw-blind"] = summary(2000, [12, 3, 2, 2])  # more buzzsaw failures, p > 0.01
     _, verdict = results.editing_table(rows)
     assert not verdict["success"] and verdict["buzzsaw_p"] > 0.01
+    assert "short of an increase at p < 0.01" in results.editing_conclusion(verdict)
 
 
 def test_bad_arguments_exit_2_before_any_work(results, capsys):
