@@ -64,6 +64,10 @@ def test_an_edit_that_moves_another_column_fails(results):
     said = results.editing_conclusion(verdict)
     assert said.startswith("The buzzsaw edit raised buzzsaw failures by +2.60 points")
     assert f"moved {TABLE_COLUMNS[1]} (+1.85 points" in said and "not met" in said
+    assert "significance" not in said  # that column's p is far below 0.01
+    rows["buzzsaw-blind"] = summary(2000, [60, 9, 2, 2])  # just outside, p = 0.083
+    said = results.editing_conclusion(results.editing_table(rows)[1])
+    assert "not met" in said and "no other column differs" in said and "p=0.083" in said
     rows["buzzsaw-blind"] = summary(2000, [12, 3, 2, 2])  # more buzzsaw failures, p > 0.01
     _, verdict = results.editing_table(rows)
     assert not verdict["success"] and verdict["buzzsaw_p"] > 0.01
@@ -92,9 +96,10 @@ def test_steps_done_with_the_same_command_are_skipped(results, tmp_path):
             runner.run([step(text)], bar)
         return runner
 
-    run("a")
-    run("a")  # done with this command: skipped
+    first = run("a").seconds["write"]
+    again = run("a")  # done with this command: skipped, its wall time kept
     assert calls.read_text() == "x" and out.read_text() == "a"
+    assert first > 0 and again.seconds == {"write": first}
     run("b")  # another command for the same output: run again
     assert calls.read_text() == "xx" and out.read_text() == "b"
     runner = run("b", force=True)
