@@ -3,21 +3,22 @@
 from __future__ import annotations
 
 import csv
+import math
 from pathlib import Path
 
 from agents.fileio import atomic_path, read_json
 
 
-def plot_curve(run_dir: Path, out: Path) -> Path:
+def plot_curve(run_dir: Path, out: Path, until: float = math.inf) -> Path:
     """Learning curve PNG from progress.csv: mean episode return and (Procgen) level-completion
-    rate over training steps, plus the evaluations in evals/ as points."""
+    rate over training steps, plus the evaluations in evals/ as points; up to step ``until``."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     with open(run_dir / "progress.csv", newline="") as f:
-        rows = list(csv.DictReader(f))
+        rows = [r for r in csv.DictReader(f) if float(r["time/total_timesteps"]) <= until]
     steps = [float(r["time/total_timesteps"]) / 1e6 for r in rows]
     config = read_json(run_dir / "config.json")
     fig, ax = plt.subplots(figsize=(7, 3.6), dpi=110)
@@ -30,8 +31,9 @@ def plot_curve(run_dir: Path, out: Path) -> Path:
         ax2 = ax.twinx()
         values = [float(c) if c else float("nan") for c in completion]
         ax2.plot(steps, values, lw=1, color="tab:orange", label="training: levels completed")
-        evals = sorted((run_dir / "evals").glob("step_*.json"))
-        points = [(read_json(p)["num_timesteps"] / 1e6, read_json(p)["test"]) for p in evals]
+        files = sorted((run_dir / "evals").glob("step_*.json"))
+        evals = [e for e in map(read_json, files) if e["num_timesteps"] <= until]
+        points = [(e["num_timesteps"] / 1e6, e["test"]) for e in evals]
         if points:
             ax2.plot(
                 [s for s, _ in points],

@@ -272,6 +272,10 @@ class Inspectable:
         """log-softmax of the logits; None for Q-networks and Gaussian policies."""
         return torch.log_softmax(out["logits"], dim=1) if self.score_kind == "logits" else None
 
+    def output_roles(self) -> dict[str, str]:
+        """SB3's keys name their roles: {"logits" or "q", and "value" if there is a critic}."""
+        return {key: key for key in ("logits", "q", "value") if self._outputs_named(key)}
+
     def reset(self, rows: Sequence[int] | np.ndarray | None = None) -> None:
         """Nothing to forget: the policy is feed-forward."""
 

@@ -191,6 +191,11 @@ class PolicyView(Protocol):
         None for Q-networks and continuous actions."""
         ...
 
+    def output_roles(self) -> dict[str, str]:
+        """{``outputs`` key: role} of the outputs interpreters read by meaning: "logits" (N, A)
+        of a discrete policy, "q" (N, A) Q-values, "value" (N,) the critic's; others: none."""
+        ...
+
     # -- acting and saving ------------------------------------------------------------------
     def act(
         self,

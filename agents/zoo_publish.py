@@ -4,10 +4,11 @@
 
 writes into ``zoo/NAME/``: ``model.zip`` (the run's final model, or ``--checkpoint``'s, with
 the optimizer state emptied: it loads in plain ``PPO.load``/``DQN.load`` and through
-``agents.load("zoo:NAME")``), ``config.json`` (every piece's command), ``progress.csv``,
-``eval.json`` (a fresh evaluation: N unseen Procgen levels or N episodes, once with sampled
-and once with greedy actions), ``curve.png`` and a ``README.md`` card with the scores and
-their 95% intervals, total steps, training time, steps/s and the machines.
+``agents.load("zoo:NAME")``), ``config.json`` (every piece's command), ``progress.csv`` (up
+to the model's step), ``eval.json`` (a fresh evaluation: N unseen Procgen levels or N
+episodes, once with sampled and once with greedy actions), ``curve.png`` and a ``README.md``
+card with the scores and their 95% intervals, total steps, training time, steps/s and the
+machines; curve and card stop at the model's step too.
 """
 
 from __future__ import annotations
@@ -58,6 +59,16 @@ def write_weights_only(src: Path, dst: Path) -> None:
         groups = archive.state_dicts[OPTIMIZER_MEMBER]["param_groups"]
         replaced[OPTIMIZER_MEMBER] = {"state": {}, "param_groups": groups}
     write_sb3_zip(src, dst, replaced, extra={**archive.extra, "published_from": src.name})
+
+
+def copy_progress(src: Path, dst: Path, steps: int) -> None:
+    """``src`` (a progress.csv) up to the published model's ``steps``, each line as written."""
+    with open(src, newline="") as f:
+        lines = f.readlines()
+    rows = zip(lines[1:], csv.DictReader(lines), strict=True)
+    kept = [line for line, row in rows if float(row["time/total_timesteps"]) <= steps]
+    with atomic_path(dst, ".csv") as tmp, open(tmp, "w", newline="") as f:
+        f.writelines(lines[:1] + kept)
 
 
 MODES = {"sampled": False, "greedy": True}  # evaluation name -> deterministic
@@ -195,12 +206,13 @@ def publish(
     evaluation["num_timesteps"] = int(read_sb3_zip(staged).data.get("num_timesteps", 0))
     evaluation["torch_threads"] = torch.get_num_threads()
     staged.replace(dst / "model.zip")
-    for name in ("config.json", "progress.csv"):
-        with atomic_path(dst / name, Path(name).suffix) as tmp:
-            shutil.copyfile(run_dir / name, tmp)
+    with atomic_path(dst / "config.json", ".json") as tmp:
+        shutil.copyfile(run_dir / "config.json", tmp)
+    steps = evaluation["num_timesteps"]
+    copy_progress(run_dir / "progress.csv", dst / "progress.csv", steps)
     write_json(dst / "eval.json", evaluation)
-    plot_curve(run_dir, dst / "curve.png")
-    card = entry_card(dst.name, read_json(run_dir / "config.json"), run_dir / "progress.csv",
+    plot_curve(run_dir, dst / "curve.png", until=steps)
+    card = entry_card(dst.name, read_json(run_dir / "config.json"), dst / "progress.csv",
                       evaluation, note)  # fmt: skip
     with atomic_path(dst / "README.md") as tmp:
         tmp.write_text(card)

@@ -116,7 +116,7 @@ def test_agrees_with_captum_layer_integrated_gradients(interpretable, coinrun_ob
     with torch.no_grad():
         layer_baseline = ig.lower(zero[:1])
     ours = ig.attribute(obs, baseline=layer_baseline).attributions
-    fn = target_function(target)
+    fn = target_function(view, target)
     lig = LayerIntegratedGradients(lambda inp: fn(view.outputs(inp)), view.layer_module("2b"))
     theirs = lig.attribute(x, baselines=zero, n_steps=10, method="riemann_right")
     theirs = theirs.detach().numpy()
@@ -244,6 +244,9 @@ class PlantedView:
 
     def action_scores(self, out):
         return out["logits"]
+
+    def output_roles(self):
+        return {"value": "value", "logits": "logits"}
 
     def split(self, layer):
         def upper(a):

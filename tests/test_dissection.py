@@ -176,7 +176,7 @@ def test_zeroing_a_unit_changes_the_value_by_its_weight(ppo_view, frames):
             after = ppo_view.outputs(x)
         with intervene(ppo_view, "fc2", {u: 2.5}):
             set_to = ppo_view.outputs(x)
-    change = output_change(before, after)
+    change = output_change(ppo_view, before, after)
     torch.testing.assert_close(change["value_change"], -w * a[:, u], rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(
         set_to["value"] - before["value"], w * (2.5 - a[:, u]), rtol=1e-4, atol=1e-5
@@ -190,10 +190,10 @@ def test_zeroing_a_unit_changes_the_value_by_its_weight(ppo_view, frames):
     assert (effects["policy_kl"] >= 0).all()
 
 
-def test_ranking_orders_units_by_the_effect_of_zeroing():
+def test_ranking_orders_units_by_the_effect_of_zeroing(ppo_view):
     effects = {"value_change": np.array([0.1, -0.5, 0.2]), "policy_kl": np.array([0.3, 0.1, 0.7])}
     assert set(
-        output_change({"action": torch.tensor([1, 2])}, {"action": torch.tensor([1, 0])})[
+        output_change(ppo_view, {"action": torch.tensor([1, 2])}, {"action": torch.tensor([1, 0])})[
             "action_abs_change"
         ].tolist()
     ) == {0.0, 2.0}  # (N,) outputs too

@@ -232,6 +232,40 @@ def test_zoo_publish_writes_a_weights_only_entry_with_measured_scores(
     )
 
 
+def test_zoo_publish_of_a_checkpoint_ends_the_entry_at_its_step(
+    tiny_run, tmp_path, one_torch_thread
+):
+    from agents.curves import plot_curve
+
+    _, finished = tiny_run
+    run, then = tmp_path / "run", tmp_path / "then"  # then: the run as it was at step 32
+    shutil.copytree(finished, run)
+    rows = _progress(run)
+    assert [float(r["time/total_timesteps"]) for r in rows] == [32, 64]
+    for row, rate in zip(rows, ("0.25", "0.75"), strict=True):
+        row["rollout/level_complete_rate"] = rate  # so that the curve shows evaluations
+    with open(run / "progress.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    for steps in (32, 64):
+        record = {"num_timesteps": steps, "test": {"completion_rate": steps / 100}}
+        write_json(run / "evals" / f"step_{steps:012d}.json", record)
+    shutil.copytree(run, then)
+    lines = (run / "progress.csv").read_bytes().splitlines(keepends=True)
+    (then / "progress.csv").write_bytes(b"".join(lines[:2]))
+    (then / "evals" / "step_000000000064.json").unlink()
+    entry = tmp_path / "entry"
+    args = ["publish", str(run), str(entry), "--episodes", "1", "--parallel", "1"]
+    assert zoo.main([*args, "--checkpoint", "step_000000000032.zip"]) == 0
+    assert read_json(entry / "eval.json")["num_timesteps"] == 32
+    assert (entry / "progress.csv").read_bytes() == (then / "progress.csv").read_bytes()
+    assert "total steps: 32;" in (entry / "README.md").read_text()
+    curve = (entry / "curve.png").read_bytes()
+    assert curve == plot_curve(then, tmp_path / "then.png").read_bytes()
+    assert curve != plot_curve(run, tmp_path / "run.png").read_bytes()
+
+
 @pytest.mark.parametrize(
     ("flags", "message"),
     [

@@ -91,7 +91,7 @@ def test_perception_loss_zero_for_perfect_reconstruction_positive_otherwise(ppo)
     view, space, frames = ppo
     x = space.from_uint8(frames)
     real = perception_features(
-        {k: torch.as_tensor(v) for k, v in agent_features(view, space, frames).items()}
+        view, {k: torch.as_tensor(v) for k, v in agent_features(view, space, frames).items()}
     )
     with torch.no_grad():
         assert perception_loss(view, space, x, real).item() == 0.0
@@ -111,7 +111,7 @@ def test_each_loss_term_falls_when_trained_on_a_fixed_batch(ppo, term):
     x = space.from_uint8(frames[:4])
     saliency = torch.as_tensor(saliency_maps(view, space, frames[:4]))
     real = perception_features(
-        {k: torch.as_tensor(v) for k, v in agent_features(view, space, frames[:4]).items()}
+        view, {k: torch.as_tensor(v) for k, v in agent_features(view, space, frames[:4]).items()}
     )
     optimizer = torch.optim.Adam(generator.parameters(), lr=1e-3)
 

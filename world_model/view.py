@@ -182,6 +182,10 @@ class WorldModelView:
         """log-softmax of a discrete controller's logits; None for continuous actions."""
         return torch.log_softmax(out["logits"], dim=1) if self.score_kind == "logits" else None
 
+    def output_roles(self) -> dict[str, str]:
+        """A discrete controller's logits (``scores``, the same numbers, has no role)."""
+        return {"logits": "logits"} if self.score_kind == "logits" else {}
+
     def preprocess(self, obs: np.ndarray | torch.Tensor) -> torch.Tensor:
         """Raw env observations (N, H, W, 3) uint8 (or already 64x64 frames) -> (N, 3, 64, 64)
         float in [0, 1] (CarRacing: dashboard cropped, then resized, as in training). A torch

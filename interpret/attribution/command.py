@@ -195,7 +195,7 @@ def _probe(ig: Any, view: Any) -> int:
                 "a convolutional or dense one (the library's HiddenLayerIntegratedGradients "
                 "attributes any layer)"
             )
-        target_function(ig.target, ig.upper(activations), view.action_scores)
+        target_function(view, ig.target, ig.upper(activations))
     return int(activations.shape[1])
 
 

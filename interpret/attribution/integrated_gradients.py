@@ -38,36 +38,35 @@ METHOD = "riemann_right"  # alphas 1/n, 2/n, ..., 1: the paper's 0.1, ..., 1 for
 
 
 def target_function(
-    target: Target,
-    outputs_example: Outputs | None = None,
-    action_scores: Callable[[Outputs], torch.Tensor] | None = None,
+    view: PolicyView, target: Target, outputs_example: Outputs | None = None
 ) -> Callable:
     """A scalar output (N,) of the network's outputs dict, from a name or a callable.
 
     Names: ``"value"``; ``"logit:K"`` (policy logit K); ``"q:K"`` (Q-value of action K);
-    ``"max-q"``; ``"action:K"`` (the view's action score K, given ``action_scores``, a
-    view's ``action_scores``). A callable takes the outputs dict and returns a (N,) tensor.
+    ``"max-q"``; ``"action:K"`` (the view's action score K). The outputs are found by their
+    roles (``view.output_roles``). A callable takes the outputs dict and returns a (N,) tensor.
     """
     if callable(target):
         return target
     name, _, index = str(target).partition(":")
-    keys = set(outputs_example) if outputs_example is not None else None
+    keys = {role: key for key, role in view.output_roles().items()}
+    present = set(outputs_example) if outputs_example is not None else set(keys.values())
 
-    def need(key: str) -> None:
-        if keys is not None and key not in keys:
+    def need(role: str) -> str:
+        if keys.get(role) not in present:
             raise InterpretError(
-                f"target {target!r} needs a {key!r} output; this policy has {sorted(keys)}"
+                f"target {target!r} needs a {role!r} output; this policy has {sorted(present)}"
             )
+        return keys[role]
 
     if name == "value" and not index:
-        need("value")
-        return lambda out: out["value"]
+        value = need("value")
+        return lambda out: out[value]
     if name == "max-q" and not index:
-        need("q")
-        return lambda out: out["q"].max(dim=1).values
+        q = need("q")
+        return lambda out: out[q].max(dim=1).values
     if name in ("logit", "q") and index.isdigit():
-        key = "logits" if name == "logit" else "q"
-        need(key)
+        key = need("logits" if name == "logit" else "q")
         k = int(index)
         if outputs_example is not None and k >= outputs_example[key].shape[1]:
             raise InterpretError(
@@ -75,11 +74,11 @@ def target_function(
                 f"{outputs_example[key].shape[1]} actions)"
             )
         return lambda out: out[key][:, k]
-    if name == "action" and index.isdigit() and action_scores is not None:
+    if name == "action" and index.isdigit():
         k = int(index)
-        if outputs_example is not None and k >= action_scores(outputs_example).shape[1]:
+        if outputs_example is not None and k >= view.action_scores(outputs_example).shape[1]:
             raise InterpretError(f"target {target!r}: index out of range")
-        return lambda out: action_scores(out)[:, k]
+        return lambda out: view.action_scores(out)[:, k]
     raise InterpretError(f"unknown target {target!r}; use value, logit:K, q:K, max-q or action:K")
 
 
@@ -203,9 +202,7 @@ class HiddenLayerIntegratedGradients:
             activations = self.lower(x).float()
         if self._fn is None:
             with torch.no_grad(), autocast(self.precision, x.device):
-                self._fn = target_function(
-                    self.target, self.upper(activations[:1]), self.view.action_scores
-                )
+                self._fn = target_function(self.view, self.target, self.upper(activations[:1]))
         if baseline is not None:
             baseline = baseline.to(activations)
         attributions, outputs = self._integrate(activations, baseline)

@@ -3,7 +3,7 @@ t_u, or set it to any value, through a forward hook that leaves the model untouc
 removed; the effect on every output (action distribution, value, Q-values, decoded image); and
 a ranking of units by the effect of zeroing them.
 
-Works on any ``PolicyView`` (``layer_module``, ``preprocess``, ``outputs``, ``split``).
+Works on any ``PolicyView`` (``layer_module``, ``preprocess``, ``outputs``, ``split``, roles).
 """
 
 from __future__ import annotations
@@ -58,29 +58,29 @@ def forced(
     return intervene(view, layer, {int(u): float(thresholds[u]) for u in units})
 
 
-def output_change(before: Outputs, after: Outputs) -> dict[str, torch.Tensor]:
-    """Per-observation (N,) effect of an intervention on each output.
+def output_change(view: PolicyView, before: Outputs, after: Outputs) -> dict[str, torch.Tensor]:
+    """Per-observation (N,) effect of an intervention on each output, by ``view.output_roles``.
 
     ``logits``: KL(pi_before || pi_after) in nats and whether the most likely action changed;
     ``q``: mean |dQ| and whether the greedy action changed; ``value``: the signed change;
     any other output (a Gaussian's mean, a decoded image): mean |change| over its elements.
     Outputs missing from ``after`` (a split's upper part may not compute them) are skipped.
     """
+    roles = view.output_roles()
     effects: dict[str, torch.Tensor] = {}
     for key, old in before.items():
         if key not in after:
             continue
-        new = after[key].float()
-        old = old.float()
-        if key == "logits":
+        new, old, role = after[key].float(), old.float(), roles.get(key)
+        if role == "logits":
             log_p, log_q = torch.log_softmax(old, dim=1), torch.log_softmax(new, dim=1)
             kl = (log_p.exp() * (log_p - log_q)).sum(dim=1)
             effects["policy_kl"] = kl.clamp(min=0.0)  # >= 0; rounding can give -1e-9
             effects["action_changed"] = (old.argmax(1) != new.argmax(1)).float()
-        elif key == "q":
+        elif role == "q":
             effects["q_change"] = (new - old).abs().mean(dim=1)
             effects["action_changed"] = (old.argmax(1) != new.argmax(1)).float()
-        elif key == "value":
+        elif role == "value":
             effects["value_change"] = new - old
             effects["value_abs_change"] = (new - old).abs()
         else:
@@ -131,7 +131,7 @@ def zeroing_effects(
             else:
                 with zeroed(view, layer, [unit]):
                     after = view.outputs(inputs[b])
-            for key, effect in output_change(before, after).items():
+            for key, effect in output_change(view, before, after).items():
                 sums.setdefault(key, np.zeros(len(units)))[j] += float(effect.sum())
         if progress is not None:
             progress(j + 1)

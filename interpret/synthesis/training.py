@@ -17,6 +17,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -52,12 +53,12 @@ class TrainSettings:
         raise ValueError(f"unknown variant {name!r}; valid: {', '.join(VARIANTS)}")
 
 
-def perception_features(outputs: dict[str, torch.Tensor]) -> torch.Tensor:
-    """What the perception loss compares: (N, F) from the agent's outputs dict."""
-    parts = []
+def perception_features(view: PolicyView, outputs: dict[str, Any]) -> torch.Tensor:
+    """What the perception loss compares: (N, F) from the agent's outputs (tensors or arrays)."""
+    roles, parts = view.output_roles(), []
     for key in sorted(outputs):
-        value = outputs[key].float().reshape(len(outputs[key]), -1)
-        parts.append(torch.log_softmax(value, dim=1) if key == "logits" else value)
+        value = torch.as_tensor(outputs[key]).float().reshape(len(outputs[key]), -1)
+        parts.append(torch.log_softmax(value, dim=1) if roles.get(key) == "logits" else value)
     return torch.cat(parts, dim=1)
 
 
@@ -77,7 +78,7 @@ def perception_loss(
     """Mean over the batch of the squared distance between the agent's perception features on
     the reconstruction and ``real`` (N, F), the features on the real frames."""
     out = view.outputs(view.preprocess(space.to_obs(recon)))
-    return ((perception_features(out) - real) ** 2).sum(dim=1).mean()
+    return ((perception_features(view, out) - real) ** 2).sum(dim=1).mean()
 
 
 def kl_loss(mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
@@ -124,7 +125,7 @@ def train_generator(
         history = state["history"]
     for p in view.module.parameters():
         p.requires_grad_(False)
-    real_features = perception_features({k: torch.as_tensor(v) for k, v in data.outputs.items()})
+    real_features = perception_features(view, data.outputs)
     rng = np.random.default_rng(settings.seed + len(history))
     n = len(data)
     steps = -(-n // settings.batch_size)
