@@ -44,14 +44,19 @@ demo: install
 		--out reports/demo-compare --force
 	@echo "open reports/demo-attribution/index.html and reports/demo-audit/index.html"
 
-# The papers' experiments on the zoo agents, each a page under docs/results/ (scripts/results.py;
-# a rerun skips the steps already done). The editing table uses the reference CoinRun agent
-# (zoo/coinrun-ppo, layer 2b) once it is there, else the Nature-CNN agent at its layer cnn.3.
-RESULTS_COINRUN := $(if $(wildcard $(ZOO_COINRUN)),--model zoo:coinrun-ppo --layer 2b,--model zoo:coinrun-ppo-nature --layer cnn.3)
+# The papers' experiments on the zoo agents, each a dated page under docs/results/
+# (scripts/results.py; a rerun skips the steps already done). The editing table uses the
+# reference CoinRun agent (zoo/coinrun-ppo, layer 2b) once it is there, else the Nature-CNN
+# agent, edited at its layers cnn.1 and cnn.3 (the audits of the original are shared).
+RESULTS_COINRUN := $(if $(wildcard $(ZOO_COINRUN)),zoo:coinrun-ppo,zoo:coinrun-ppo-nature)
+RESULTS_LAYERS ?= $(if $(wildcard $(ZOO_COINRUN)),2b,cnn.1 cnn.3)
 RESULTS_LEVELS ?= 10000
 
 results: install
-	$(BIN)/python scripts/results.py editing $(RESULTS_COINRUN) --levels $(RESULTS_LEVELS)
+	for layer in $(RESULTS_LAYERS); do \
+		$(BIN)/python scripts/results.py editing --model $(RESULTS_COINRUN) --layer $$layer \
+			--levels $(RESULTS_LEVELS) || exit 1; \
+	done
 	$(BIN)/python scripts/results.py goggles --model zoo:pong-ppo
 
 lint: install
