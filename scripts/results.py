@@ -129,7 +129,8 @@ def provenance() -> str:
         ).stdout.strip()
 
     commit = git("rev-parse", "--short", "HEAD") or "unknown"
-    dirty = " (with uncommitted changes)" if git("status", "--porcelain", "--untracked-files=no") else ""
+    changed = git("status", "--porcelain", "--untracked-files=no")
+    dirty = " (with uncommitted changes)" if changed else ""
     import torch
 
     load = " / ".join(f"{x:.1f}" for x in os.getloadavg())
@@ -458,6 +459,19 @@ def goggles_lines(goggles: dict[str, dict[str, Any]]) -> list[str]:
     ]
 
 
+GENERATOR_NAMES = {"vae": "plain VAE", "recon": "reconstruction only", "full": "full"}
+
+
+def loss_lines(histories: dict[str, list[dict[str, float]]]) -> list[str]:
+    """Markdown rows: each generator's last-epoch losses."""
+    return [
+        f"| {GENERATOR_NAMES.get(name, name)} | {h[-1]['reconstruction']:.4g} | "
+        f"{h[-1]['perception']:.4g} | {h[-1]['kl']:.4g} |"
+        for name, h in histories.items()
+        if h
+    ]
+
+
 def gallery_png(report: Path, figure: Path, columns: int = 8) -> int:
     """The report's synthesized states (lowest energy first), 2x, in one row; how many."""
     import numpy as np
@@ -519,6 +533,14 @@ def goggles(args: argparse.Namespace, runner: Runner) -> Path:
         "| the agent sees | mean score ± s.e. | episodes | paper |",
         "|---|---|---|---|",
         *table,
+        "",
+        "The generators' losses at their last epoch, as their training logs them (the "
+        "perception loss: the agent's outputs on the reconstruction against those on the "
+        "frame, squared):",
+        "",
+        "| generator | reconstruction | agent perception | KL |",
+        "|---|---|---|---|",
+        *loss_lines(first["loss_history"]),
         "",
         "## Synthesized states",
         "",

@@ -109,3 +109,18 @@ def test_steps_done_with_the_same_command_are_skipped(results, tmp_path):
     failing = results.Step("fail", [sys.executable, "-c", "raise SystemExit(3)"], tmp_path / "no")
     with pytest.raises(SystemExit, match="fail failed"):
         results.Runner(tmp_path, False).run([failing], results.tqdm(disable=True))
+
+
+def test_goggles_rows_follow_the_papers_order_with_its_scores(results):
+    def row(mean):
+        return {"mean_return": mean, "return_stderr": 0.5, "episodes": 16}
+
+    lines = results.goggles_lines({"full": row(3.0), "agent": row(16.25), "vae": row(-20.0)})
+    assert [line.split(" | ")[0] for line in lines] == [
+        "| the real frames",
+        "| a plain VAE's reconstructions",
+        "| the full generator's (saliency-weighted, agent-perception loss)",
+    ]
+    assert lines[0].endswith("| +16.25 ± 0.50 | 16 | +14 |") and lines[1].endswith("| -8 |")
+    history = {"vae": [{"reconstruction": 9.0, "perception": 2.0, "kl": 1.0}], "full": []}
+    assert results.loss_lines(history) == ["| plain VAE | 9 | 2 | 1 |"]
