@@ -475,18 +475,40 @@ def loss_lines(histories: dict[str, list[dict[str, float]]]) -> list[str]:
 def gallery_png(report: Path, figure: Path, columns: int = 8) -> int:
     """The report's synthesized states (lowest energy first), 2x, in one row; how many."""
     import numpy as np
-    from PIL import Image
 
     with np.load(report / "arrays.npz") as arrays:
         images = arrays["synthesized"][:columns]  # (n, H, W, 3) uint8, as the report shows
     strip = np.concatenate(
         [np.pad(im, ((2, 2), (2, 2), (0, 0)), constant_values=255) for im in images], axis=1
     )
+    write_png(strip, figure)
+    return len(images)
+
+
+def reconstruction_png(report: Path, figure: Path) -> list[str]:
+    """The report's recorded frames over each generator's reconstructions of them, 2x; the
+    rows' names, top to bottom."""
+    import numpy as np
+
+    names = ["frames", *(n for n in GENERATOR_NAMES if n != "frames")]
+    with np.load(report / "arrays.npz") as arrays:
+        rows = [
+            (n, arrays[f"reconstructions_{n}"]) for n in names if f"reconstructions_{n}" in arrays
+        ]
+    grid = np.concatenate([np.concatenate(list(images), axis=1) for _, images in rows], axis=0)
+    write_png(grid, figure)
+    return ["recorded frames" if n == "frames" else GENERATOR_NAMES[n] for n, _ in rows]
+
+
+def write_png(image: object, figure: Path) -> None:
+    """(H, W, 3) uint8 at 2x, atomically."""
+    from PIL import Image
+
     figure.parent.mkdir(parents=True, exist_ok=True)
     tmp = figure.with_name(f".{figure.name}.tmp.png")
-    Image.fromarray(strip).resize((strip.shape[1] * 2, strip.shape[0] * 2), Image.NEAREST).save(tmp)
+    picture = Image.fromarray(image)  # type: ignore[arg-type]
+    picture.resize((picture.width * 2, picture.height * 2), Image.NEAREST).save(tmp)
     tmp.replace(figure)
-    return len(images)
 
 
 def goggles(args: argparse.Namespace, runner: Runner) -> Path:
@@ -497,6 +519,8 @@ def goggles(args: argparse.Namespace, runner: Runner) -> Path:
     summaries = {t: read_json(s.output) for t, s in zip(args.targets, steps, strict=True)}
     first = summaries[args.targets[0]]
     table = goggles_lines(first["goggles"] or {})
+    recon_figure = args.out / "figures" / f"{TODAY}-reconstructions-{name}.png"
+    recon_rows = reconstruction_png(steps[0].output.parent, recon_figure)
     names = action_names(args.model, first["env_id"])
     actions = ", ".join(f"{k}: {v}" for k, v in enumerate(names))
     galleries = []
@@ -533,6 +557,10 @@ def goggles(args: argparse.Namespace, runner: Runner) -> Path:
         "| the agent sees | mean score ± s.e. | episodes | paper |",
         "|---|---|---|---|",
         *table,
+        "",
+        f"![recorded frames and reconstructions](figures/{recon_figure.name})",
+        "",
+        f"Rows, top to bottom: {', '.join(recon_rows)}.",
         "",
         "The generators' losses at their last epoch, as their training logs them (the "
         "perception loss: the agent's outputs on the reconstruction against those on the "

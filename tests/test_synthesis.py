@@ -289,8 +289,11 @@ def test_plain_sb3_dqn_goes_through_the_whole_path(tmp_path):
     assert set(summary["loss_history"]) == {"full", "recon", "vae"}
     arrays = np.load(tmp_path / "report" / "arrays.npz")
     assert arrays["synthesized"].shape == (2, 84, 84, 3) and arrays["synth_q"].shape == (2, 6)
+    for name in ("frames", "full", "recon", "vae"):  # recorded frames and each reconstruction
+        assert arrays[f"reconstructions_{name}"].shape == (6, 84, 84, 3)
+    assert not np.array_equal(arrays["reconstructions_frames"], arrays["reconstructions_full"])
     html = (tmp_path / "report" / "index.html").read_text()
-    assert "pixel space" in html and "data:image/png" in html
+    assert "pixel space" in html and "data:image/png" in html and "Reconstructions" in html
     again = _cli(*args, "--variants", "full", "--out", str(tmp_path / "again"))
     assert again.returncode == 0, again.stderr
     timings = json.loads((tmp_path / "again" / "summary.json").read_text())["timings"]

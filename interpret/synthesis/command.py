@@ -35,6 +35,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from agents.precision import add_precision_argument
@@ -203,6 +204,7 @@ def run(args: argparse.Namespace) -> Path:
         timings[f"train_{variant}_s" + ("_cached" if cached else "")] = (
             time.perf_counter() - started
         )
+    reconstructions = _reconstructions(space, data, generators)
     result = _synthesize(view, space, data, generators["full"], target, args, timings)
     goggles = _goggles(view, space, env_id, options, generators, args, progress, timings)
     summary = {
@@ -223,8 +225,9 @@ def run(args: argparse.Namespace) -> Path:
         **result["summary"],
     }
     return write_synthesis_report(
-        Path(args.out), summary, result, data, space, histories, goggles, replace=args.force
-    )
+        Path(args.out), summary, result, data, space, histories, goggles, reconstructions,
+        replace=args.force,
+    )  # fmt: skip
 
 
 def kept_on_interrupt(args: argparse.Namespace) -> str | None:
@@ -366,6 +369,18 @@ def _synthesize(view, space, data, generator, target, args, timings) -> dict[str
             },
         },
     }
+
+
+def _reconstructions(space, data, generators, n: int = 6) -> dict[str, np.ndarray]:
+    """{"frames": n recorded frames, each variant: its reconstructions}, uint8 RGB as shown."""
+    picked = np.linspace(0, len(data) - 1, n).astype(int)
+    frames = space.from_uint8(data.images[picked])
+    shown = {"frames": space.display(frames)}
+    for variant, generator in generators.items():
+        device = next(generator.parameters()).device
+        with torch.no_grad():
+            shown[variant] = space.display(generator.reconstruct(frames.to(device)))
+    return shown
 
 
 def _goggles(view, space, env_id, options, generators, args, progress, timings):

@@ -110,6 +110,15 @@ def _goggles_table(goggles: dict[str, dict[str, Any]] | None) -> str:
     return f"<table>{head}{''.join(rows)}</table>"
 
 
+def _reconstruction_rows(reconstructions: dict[str, np.ndarray]) -> str:
+    rows = []
+    for name, images in reconstructions.items():
+        label = "recorded frames" if name == "frames" else LABELS.get(name, name)
+        cells = "".join(_img(image, label) for image in images)
+        rows.append(f"<div><span class='muted'>{html.escape(label)}</span><br>{cells}</div>")
+    return "".join(rows)
+
+
 def write_synthesis_report(
     out_dir: Path,
     summary: dict[str, Any],
@@ -118,8 +127,11 @@ def write_synthesis_report(
     space: FrameSpace,
     histories: dict[str, list[dict[str, float]]],
     goggles: dict[str, dict[str, Any]] | None,
+    reconstructions: dict[str, np.ndarray],
     replace: bool = True,
 ) -> Path:
+    """Write the report; `reconstructions`: {"frames": (n, H, W, 3) recorded frames, each
+    generator variant: its (n, H, W, 3) reconstructions of them}, uint8."""
     synth = result["synth"]
     shown = space.display(synth.images)
     nearest = data.images[result["nearest"]]
@@ -168,6 +180,8 @@ Mean target energy on the recorded frames {summary["recorded_frames_target_energ
 <div class='grid'>{"".join(cards)}</div>
 <h2>Baseline: activation maximization in pixel space (TV + jitter), same target</h2>
 <div class='grid'>{"".join(pixel_cards)}</div>
+<h2>Reconstructions of recorded frames (top: the frames; then each generator)</h2>
+{_reconstruction_rows(reconstructions)}
 <h2>Agent with generator goggles</h2>
 {_goggles_table(goggles)}
 <h2>Novelty: share of samples with more than x% of pixels different from the nearest frame</h2>
@@ -191,6 +205,7 @@ Mean target energy on the recorded frames {summary["recorded_frames_target_energ
         "novelty_share": result["novelty_share"],
         "pixel_baseline": pixel_shown,
         "pixel_baseline_energy": result["pixel_energy"],
+        **{f"reconstructions_{k}": v for k, v in reconstructions.items()},
         **{f"synth_{k}": v for k, v in result["synth_outputs"].items()},
         **{f"pixel_{k}": v for k, v in result["pixel_outputs"].items()},
     }
