@@ -100,6 +100,14 @@ class Runner:
             write_atomic(record, json.dumps(done, indent=1))
             bar.update(1)
 
+    def commands_section(self) -> list[str]:
+        """Markdown lines: the commands run, and each step's wall time when it ran."""
+        lines = ["## Commands", "", "```", *self.commands, "```", ""]
+        if self.seconds:
+            times = ", ".join(f"{k} {v / 60:.1f} min" for k, v in self.seconds.items())
+            lines += [f"Wall time per step (when it ran): {times}.", ""]
+        return lines
+
 
 def slug(text: str) -> str:
     """A file name for `text`: "buzzsaw-blind", "zoo:coinrun-ppo" -> "zoo-coinrun-ppo"."""
@@ -401,16 +409,8 @@ def editing(args: argparse.Namespace, runner: Runner) -> Path:
         "|---|---|---|---|",
         *feature_lines(scores),
         "",
-        "## Commands",
-        "",
-        "```",
-        *runner.commands,
-        "```",
-        "",
+        *runner.commands_section(),
     ]
-    if runner.seconds:
-        page += ["Wall time per step (when it ran): " + ", ".join(
-            f"{k} {v / 60:.1f} min" for k, v in runner.seconds.items()) + ".", ""]  # fmt: skip
     out = args.out / f"{TODAY}-editing-{slug(name)}-{slug(args.layer)}.md"
     write_atomic(out, "\n".join(page))
     write_atomic(
@@ -578,16 +578,8 @@ def goggles(args: argparse.Namespace, runner: Runner) -> Path:
         "Each row: the synthesized states, lowest energy first.",
         "",
         *galleries,
-        "## Commands",
-        "",
-        "```",
-        *runner.commands,
-        "```",
-        "",
+        *runner.commands_section(),
     ]
-    if runner.seconds:
-        page += ["Wall time per step (when it ran): " + ", ".join(
-            f"{k} {v / 60:.1f} min" for k, v in runner.seconds.items()) + ".", ""]  # fmt: skip
     out = args.out / f"{TODAY}-goggles-{name}.md"
     write_atomic(out, "\n".join(page))
     return out
