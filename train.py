@@ -41,7 +41,10 @@ except KeyboardInterrupt:
     sys.exit(130)
 
 USER_ERRORS: tuple[type[Exception], ...] = (envs.EnvSpecError,)
-_HYPERPARAMS = sorted({k for preset in PRESETS.values() for k in preset} - {"n_envs"})
+# the presets' settings, plus PPO's micro-batches (agents.algorithms.PPO; default: none)
+_HYPERPARAMS = sorted(
+    ({k for preset in PRESETS.values() for k in preset} - {"n_envs"}) | {"micro_batch_size"}
+)
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -175,6 +178,7 @@ RESUMABLE_HYPERPARAMS = {
         "clip_range_vf",
         "max_grad_norm",
         "gae_lambda",
+        "micro_batch_size",
     ),
     "dqn": (
         "batch_size",

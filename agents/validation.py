@@ -72,6 +72,10 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "normalize_reward": (lambda v: isinstance(v, bool), "true or false"),
     "normalize_advantage": (lambda v: isinstance(v, bool), "true or false"),
     "separate_value_trunk": (lambda v: isinstance(v, bool), "true or false"),
+    "micro_batch_size": (
+        lambda v: v is None or (_integer(v) and v >= 1),
+        "an integer >= 1 or None",
+    ),
     "optimize_memory_usage": (lambda v: isinstance(v, bool), "true or false"),
     "buffer_size": (lambda v: _integer(v) and v >= 1, "an integer >= 1"),
     "learning_starts": (lambda v: _integer(v) and v >= 0, "an integer >= 0"),
@@ -110,6 +114,12 @@ def check_hyperparams(algo: str, hp: dict[str, Any], where: str = "") -> None:
             raise SettingsError(
                 f"{where}batch_size (--batch-size) must be an integer >= 2 for PPO, "
                 f"got {hp['batch_size']!r}"
+            )
+        micro, batch = hp.get("micro_batch_size"), hp.get("batch_size", 64)
+        if micro is not None and micro > batch:
+            raise SettingsError(
+                f"{where}micro_batch_size (--micro-batch-size) must be at most batch_size "
+                f"({batch}), got {micro}"
             )
         rollout = hp.get("n_steps", 2048) * hp.get("n_envs", 1)
         if rollout < 2:

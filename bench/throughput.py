@@ -25,9 +25,12 @@ timings badly (OpenMP threads wait on descheduled peers), so their CPU share is 
     python bench/throughput.py                 # 64 envs x 256 steps (~15 min on 2 idle cores)
     python bench/throughput.py --quick         # 16 envs x 64 steps (< 2 min)
     python bench/throughput.py --memory 2      # peak RSS of the Procgen preset's update
+    python bench/throughput.py --memory 2 --stacks ours ours_micro512   # fp32, micro-batches
 
 ``--memory N``: peak resident memory (``ru_maxrss``) of ours at fp32 and at bf16, with and
-without the malloc setting (``agents.runtime``), each in its own child, with the Procgen
+without the malloc setting (``agents.runtime``), and at fp32 with micro-batches of 512
+(``micro_batch_size``, gradients accumulated; ``--stacks`` picks children, e.g.
+``ours ours_micro512 ours_micro256``), each in its own child, with the Procgen
 preset (64 envs x 256 steps, minibatches of 2048): the rollout buffer is filled with frames of
 random play (zero values and log-probabilities: the update's memory does not depend on them,
 and a real collection costs minutes on a busy machine), then the first N minibatches of an
@@ -50,6 +53,7 @@ import argparse
 import itertools
 import json
 import os
+import re
 import resource
 import subprocess
 import sys
@@ -295,7 +299,9 @@ def memory_child(stack: str, arch: str, hp: dict[str, Any], minibatches: int) ->
     if "default_malloc" not in stack:
         keep_freed_memory()
     precision = "bf16" if "bf16" in stack else "fp32"
-    model, _ = build("ours", arch, {**hp, "n_epochs": 1}, hp["n_envs"] * hp["n_steps"], precision)
+    micro = re.search(r"_micro(\d+)", stack)  # ours_micro512: micro_batch_size 512
+    hp = {**hp, "n_epochs": 1, **({"micro_batch_size": int(micro[1])} if micro else {})}
+    model, _ = build("ours", arch, hp, hp["n_envs"] * hp["n_steps"], precision)
     fill_rollout_buffer(model)
     model.set_logger(Logger(None, []))
     buffer = model.rollout_buffer
@@ -311,17 +317,34 @@ def memory_child(stack: str, arch: str, hp: dict[str, Any], minibatches: int) ->
     )
 
 
-def memory_main(arch: str, minibatches: int) -> dict[str, Any]:
-    """``memory_child`` for ours at fp32 and bf16, each with and without the malloc setting."""
+MEMORY_STACKS = (
+    "ours",
+    "ours_bf16",
+    "ours_default_malloc",
+    "ours_bf16_default_malloc",
+    "ours_micro512",
+)
+_MEMORY_STACK = re.compile(r"ours(_bf16)?(_default_malloc)?(_micro[1-9]\d*)?")
+
+
+def memory_main(
+    arch: str, minibatches: int, stacks: tuple[str, ...] = MEMORY_STACKS
+) -> dict[str, Any]:
+    """``memory_child`` for each of ``stacks``, one after the other: ours at fp32 or bf16
+    (``_bf16``), with or without the malloc setting (``_default_malloc``), with or without
+    micro-batches of N (``_microN``). The load average is printed before each child."""
     hp, summary = {**PROCGEN_PPO}, {"memory_minibatches": minibatches, "arch": arch}
-    for stack in ("ours", "ours_bf16", "ours_default_malloc", "ours_bf16_default_malloc"):
+    for stack in stacks:
+        load = os.getloadavg()
         r = run_child(stack, arch, hp, minibatches, mode="--memory")
         print(
             f"{stack}: peak RSS {r['peak_rss_mib']:.0f} MiB (before the update "
             f"{r['rss_before_update_mib']:.0f} MiB; {minibatches} minibatches of "
-            f"{hp['batch_size']} in {r['update_s']:.0f} s)",
+            f"{hp['batch_size']} in {r['update_s']:.0f} s; load average at start "
+            f"{load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f})",
             flush=True,
         )
+        summary[f"load_avg_1min_at_start_{stack}"] = round(load[0], 2)
         summary.update({f"{k}_{stack}": round(v) for k, v in r.items()})
     return summary
 
@@ -515,10 +538,19 @@ def main() -> None:
     parser.add_argument(
         "--memory", type=int, metavar="N", help="peak RSS of N minibatches of a preset update"
     )
+    parser.add_argument(
+        "--stacks",
+        nargs="+",
+        default=list(MEMORY_STACKS),
+        help="--memory children: ours[_bf16][_default_malloc][_microN] (default: %(default)s)",
+    )
     parser.add_argument("--compile", action="store_true", help="eager vs torch.compile")
     parser.add_argument("--child", nargs=2, metavar=("STACK", "ARCH"), help=argparse.SUPPRESS)
     parser.add_argument("--hp", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    bad = [s for s in args.stacks if not _MEMORY_STACK.fullmatch(s)]
+    if bad:
+        parser.error(f"unknown --stacks {' '.join(bad)}; ours[_bf16][_default_malloc][_microN]")
     if args.child and args.memory:
         memory_child(args.child[0], args.child[1], json.loads(args.hp), args.memory)
         return
@@ -527,10 +559,14 @@ def main() -> None:
         return
     wall, (busy, own) = time.perf_counter(), cpu_seconds()
     threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    threads = int(os.environ.get("BENCH_THREADS") or 0) or threads  # BENCH_THREADS=1: one thread
     torch.set_num_threads(threads or 1)
     if args.memory or args.compile:
         arch = args.archs[-1]
-        summary = memory_main(arch, args.memory) if args.memory else compile_main(arch)
+        if args.memory:
+            summary = memory_main(arch, args.memory, tuple(args.stacks))
+        else:
+            summary = compile_main(arch)
         summary["wall_s"] = wall = time.perf_counter() - wall
         busy_end, own_end = cpu_seconds()
         other = ((busy_end - busy) - (own_end - own)) / (wall * os.cpu_count())

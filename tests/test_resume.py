@@ -291,9 +291,11 @@ def test_resumed_piece_may_change_optimisation_settings_and_records_it(tiny_run,
     shutil.copytree(finished, run)
     flags = ["ppo", "--resume", "--out", str(run), "--timesteps", "96", "--batch-size", "8"]
     flags += ["--lr", "0.001", "--clip-range-vf", "none", "--piece-eval", "0"]
+    flags += ["--micro-batch-size", "4"]
     assert train_cli.main([*flags, "--no-progress"]) == 0
     saved = read_json(run / "config.json")
     changes = {"batch_size": 8, "learning_rate": 0.001, "clip_range_vf": None}
+    changes["micro_batch_size"] = 4
     assert saved["hyperparams"] == {**config.hyperparams, **changes}
     last = saved["pieces"][-1]
     assert last["from_step"] == 64
@@ -301,15 +303,18 @@ def test_resumed_piece_may_change_optimisation_settings_and_records_it(tiny_run,
         "batch_size": [16, 8],
         "clip_range_vf": [0.2, None],  # "none" switches value clipping off
         "learning_rate": [5e-4, 0.001],
+        "micro_batch_size": [None, 4],
     }
     assert "changed" not in saved["pieces"][0]
     card = zoo.status_markdown(run)
-    assert "batch_size 16 -> 8, clip_range_vf 0.2 -> None, learning_rate 0.0005 -> 0.001 |" in card
+    changed = "batch_size 16 -> 8, clip_range_vf 0.2 -> None, learning_rate 0.0005 -> 0.001"
+    assert f"{changed}, micro_batch_size None -> 4 |" in card
     steps = [int(r["time/total_timesteps"]) for r in _progress(run)]
     assert steps == [32, 64, 96]  # one progress.csv across the change
     args = train_cli.build_parser().parse_args(["ppo", "--resume", "--out", str(run)])
     model = build_model(train_cli.resumed_config(args), make_training_env(config))
     assert (model.batch_size, model.learning_rate) == (8, 0.001)  # what the next piece uses
+    assert model.micro_batch_size == 4  # kept by a resume without the flag
     assert model.clip_range_vf is None
 
 
