@@ -307,13 +307,20 @@ def memory_child(stack: str, arch: str, hp: dict[str, Any], minibatches: int) ->
     buffer = model.rollout_buffer
     get = buffer.get
     buffer.get = lambda batch_size=None: itertools.islice(get(batch_size), minibatches)  # type: ignore[method-assign]
-    rss_before, start = _rss_mib(), time.perf_counter()
+    rss_before, start, cpu_start = _rss_mib(), time.perf_counter(), time.process_time()
     model.train()
-    seconds = time.perf_counter() - start
+    seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
     model.get_env().close()
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(
-        json.dumps({"peak_rss_mib": peak, "rss_before_update_mib": rss_before, "update_s": seconds})
+        json.dumps(
+            {
+                "peak_rss_mib": peak,
+                "rss_before_update_mib": rss_before,
+                "update_s": seconds,
+                "update_cpu_s": cpu_seconds,
+            }
+        )
     )
 
 
@@ -332,20 +339,28 @@ def memory_main(
 ) -> dict[str, Any]:
     """``memory_child`` for each of ``stacks``, one after the other: ours at fp32 or bf16
     (``_bf16``), with or without the malloc setting (``_default_malloc``), with or without
-    micro-batches of N (``_microN``). The load average is printed before each child."""
+    micro-batches of N (``_microN``). The load average is printed before each child; each
+    stack's update speed relative to ``ours`` is measured in the child's CPU seconds."""
     hp, summary = {**PROCGEN_PPO}, {"memory_minibatches": minibatches, "arch": arch}
+    cpu: dict[str, float] = {}
     for stack in stacks:
         load = os.getloadavg()
         r = run_child(stack, arch, hp, minibatches, mode="--memory")
         print(
             f"{stack}: peak RSS {r['peak_rss_mib']:.0f} MiB (before the update "
             f"{r['rss_before_update_mib']:.0f} MiB; {minibatches} minibatches of "
-            f"{hp['batch_size']} in {r['update_s']:.0f} s; load average at start "
+            f"{hp['batch_size']} in {r['update_s']:.0f} s, {r['update_cpu_s']:.0f} CPU-s; "
+            f"load average at start "
             f"{load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f})",
             flush=True,
         )
         summary[f"load_avg_1min_at_start_{stack}"] = round(load[0], 2)
         summary.update({f"{k}_{stack}": round(v) for k, v in r.items()})
+        cpu[stack] = r["update_cpu_s"]
+    for stack in (s for s in stacks if s != "ours" and "ours" in cpu):
+        ratio = cpu["ours"] / cpu[stack]  # CPU seconds: less disturbed by load than wall time
+        print(f"update speed {stack} / ours (CPU seconds of the update): {ratio:.2f}x")
+        summary[f"update_speed_{stack}_over_ours"] = round(ratio, 3)
     return summary
 
 
