@@ -355,11 +355,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from agents.fileio import InputFileError
     from agents.outputs import OutputError, lock_dir
+    from agents.runtime import one_line_warnings
     from agents.sb3_zip import ModelFileError
     from agents.training import RunError, train
     from agents.validation import SettingsError, check_config
 
     errors = (*USER_ERRORS, RunError, ModelFileError, SettingsError, InputFileError, OutputError)
+    one_line_warnings("train.py")
     command = shlex.join(["python", "train.py", *(sys.argv[1:] if argv is None else argv)])
     kept, trained = "nothing written", False
     progress = not args.no_progress

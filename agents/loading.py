@@ -28,7 +28,7 @@ from torch import nn
 from agents.inspectable import Inspectable
 from agents.policies import POLICY_CLASSES
 from agents.policy_view import PolicyView
-from agents.precision import check_precision
+from agents.precision import check_precision, warn_if_emulated
 from agents.sb3_zip import ModelFileError, SB3Archive, read_sb3_zip
 
 ZOO_DIR = Path(__file__).resolve().parent.parent / "zoo"
@@ -109,6 +109,7 @@ def load(
         return LOADERS[algo](spec, device=device, precision=precision)
     view = _load_sb3(spec, trust_pickle, device)
     view.precision = precision
+    warn_if_emulated(precision, device)
     return view
 
 

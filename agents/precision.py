@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import warnings
 from collections.abc import Iterator
 
 import torch
@@ -39,6 +40,26 @@ def add_precision_argument(parser: argparse.ArgumentParser, note: str) -> None:
     )
 
 
+def has_bf16_units(device: torch.device | str = "cpu") -> bool:
+    """Whether ``device`` computes in bf16 natively: a CUDA GPU that supports it, or a CPU with
+    AVX512-BF16 or AMX instructions. Elsewhere autocast emulates bf16, many times slower."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+
+
+def warn_if_emulated(precision: str, device: torch.device | str = "cpu") -> None:
+    """A RuntimeWarning when bf16 is asked for on a device without bf16 units."""
+    if precision == "bf16" and not has_bf16_units(device):
+        warnings.warn(
+            f"bf16 on this {torch.device(device).type.upper()} has no bf16 units (AVX512-BF16, "
+            "AMX or a bf16 GPU) and runs about 10x slower than fp32; use --precision fp32",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+
+
 @contextlib.contextmanager
 def autocast(precision: str, device: torch.device | str = "cpu") -> Iterator[None]:
     """bf16 autocast on ``device``'s type when ``precision == "bf16"``, else nothing."""
@@ -55,6 +76,8 @@ def set_precision(module: nn.Module, precision: str) -> int:
     """
     check_precision(precision)
     trunks = [sub for sub in module.modules() if isinstance(sub, HWCFeatures)]
+    if trunks:
+        warn_if_emulated(precision, next(module.parameters()).device)
     for trunk in trunks:
         trunk.precision = precision
     return len(trunks)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import sys
+import warnings
 
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_MAX = -4
@@ -34,3 +35,12 @@ def keep_freed_memory() -> bool:
         return False
     _applied = ok
     return ok
+
+
+def one_line_warnings(prog: str) -> None:
+    """Print warnings as one line, ``PROG: warning: MESSAGE``, as a command-line tool should."""
+
+    def format_warning(message: Warning | str, *_: object, **__: object) -> str:
+        return f"{prog}: warning: {message}\n"
+
+    warnings.formatwarning = format_warning  # type: ignore[assignment]

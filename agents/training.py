@@ -30,7 +30,7 @@ from agents.algorithms import ALGORITHMS
 from agents.fileio import atomic_path, read_json, write_json
 from agents.loading import MODEL_FILE
 from agents.policies import HWCActorCriticPolicy, HWCDQNPolicy
-from agents.precision import set_precision
+from agents.precision import has_bf16_units, set_precision
 from agents.presets import resolve_schedule
 from agents.runtime import keep_freed_memory
 from agents.sb3_zip import add_extra, read_sb3_zip
@@ -360,14 +360,17 @@ def environment_record() -> dict[str, str]:
 
 
 def machine_name() -> str:
-    """'<cores> x <CPU model>' (from /proc/cpuinfo on Linux), plus the CUDA device if any."""
+    """'<cores> x <CPU model> (<vector ISA>[, bf16])' (model from /proc/cpuinfo on Linux; the
+    ISA torch's kernels use, and whether the CPU has bf16 units), plus the CUDA device if any:
+    the same model name hides CPUs whose training speeds differ several-fold."""
     cpu = platform.processor() or platform.machine()
     with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
                 cpu = line.split(":", 1)[1].strip()
                 break
-    name = f"{os.cpu_count()} x {cpu}"
+    isa = torch.backends.cpu.get_cpu_capability()
+    name = f"{os.cpu_count()} x {cpu} ({isa}{', bf16' if has_bf16_units('cpu') else ''})"
     if torch.cuda.is_available():
         name += f", {torch.cuda.get_device_name(0)}"
     return name

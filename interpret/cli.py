@@ -69,7 +69,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     from agents.outputs import check_output
-    from agents.runtime import keep_freed_memory
+    from agents.runtime import keep_freed_memory, one_line_warnings
     from interpret.core.errors import user_errors
 
     prog = "python -m interpret"
@@ -79,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{prog}: interrupted; nothing written", file=sys.stderr)
         return 130
     prog = f"{prog} {args.verb}"
+    one_line_warnings(prog)
     keep_freed_memory()  # backward passes reuse freed buffers: ~1.8x faster attribution on CPU
     try:
         if getattr(args, "out", None) is not None:
