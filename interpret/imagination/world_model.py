@@ -175,7 +175,7 @@ def dream(
 
     def choose(zt: torch.Tensor, ht: torch.Tensor, i: int) -> torch.Tensor:
         if use_controller:
-            a = ctrl.encode_action(ctrl.to_action(ctrl(torch.cat([zt, ht], dim=-1))))
+            a = ctrl.encode_action(ctrl.to_action(ctrl.decide(zt, ht)))
         else:
             a = actions[start + i : start + i + 1]
         taken.append(a)
