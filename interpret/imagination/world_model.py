@@ -160,9 +160,9 @@ def dream(
     generator: torch.Generator | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """An open-loop dream of ``steps`` frames from the real frame ``start`` (M having read the
-    real episode up to it): actions from the controller C([z, h]) or the recorded ones (then
-    ``steps`` <= T - start). Returns (decoded dream (steps, 64, 64, 3) uint8, the actions
-    taken (steps, action_size) in M's encoding)."""
+    real episode up to it): actions from the controller (C([z, h]), or C(z) for a z-only run)
+    or the recorded ones (then ``steps`` <= T - start). Returns (decoded dream (steps, 64, 64,
+    3) uint8, the actions taken (steps, action_size) in M's encoding)."""
     x = to_input(frames[: start + 1])
     z, _ = model.vae.encoder(x)
     ctrl = model.controller
