@@ -12,13 +12,15 @@ from gymnasium.utils.env_checker import check_env
 import agents
 from agents.executor import SerialExecutor
 from agents.inspectable import UnknownLayerError
-from world_model.cmaes import evaluate_candidates
+from world_model.cmaes import EpisodeTask, evaluate_candidates, play_controller, train_controller
 from world_model.controller import Controller
 from world_model.data import FrameStream, SequenceSampler
 from world_model.dream import DreamEnv
 from world_model.mdn_rnn import MDNRNN, mdn_log_prob, mdn_loss, sample_next_z
 from world_model.model import WeightsFileError, WorldModel, load_weights, save_weights
-from world_model.run import WorldModelConfig, create_run
+from world_model.rollouts import DriveActions, RandomActions, check_policy, default_policy
+from world_model.run import WorldModelConfig, create_run, evaluate_run
+from world_model.rundir import RunError
 from world_model.training import encode_episodes, train_mdn, train_vae
 from world_model.vae import ConvVAE, vae_loss
 
@@ -155,6 +157,63 @@ def test_discrete_controller_takes_the_argmax():
     assert torch.equal(ctrl.to_action(out), out.argmax(1))
     onehot = ctrl.encode_action(torch.tensor([2, 4]))
     assert onehot.tolist() == [[0, 0, 1, 0, 0], [0, 0, 0, 0, 1]]
+
+
+def test_z_only_controller_has_99_parameters_and_ignores_h():
+    ctrl = Controller(32, 256, CAR_SPACE, "carracing", inputs="z")
+    assert ctrl.n_params == 32 * 3 + 3 == 99  # the paper's V-only agent
+    ctrl.set_flat(np.random.default_rng(0).normal(size=99))
+    z, h = torch.randn(5, 32), torch.randn(5, 256)
+    assert torch.equal(ctrl.decide(z, h), ctrl.decide(z, torch.zeros(5, 256)))
+    w, b = ctrl.linear.weight, ctrl.linear.bias
+    assert torch.allclose(ctrl.decide(z, h), z @ w.T + b)  # W z + b, by hand
+    full = Controller(32, 256, CAR_SPACE, "carracing")
+    full.set_flat(np.random.default_rng(0).normal(size=867))
+    assert not torch.equal(full.decide(z, h), full.decide(z, torch.zeros(5, 256)))
+    with pytest.raises(ValueError, match="unknown controller inputs"):
+        Controller(32, 256, CAR_SPACE, inputs="h")
+
+
+# -- rollout policies ----------------------------------------------------------------------
+def drive_actions(seed, steps=5000):
+    policy = DriveActions(CAR_SPACE, seed)
+    return np.stack([policy(None) for _ in range(steps)])
+
+
+def test_drive_policy_mostly_accelerates_rarely_brakes_and_holds_its_actions():
+    actions = drive_actions(0)
+    assert all(CAR_SPACE.contains(a) for a in actions[::97])
+    steer, gas, brake = actions.T
+    assert gas.mean() > 0.5  # mostly on the gas
+    assert 0 < (brake > 0).mean() < 0.1  # brakes, but rarely
+    assert not ((gas > 0) & (brake > 0)).any()  # never both
+    assert np.all(actions[:50] == [0, 1, 0])  # straight at full gas while the track zooms in
+    changes = np.flatnonzero(np.any(np.diff(actions, axis=0) != 0, axis=1))
+    assert np.diff(changes).min() >= 4 and len(changes) < len(actions) / 5  # held 4..12 steps
+    assert abs(steer.mean()) < 0.1 and 0.3 < steer.std() < 0.7  # turns both ways
+    jumps = np.abs(np.diff(steer[changes + 1]))  # steering changes between held actions
+    assert np.median(jumps) < 0.5  # smooth-ish: a random walk, not a fresh uniform draw (0.67)
+
+
+def test_drive_policy_is_deterministic_given_the_seed():
+    assert np.array_equal(drive_actions(3, 500), drive_actions(3, 500))
+    assert not np.array_equal(drive_actions(3, 500), drive_actions(4, 500))
+
+
+def test_default_rollout_policy_drives_on_car_racing_only(tmp_path):
+    assert default_policy(CAR_SPACE, "box2d:CarRacing-v3") == "drive"
+    assert default_policy(CAR_SPACE, "MountainCarContinuous-v0") == "brownian"
+    assert default_policy(gymnasium.spaces.Discrete(5), "box2d:CarRacing-v3") == "random"
+    with pytest.raises(ValueError, match="'drive' needs CarRacing"):
+        check_policy("drive", gymnasium.spaces.Discrete(5))
+    with pytest.raises(ValueError, match="'brownian' needs a Box"):
+        RandomActions(gymnasium.spaces.Discrete(5), "brownian", 1, 0)
+    config = create_run(WorldModelConfig(env_id="box2d:CarRacing-v3"), tmp_path / "car")
+    assert config.rollout_policy == "drive"
+    config = WorldModelConfig(env_id="procgen:coinrun", rollout_policy="drive")
+    with pytest.raises(RunError, match="'drive' needs CarRacing"):
+        create_run(config, tmp_path / "coinrun")
+    assert not (tmp_path / "coinrun" / "config.json").exists()
 
 
 # -- CMA-ES --------------------------------------------------------------------------------
@@ -370,3 +429,67 @@ def test_view_save_round_trip(car_view, tmp_path):
     x = torch.rand(3, 3, 64, 64)
     assert torch.allclose(again.outputs(x)["action"], view.outputs(x)["action"])
     assert again.metadata["edit"] == "bias"
+
+
+# -- a z-only controller through training, evaluation, the view and resume ----------------------
+@pytest.fixture
+def z_only_run(tmp_path):
+    """A CarRacing run directory with random V and M (hidden 16, reward head), C reading z."""
+    config = WorldModelConfig(
+        env_id="box2d:CarRacing-v3", hidden=16, controller_input="z", predict_reward=True
+    )
+    config = create_run(config, tmp_path / "car")
+    torch.manual_seed(0)
+    model = WorldModel.from_config(config.__dict__)
+    save_weights(model.vae, tmp_path / "car" / "vae.safetensors")
+    save_weights(model.mdn, tmp_path / "car" / "mdn.safetensors")
+    (tmp_path / "car" / "series").mkdir()
+    np.save(tmp_path / "car" / "series" / "initial_z.npy", np.zeros((2, 32), np.float32))
+    return tmp_path / "car", config, model
+
+
+def test_z_only_controller_trains_in_the_dream_evaluates_and_loads(z_only_run):
+    run, config, model = z_only_run
+    assert agents.load(run).config["controller_input"] == "z"
+    assert model.controller.n_params == 99
+    with SerialExecutor() as executor:
+        state = train_controller(
+            run, executor, model, 1, population=4, max_steps=5, dream=True, log=lambda _: None
+        )
+        assert state["generation"] == 1 and state["evaluations"] == 8
+        with np.load(run / "cmaes" / "state.npz") as data:
+            assert data["mean"].shape == data["best"].shape == (99,)
+        state = train_controller(  # resumed: one more generation from the saved 99-vector
+            run, executor, model, 2, population=4, max_steps=5, dream=True, log=lambda _: None
+        )
+        assert state["generation"] == 2
+        config.eval_episodes, config.eval_steps = 1, 5
+        result = evaluate_run(config, run, executor, log=lambda _: None)
+    assert result["best"]["episodes"] == result["mean"]["episodes"] == 1
+    real = play_controller(EpisodeTask(str(run), np.zeros(99), seed=0, max_steps=5))
+    assert isinstance(real, float)
+    with pytest.raises(ValueError, match="expected 99"):
+        play_controller(EpisodeTask(str(run), np.zeros(867), seed=0, max_steps=5))
+
+    view = agents.load(run)
+    assert view.module.controller.n_params == 99
+    assert view.module.controller.inputs == "z"
+    x = torch.rand(2, 3, 64, 64)
+    h = torch.randn(1, 2, 16)
+    moved = view.outputs(x, (h, torch.zeros_like(h)))
+    assert torch.equal(moved["action"], view.outputs(x)["action"])  # h does not reach C
+    assert not torch.equal(moved["next_z"], view.outputs(x)["next_z"])  # but M still runs
+    obs = np.random.default_rng(0).integers(0, 255, (1, 96, 96, 3), dtype=np.uint8)
+    assert np.allclose(view.act(obs), view.act(obs))  # C's action ignores M's moving state
+
+    view.save(run.parent / "saved")
+    again = agents.load(run.parent / "saved")
+    assert again.module.controller.n_params == 99
+    assert torch.equal(again.outputs(x)["action"], view.outputs(x)["action"])
+
+
+def test_runs_without_controller_input_read_as_zh(tmp_path):
+    config = create_run(WorldModelConfig(env_id="box2d:CarRacing-v3", hidden=16), tmp_path / "r")
+    data = dict(config.__dict__)
+    del data["controller_input"]  # a run written before the option existed
+    assert WorldModel.from_config(data).controller.n_params == (32 + 16) * 3 + 3

@@ -34,6 +34,8 @@ TINY = [
         (["worldmodel", "--env", "procgen:coinrun", "--workers", "0"], "--workers must be"),
         (["worldmodel", "--env", "procgen:coinrun", "--train-in", "dream"], "--predict-reward"),
         (["worldmodel", "--env", "procgen:coinrun", "--rollout-policy", "x"], "--rollout-policy"),
+        (["worldmodel", "--env", "procgen:coinrun", "--rollout-policy", "drive"], "'drive' needs"),
+        (["worldmodel", "--env", "procgen:coinrun", "--controller-input", "h"], "invalid choice"),
         (["worldmodel", "--resume", "--out", "NOWHERE"], "not a World Models run directory"),
         (["worldmodel", "--env", "procgen:coinrun", "--timesteps", "9"], "--timesteps: not a"),
         (["worldmodel", "--env", "procgen:coinrun", "--ent-coef", "0.1"], "--ent-coef: not a"),
@@ -52,6 +54,30 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, args, message):
     assert status == 2
     assert len(err.strip().splitlines()) == 1 and message in err, err
     assert not (tmp_path / "run" / "config.json").exists()  # nothing half-created
+
+
+def test_resume_refuses_a_changed_setting_and_accepts_the_same_one(tmp_path, capsys):
+    from world_model.run import WorldModelConfig, create_run
+
+    out = tmp_path / "car"
+    config = WorldModelConfig(env_id="box2d:CarRacing-v3", rollouts=1, rollout_steps=5)
+    create_run(config, out)
+    before = (out / "config.json").read_bytes()
+    resume = ["worldmodel", "--resume", "--out", str(out), "--executor", "serial"]
+    for extra, message in [
+        (["--controller-input", "z"], "drop --controller-input (the run has --controller-input zh"),
+        (["--rollouts", "4", "--generations", "3"], "drop --rollouts"),
+        (["--rollout-policy", "brownian"], "drop --rollout-policy"),
+    ]:
+        assert train.main([*resume, *extra]) == 2
+        err = capsys.readouterr().err
+        assert len(err.strip().splitlines()) == 1 and message in err, err
+    assert (out / "config.json").read_bytes() == before  # nothing rewritten
+    assert not (out / "rollouts").exists()  # nothing played
+    same = ["--controller-input", "zh", "--rollout-policy", "drive", "--stage", "rollouts"]
+    assert train.main([*resume, *same, "--rollouts", "1"]) == 0
+    with np.load(out / "rollouts" / "ep_00000.npz") as data:
+        assert np.all(data["actions"] == [0, 1, 0])  # drive: full gas, straight, at the start
 
 
 @pytest.mark.parametrize(
@@ -153,3 +179,26 @@ def test_tiny_procgen_run_trains_its_controller_in_the_dream(tmp_path, capsys):
     first, _ = env.reset(seed=0)
     assert first.shape == (32 + 256,)
     assert env.step(int(actions[0]))[0].shape == first.shape
+
+
+@pytest.mark.slow
+def test_tiny_car_racing_run_with_a_z_only_controller_in_the_dream(tmp_path, capsys):
+    out = tmp_path / "car-z"
+    args = ["worldmodel", "--env", "box2d:CarRacing-v3", *TINY, "--executor", "serial"]
+    args += ["--controller-input", "z", "--predict-reward", "--train-in", "dream"]
+    assert train.main([*args, "--out", str(out)]) == 0
+    assert "evaluation (best controller): mean return" in capsys.readouterr().out
+    config = read_json(out / "config.json")
+    assert config["controller_input"] == "z" and config["rollout_policy"] == "drive"
+    with np.load(out / "cmaes" / "state.npz") as data:
+        assert data["best"].shape == (32 * 3 + 3,)
+    view = agents.load(out)
+    assert view.module.controller.n_params == 99
+    assert view.act(np.zeros((2, 96, 96, 3), np.uint8)).shape == (2, 3)
+
+    resume = ["worldmodel", "--resume", "--out", str(out), "--executor", "serial"]
+    assert train.main([*resume, "--controller-input", "zh", "--generations", "3"]) == 2
+    assert "drop --controller-input" in capsys.readouterr().err
+    assert train.main([*resume, "--controller-input", "z", "--generations", "3"]) == 0
+    assert read_json(out / "eval.json")["generation"] == 3
+    assert read_json(out / "config.json")["controller_input"] == "z"

@@ -40,7 +40,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("World Models (worldmodel)")
     for flag, (_, kind, help_text) in FLAGS.items():
         group.add_argument(flag, type=kind, help=help_text, metavar="N")
-    group.add_argument("--rollout-policy", help="random, brownian, or a World Models run dir")
+    group.add_argument(
+        "--rollout-policy",
+        help="drive (CarRacing's default), brownian (other Box actions), random, or a World "
+        "Models run dir",
+    )
+    group.add_argument(
+        "--controller-input",
+        choices=["zh", "z"],
+        help="what C reads: zh = [z, h] (default), z = z only (no M; 99 parameters on CarRacing)",
+    )
     group.add_argument("--train-in", choices=["real", "dream"], help="where C is trained (real)")
     group.add_argument("--predict-reward", action="store_true", help="M also predicts reward")
     group.add_argument("--predict-done", action="store_true", help="M also predicts done")
@@ -72,7 +81,11 @@ def foreign_flags(args: argparse.Namespace, world_model: bool) -> list[str]:
         names += [k[3:] for k in vars(args) if k.startswith("hp_")]
     else:
         names = [flag[2:] for flag in FLAGS if getattr(args, flag[2:].replace("-", "_"))]
-        names += [n for n in ("rollout_policy", "train_in", "stage") if getattr(args, n)]
+        names += [
+            n
+            for n in ("rollout_policy", "controller_input", "train_in", "stage")
+            if getattr(args, n)
+        ]
         names += [n for n in ("predict_reward", "predict_done") if getattr(args, n)]
     return ["--" + n.replace("_", "-") for n in names]
 
@@ -108,7 +121,8 @@ def build_config(args: argparse.Namespace) -> Any:
     policy = args.rollout_policy or "auto"
     if policy not in (*POLICIES, "auto") and not is_world_model_run(policy):
         raise RunError(
-            f"--rollout-policy: expected random, brownian or a World Models run dir, got {policy!r}"
+            f"--rollout-policy: expected {', '.join(POLICIES)} or a World Models run dir, "
+            f"got {policy!r}"
         )
     if args.train_in == "dream" and not args.predict_reward:
         raise RunError("--train-in dream needs --predict-reward (the dream's reward comes from M)")
@@ -120,6 +134,7 @@ def build_config(args: argparse.Namespace) -> Any:
         predict_reward=args.predict_reward,
         predict_done=args.predict_done,
         train_in=args.train_in or "real",
+        controller_input=args.controller_input or "zh",
         command=shlex.join(["python", "train.py", *sys.argv[1:]]),
         **values,
     )
@@ -161,7 +176,53 @@ def _resumed_config(args: argparse.Namespace) -> Any:
         if value is not None and (value < 0 or (value == 0 and name not in NON_NEGATIVE)):
             raise RunError(f"{args.out / 'config.json'}: {name} must be > 0, got {value}")
     check_writable_dir(args.out)
-    return WorldModelConfig.from_dict(data)
+    config = WorldModelConfig.from_dict(data)
+    _refuse_changed_settings(args, config)
+    return config
+
+
+RESUMABLE = ("generations", "eval_episodes")  # what a resumed World Models run may change
+
+
+def _refuse_changed_settings(args: argparse.Namespace, config: Any) -> None:
+    """`RunError` naming every flag given with ``--resume`` whose value differs from the run's
+    (a flag repeating the run's own value is accepted)."""
+    from world_model.rundir import RunError
+
+    given: dict[str, Any] = {flag: getattr(args, flag[2:].replace("-", "_")) for flag in FLAGS}
+    given.update(
+        {
+            "--env": args.env,
+            "--controller-input": args.controller_input,
+            "--train-in": args.train_in,
+            "--rollout-policy": args.rollout_policy,
+            "--predict-reward": args.predict_reward or None,
+            "--predict-done": args.predict_done or None,
+        }
+    )
+    saved = {flag: getattr(config, FLAGS[flag][0]) for flag in FLAGS}
+    saved.update(
+        {
+            "--env": config.env_id,
+            "--controller-input": config.controller_input,
+            "--train-in": config.train_in,
+            "--rollout-policy": config.rollout_policy,
+            "--predict-reward": config.predict_reward,
+            "--predict-done": config.predict_done,
+        }
+    )
+    resumable = {f"--{n.replace('_', '-')}" for n in RESUMABLE}
+    changed = [
+        flag
+        for flag, value in given.items()
+        if value is not None and flag not in resumable and value != saved[flag]
+    ]
+    if changed:
+        raise RunError(
+            f"--resume keeps the run's settings; drop {', '.join(changed)} "
+            f"(the run has {', '.join(f'{f} {saved[f]}' for f in changed)}; "
+            f"{', '.join(sorted(resumable))} may change)"
+        )
 
 
 def _interrupted(run_dir: Path, resume: bool) -> str:

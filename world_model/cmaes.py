@@ -70,10 +70,11 @@ def play_controller(task: EpisodeTask) -> float:
 
         env = DreamEnv(model, z0, task.temperature, task.max_steps)
         obs, _ = env.reset(seed=task.seed)
-        ctrl = model.controller
+        ctrl, z_size = model.controller, model.mdn.z_size
         for _ in range(task.max_steps):
             with torch.no_grad():
-                action = ctrl.to_action(ctrl(torch.as_tensor(obs).unsqueeze(0)))[0]
+                zh = torch.as_tensor(obs).unsqueeze(0)  # (1, z_size + hidden)
+                action = ctrl.to_action(ctrl.decide(zh[:, :z_size], zh[:, z_size:]))[0]
             obs, reward, terminated, truncated, _ = env.step(ctrl.env_action(action))
             total += reward
             if terminated or truncated:

@@ -1,11 +1,15 @@
 """C: the linear controller a_t = W [z_t, h_t] + b, trained by CMA-ES (no gradients).
 
+``inputs="zh"`` (the default) reads [z_t, h_t]; ``inputs="z"`` reads z_t only (the original
+paper's "V model only" agent, 632 +- 251 on CarRacing), so C ignores M's state entirely.
+
 Continuous actions (Box), ``action_map="bounds"``: each output goes through tanh and is mapped
 onto the action's bounds, ``low + (tanh(o) + 1) / 2 * (high - low)``. ``action_map="carracing"``
 (the default for CarRacing) is the original's: steering tanh(o1), gas (tanh(o2) + 1) / 2, brake
 clip(tanh(o3), 0, 1), so that a zero controller drives at half gas without braking.
 Discrete actions: one score per action, argmax.
-For CarRacing: (32 + 256) * 3 + 3 = 867 parameters. Layer name: ``linear``.
+For CarRacing: (32 + 256) * 3 + 3 = 867 parameters ("zh"), 32 * 3 + 3 = 99 ("z").
+Layer name: ``linear``.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import torch
 from torch import nn
 
 ACTION_MAPS = ("bounds", "carracing")
+INPUTS = ("zh", "z")  # what C reads: [z, h], or z alone
 
 
 def action_size(space: gymnasium.Space) -> int:
@@ -28,19 +33,28 @@ def action_size(space: gymnasium.Space) -> int:
 
 
 class Controller(nn.Module):
-    """features (N, z_size + hidden) -> controller outputs (N, n_out)."""
+    """features (N, n_in) -> controller outputs (N, n_out); n_in is z_size + hidden for
+    ``inputs="zh"``, z_size for ``inputs="z"`` (``features(z, h)`` builds them)."""
 
     def __init__(
-        self, z_size: int, hidden: int, space: gymnasium.Space, action_map: str = "bounds"
+        self,
+        z_size: int,
+        hidden: int,
+        space: gymnasium.Space,
+        action_map: str = "bounds",
+        inputs: str = "zh",
     ) -> None:
         super().__init__()
         if action_map not in ACTION_MAPS:
             raise ValueError(f"unknown action_map {action_map!r}; valid: {', '.join(ACTION_MAPS)}")
+        if inputs not in INPUTS:
+            raise ValueError(f"unknown controller inputs {inputs!r}; valid: {', '.join(INPUTS)}")
         if action_map == "carracing" and getattr(space, "shape", None) != (3,):
             raise ValueError("action_map 'carracing' needs a Box action space of shape (3,)")
-        self.space, self.action_map = space, action_map
+        self.space, self.action_map, self.inputs = space, action_map, inputs
         self.discrete = isinstance(space, gymnasium.spaces.Discrete)
-        self.linear = nn.Linear(z_size + hidden, action_size(space))
+        n_in = z_size + hidden if inputs == "zh" else z_size
+        self.linear = nn.Linear(n_in, action_size(space))
         if not self.discrete:
             self.register_buffer("low", torch.as_tensor(space.low, dtype=torch.float32))
             self.register_buffer("high", torch.as_tensor(space.high, dtype=torch.float32))
@@ -49,8 +63,16 @@ class Controller(nn.Module):
     def n_params(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
+    def features(self, z: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        """What C reads from z (N, z_size) and M's h (N, hidden): (N, n_in)."""
+        return torch.cat([z, h], dim=-1) if self.inputs == "zh" else z
+
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return self.linear(features)
+
+    def decide(self, z: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        """Raw outputs (N, n_out) for z (N, z_size) and h (N, hidden)."""
+        return self(self.features(z, h))
 
     def to_action(self, out: torch.Tensor) -> torch.Tensor:
         """Outputs (N, n_out) -> actions: (N,) int64 (discrete) or (N, n_out) in bounds."""

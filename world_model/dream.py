@@ -1,6 +1,7 @@
 """A dream environment: a gymnasium env that steps the MDN-RNN instead of the game.
 
-Observation: float32 (z_size + hidden,) = [z_t, h_t], exactly the controller's input. ``step``
+Observation: float32 (z_size + hidden,) = [z_t, h_t] (a z-only controller reads the first
+z_size). ``step``
 feeds [z_t, a_t] to the LSTM, samples z_{t+1} from the mixture at ``temperature`` (higher:
 a more uncertain, harder dream, which the original used to keep a controller from exploiting
 the model), and reads the reward and done from M's optional heads (reward 0 / never done

@@ -67,13 +67,14 @@ class WorldModel(nn.Module):
         z_size: int = 32,
         hidden: int = 256,
         action_map: str = "bounds",
+        controller_input: str = "zh",
         **mdn: Any,
     ) -> None:
         super().__init__()
         self.space = space
         self.vae = ConvVAE(z_size)
         self.mdn = MDNRNN(z_size, action_size(space), hidden, **mdn)
-        self.controller = Controller(z_size, hidden, space, action_map)
+        self.controller = Controller(z_size, hidden, space, action_map, controller_input)
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> WorldModel:
@@ -82,6 +83,7 @@ class WorldModel(nn.Module):
             z_size=config["z_size"],
             hidden=config["hidden"],
             action_map=config.get("action_map", "bounds"),
+            controller_input=config.get("controller_input", "zh"),  # runs before the option
             n_mix=config["n_mix"],
             predict_reward=config["predict_reward"],
             predict_done=config["predict_done"],
@@ -102,7 +104,8 @@ class WorldModel(nn.Module):
 
 
 class Policy:
-    """Plays one env with a ``WorldModel``: encode frame -> z, C([z, h]) -> action, M steps h.
+    """Plays one env with a ``WorldModel``: encode frame -> z, C([z, h] or z) -> action, M steps
+    h (also for a z-only C: M's state is what the dream and the view read).
 
     ``deterministic``: z is the encoder's mean (else a sample from q(z|x), as in training).
     """
@@ -123,6 +126,6 @@ class Policy:
         z = mu if self.deterministic else mu + torch.randn_like(mu) * (0.5 * logvar).exp()
         h = self.state[0][0]
         ctrl = self.model.controller
-        action = ctrl.to_action(ctrl(torch.cat([z, h], dim=-1)))
+        action = ctrl.to_action(ctrl.decide(z, h))
         _, self.state = self.model.mdn.step(z, ctrl.encode_action(action), self.state)
         return ctrl.env_action(action[0])

@@ -8,9 +8,12 @@ last step of a finished episode, false when cut by ``max_steps``). Episode i is 
 missing episodes, and gives the same files.
 
 Policies: ``random`` (a fresh ``action_space.sample()`` every ``repeat`` steps), ``brownian``
-(Box actions only: a random walk inside the bounds, so a car keeps driving in one direction for
-a while; the default for Box actions), or a World Models run directory (its best controller,
-for the iterative procedure of the original).
+(Box actions only: a random walk inside the bounds; the default for Box actions other than
+CarRacing's), ``drive`` (CarRacing's (steer, gas, brake) only, its default: each action held
+several steps, mostly accelerating, rarely braking, steering that turns smoothly, as reference
+implementations collect their frames, so that V sees the track from a moving car rather than
+from one that brakes and spins at random), or a World Models run directory (its best
+controller, for the iterative procedure of the original).
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from agents.fileio import atomic_path
 from world_model.frames import make_frame_env
 from world_model.rundir import load_policy
 
-POLICIES = ("random", "brownian")
+POLICIES = ("random", "brownian", "drive")
 
 
 @dataclass
@@ -48,16 +51,77 @@ class RolloutTask:
         return Path(self.out_dir) / f"ep_{self.index:05d}.npz"
 
 
-def default_policy(space: gymnasium.Space) -> str:
+def _is_car(space: gymnasium.Space) -> bool:
+    """A Box of CarRacing's layout: (steer in [-1, 1], gas in [0, 1], brake in [0, 1])."""
+    return (
+        isinstance(space, gymnasium.spaces.Box)
+        and space.shape == (3,)
+        and np.allclose(space.low, [-1, 0, 0])
+        and np.allclose(space.high, [1, 1, 1])
+    )
+
+
+def default_policy(space: gymnasium.Space, env_id: str = "") -> str:
+    """``drive`` for CarRacing, ``brownian`` for other Box actions, else ``random``."""
+    if "CarRacing" in env_id and _is_car(space):
+        return "drive"
     return "brownian" if isinstance(space, gymnasium.spaces.Box) else "random"
+
+
+def check_policy(policy: str, space: gymnasium.Space) -> None:
+    """ValueError (one line) if the named policy cannot act in ``space`` (run dirs pass)."""
+    if policy == "brownian" and not isinstance(space, gymnasium.spaces.Box):
+        raise ValueError("policy 'brownian' needs a Box action space; use 'random'")
+    if policy == "drive" and not _is_car(space):
+        raise ValueError(
+            "policy 'drive' needs CarRacing's actions (steer, gas, brake); use brownian or random"
+        )
+
+
+class DriveActions:
+    """``drive``: CarRacing actions (steer, gas, brake) from a seeded generator.
+
+    Straight at full gas for the first ``WARMUP`` steps (the episode's zoom-in); then each
+    action is held a random 4..12 steps (``repeat`` does not apply): steering an AR(1) walk
+    s <- clip(0.7 s + N(0, 0.35), -1, 1) (stationary std about 0.5, so turns are smooth);
+    braking with probability ``P_BRAKE`` (brake U(0.2, 0.8), no gas); otherwise gas U(0.5, 1)
+    with probability ``P_GAS``, else coasting. Mean gas over 1000 steps is about 0.6.
+    """
+
+    WARMUP, HOLD = 50, (4, 12)
+    P_BRAKE, P_GAS = 0.05, 0.85
+
+    def __init__(self, space: gymnasium.Space, seed: int) -> None:
+        check_policy("drive", space)
+        self.rng = np.random.default_rng(seed)
+        self.t, self.left, self.steer = 0, 0, 0.0
+        self.current = np.array([0.0, 1.0, 0.0], np.float32)
+
+    def _next(self) -> np.ndarray:
+        """A new (steer, gas, brake) float32 (3,)."""
+        rng = self.rng
+        self.steer = float(np.clip(0.7 * self.steer + rng.normal(0.0, 0.35), -1.0, 1.0))
+        gas = brake = 0.0
+        if rng.random() < self.P_BRAKE:
+            brake = rng.uniform(0.2, 0.8)
+        elif rng.random() < self.P_GAS:
+            gas = rng.uniform(0.5, 1.0)
+        return np.array([self.steer, gas, brake], np.float32)
+
+    def __call__(self, frame: np.ndarray) -> np.ndarray:
+        if self.t >= self.WARMUP and self.left == 0:
+            self.current = self._next()
+            self.left = int(self.rng.integers(self.HOLD[0], self.HOLD[1] + 1))
+        self.left = max(0, self.left - 1)
+        self.t += 1
+        return self.current.copy()
 
 
 class RandomActions:
     """``random`` / ``brownian`` action sequences from a seeded generator."""
 
     def __init__(self, space: gymnasium.Space, kind: str, repeat: int, seed: int) -> None:
-        if kind == "brownian" and not isinstance(space, gymnasium.spaces.Box):
-            raise ValueError("policy 'brownian' needs a Box action space; use 'random'")
+        check_policy(kind, space)
         self.space, self.kind, self.repeat = space, kind, max(1, repeat)
         self.rng = np.random.default_rng(seed)
         self.space.seed(int(self.rng.integers(2**31)))
@@ -78,6 +142,8 @@ class RandomActions:
 
 
 def make_policy(task: RolloutTask, env: gymnasium.Env) -> Any:
+    if task.policy == "drive":
+        return DriveActions(env.action_space, task.seed + task.index)
     if task.policy in POLICIES:
         return RandomActions(env.action_space, task.policy, task.repeat, task.seed + task.index)
     return load_policy(task.policy)

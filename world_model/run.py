@@ -65,6 +65,7 @@ class WorldModelConfig:
     rollouts_per_candidate: int = 2
     controller_steps: int = 1000
     sigma0: float = 0.1
+    controller_input: str = "zh"  # zh: C reads [z, h]; z: C reads z only (no M)
     train_in: str = "real"
     temperature: float = 1.0
     eval_episodes: int = 20
@@ -100,7 +101,11 @@ def create_run(config: WorldModelConfig, run_dir: Path) -> WorldModelConfig:
     if config.action_map == "auto":
         config.action_map = "carracing" if "CarRacing" in config.env_id else "bounds"
     if config.rollout_policy == "auto":
-        config.rollout_policy = rollouts.default_policy(space)
+        config.rollout_policy = rollouts.default_policy(space, config.env_id)
+    try:
+        rollouts.check_policy(config.rollout_policy, space)
+    except ValueError as err:
+        raise RunError(f"--rollout-policy: {err}") from None
     config.versions = _versions()
     write_json(run_dir / CONFIG_FILE, asdict(config))
     return config

@@ -209,7 +209,7 @@ class WorldModelView:
 
         def head(z: torch.Tensor) -> Outputs:
             h = (state or self.initial_state(len(z)))[0][0].to(z.device)
-            raw = ctrl(torch.cat([z, h], dim=-1))
+            raw = ctrl.decide(z, h)
             out = {"action": ctrl.to_action(raw), "z": z, "h": h}
             if ctrl.discrete:
                 out["scores"] = out["logits"] = raw

@@ -160,9 +160,9 @@ def dream(
     generator: torch.Generator | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """An open-loop dream of ``steps`` frames from the real frame ``start`` (M having read the
-    real episode up to it): actions from the controller C([z, h]) or the recorded ones (then
-    ``steps`` <= T - start). Returns (decoded dream (steps, 64, 64, 3) uint8, the actions
-    taken (steps, action_size) in M's encoding)."""
+    real episode up to it): actions from the controller (C([z, h]), or C(z) for a z-only run)
+    or the recorded ones (then ``steps`` <= T - start). Returns (decoded dream (steps, 64, 64,
+    3) uint8, the actions taken (steps, action_size) in M's encoding)."""
     x = to_input(frames[: start + 1])
     z, _ = model.vae.encoder(x)
     ctrl = model.controller
@@ -175,7 +175,7 @@ def dream(
 
     def choose(zt: torch.Tensor, ht: torch.Tensor, i: int) -> torch.Tensor:
         if use_controller:
-            a = ctrl.encode_action(ctrl.to_action(ctrl(torch.cat([zt, ht], dim=-1))))
+            a = ctrl.encode_action(ctrl.to_action(ctrl.decide(zt, ht)))
         else:
             a = actions[start + i : start + i + 1]
         taken.append(a)

@@ -156,6 +156,7 @@ def _summary(args, view, episodes, error, recon, copy) -> dict[str, Any]:
         "model": str(args.model),
         "env_id": view.config["env_id"],
         "controller": view.metadata.get("controller"),
+        "controller_input": view.module.controller.inputs,
         "actions": "random" if args.random_actions else "controller",
         "episodes": len(episodes),
         "episode_lengths": [len(e["actions"]) for e in episodes],
@@ -241,7 +242,8 @@ def _html(summary, frames, shown_rows, dreamed, real_next) -> str:
             f"<img class='pixel' src='{_strip(np.concatenate([blank, predicted]))}'></p>"
         )
     dream_info = summary["dream"]
-    actor = "C([z, h])" if dream_info["actions"] == "controller" else "recording"
+    reads = "[z, h]" if summary.get("controller_input", "zh") == "zh" else "z"
+    actor = f"C({reads})" if dream_info["actions"] == "controller" else "recording"
     parts.append(
         f"<h2>Dream</h2><p class='muted'>{dream_info['steps']} steps from real frame "
         f"{dream_info['start']} of the first episode, M's predictions fed back, actions from "
