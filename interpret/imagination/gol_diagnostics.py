@@ -114,11 +114,9 @@ def decoder_logits(
     return LogitStats(**{k: np.array(v, dtype=np.float64) for k, v in rows.items()})
 
 
-def fit_affine(
-    z: torch.Tensor, y: torch.Tensor, scale: bool, iterations: int = 100
-) -> tuple[float, float]:
-    """(a, b) minimising the cross-entropy of sigmoid(a z + b) against 0/1 targets ``y``
-    (a fixed at 1 unless ``scale``); a tiny ridge keeps separable data finite."""
+def fit_affine(z: torch.Tensor, y: torch.Tensor, iterations: int = 100) -> tuple[float, float]:
+    """(a, b) minimising the cross-entropy of sigmoid(a z + b) against 0/1 targets ``y``: a
+    logistic regression on the one feature z; a tiny ridge keeps separable data finite."""
     params = torch.tensor([1.0, 0.0], dtype=torch.float64, requires_grad=True)
     z, y = z.flatten().double(), y.flatten().double()
     optimizer = torch.optim.LBFGS(
@@ -127,22 +125,54 @@ def fit_affine(
 
     def closure() -> torch.Tensor:
         optimizer.zero_grad()
-        a = params[0] if scale else params[0].detach()
-        loss = F.binary_cross_entropy_with_logits(a * z + params[1], y)
+        loss = F.binary_cross_entropy_with_logits(params[0] * z + params[1], y)
         loss = loss + 1e-6 * (params**2).sum()
         loss.backward()
-        if not scale:
-            params.grad[0] = 0.0  # type: ignore[index]
         return loss
 
     optimizer.step(closure)
-    return float(params[0]), float(params[1])
+    a, b = params.detach().tolist()
+    return a, b
+
+
+def best_threshold(z: torch.Tensor, y: torch.Tensor, sign: float = 1.0) -> tuple[float, float]:
+    """(c, accuracy): the cut c for which "live where sign * z > c" has the highest pixel
+    accuracy against 0/1 targets ``y`` (any shape), cuts halfway between distinct values."""
+    s = (sign * z).flatten().double()
+    order = torch.argsort(s)
+    s, live = s[order], (y.flatten()[order] > 0).double()
+    n, zero = len(s), torch.zeros(1, dtype=torch.float64)
+    # cut before sorted index k: dead below it and live from it on are right
+    correct = torch.cat([zero, torch.cumsum(1 - live, 0)]) + (
+        live.sum() - torch.cat([zero, torch.cumsum(live, 0)])
+    )
+    correct[1:n][s[1:] == s[:-1]] = -1.0  # no cut between equal values
+    k = int(torch.argmax(correct))
+    cut = s[0] - 1 if k == 0 else s[-1] + 1 if k == n else (s[k - 1] + s[k]) / 2
+    return float(cut), float(correct[k]) / n
+
+
+def refit_bias(z: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+    """(1, b): the decoder's logit z shifted by the bias b whose 0.5 threshold (z + b > 0) is
+    the most accurate on ``y``."""
+    cut, _ = best_threshold(z, y)
+    return 1.0, -cut
+
+
+def refit_bias_scale(z: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+    """(a, b) for sigmoid(a z + b): |a| from a logistic regression on z, the sign of a and the
+    cut -b / a the most accurate on ``y`` (under a 0.5 threshold only the sign of a and the cut
+    matter; |a| tells how stretched the code is)."""
+    magnitude = max(abs(fit_affine(z, y)[0]), 1e-6)
+    fits = [(best_threshold(z, y, sign), sign) for sign in (1.0, -1.0)]
+    (cut, _), sign = max(fits, key=lambda fit: fit[0][1])
+    return sign * magnitude, -magnitude * cut
 
 
 @dataclass
 class DecoderRefit(_JSONMixin):
     """Per step (n_steps,): the decoder's logits z refitted as sigmoid(z + ``bias_offset``)
-    and as sigmoid(``scale`` z + ``offset``); held-out pixel accuracy raw and after each refit;
+    and as sigmoid(``scale`` z + ``offset``) (``refit_bias``, ``refit_bias_scale``); held-out pixel accuracy raw and after each refit;
     and the imagination metric on the fresh boards raw and with the refitted intermediate steps
     (steps without a GoL state keep the raw decoder)."""
 
@@ -178,8 +208,8 @@ def refit_decoder(
     )
     fit_logits, n = step_logits(model, fit_seq)
     test_logits, _ = step_logits(model, test_seq)
-    biased = [fit_affine(fit_logits[i], fit_seq[:, i], scale=False) for i in range(n)]
-    scaled = [fit_affine(fit_logits[i], fit_seq[:, i], scale=True) for i in range(n)]
+    biased = [refit_bias(fit_logits[i], fit_seq[:, i]) for i in range(n)]
+    scaled = [refit_bias_scale(fit_logits[i], fit_seq[:, i]) for i in range(n)]
 
     def decoded(params: list[tuple[float, float]]) -> list[torch.Tensor]:
         return [
