@@ -175,8 +175,9 @@ def _validate(args: argparse.Namespace) -> None:
         )
     if args.linear_cell_output and args.cell_output != "relu":
         raise InterpretError("--linear-cell-output and --cell-output exclude each other")
-    names = ("train_steps", "board", "channels", "runs", "sequences", "lr", "diagnostic_sequences")
-    for name in names:
+    if args.diagnostic_sequences < 2:
+        raise InterpretError("--diagnostic-sequences must be at least 2 (half fit, half test)")
+    for name in ("train_steps", "board", "channels", "runs", "sequences", "lr"):
         if getattr(args, name) <= 0:
             raise InterpretError(f"--{name.replace('_', '-')} must be positive")
     if args.board < 3:

@@ -274,6 +274,8 @@ def shared_probe(
     model: ImaginationNet, config: GoLConfig, sequences: int = 400, seed: int = FIT_SEED
 ) -> SharedProbe:
     """Fit on the first half of ``sequences`` fresh sequences, score on the second half."""
+    if sequences < 2:
+        raise ValueError(f"need at least 2 sequences (half fit, half test), got {sequences}")
     seq = _sample(config, sequences, seed)
     half = sequences // 2
     hidden = model.hidden_states(seq[:, :1])
