@@ -7,8 +7,8 @@ import torch
 
 from interpret.imagination.game_of_life import life_sequence
 from interpret.imagination.gol_diagnostics import (
-    decoder_logits,
     best_threshold,
+    decoder_logits,
     fit_affine,
     gol_diagnostics,
     refit_bias,

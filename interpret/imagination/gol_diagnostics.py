@@ -172,9 +172,9 @@ def refit_bias_scale(z: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
 @dataclass
 class DecoderRefit(_JSONMixin):
     """Per step (n_steps,): the decoder's logits z refitted as sigmoid(z + ``bias_offset``)
-    and as sigmoid(``scale`` z + ``offset``) (``refit_bias``, ``refit_bias_scale``); held-out pixel accuracy raw and after each refit;
-    and the imagination metric on the fresh boards raw and with the refitted intermediate steps
-    (steps without a GoL state keep the raw decoder)."""
+    and as sigmoid(``scale`` z + ``offset``) (``refit_bias``, ``refit_bias_scale``); held-out
+    pixel accuracy raw and after each refit; and the imagination metric on the fresh boards raw
+    and with the refitted intermediate steps (steps without a GoL state keep the raw decoder)."""
 
     bias_offset: np.ndarray
     scale: np.ndarray
