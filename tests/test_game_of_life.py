@@ -204,6 +204,26 @@ def test_training_with_each_switch_runs_and_resumes(switch, tmp_path):
         assert torch.equal(value, resumed.model.state_dict()[key]), key
 
 
+def test_a_checkpoint_written_before_the_switches_existed_resumes(tmp_path):
+    config = GoLConfig(steps=2, channels=3, board=6, train_steps=4, batch=4)
+    torch.set_num_threads(1)
+    checkpoint = tmp_path / "ckpt.pt"
+
+    def crash_at_3(done, _total):
+        if done == 3:
+            raise Crash
+
+    with pytest.raises(Crash):
+        train_gol(config, checkpoint, log_every=2, progress=crash_at_3)
+    state = torch.load(checkpoint, weights_only=True)
+    old = state["config"].replace(", cell_output='relu', single_conv=False, codec_kernel=1", "")
+    assert old != state["config"]
+    torch.save(state | {"config": old}, checkpoint)
+    steps = []
+    train_gol(config, checkpoint, log_every=2, progress=lambda done, _total: steps.append(done))
+    assert steps == [3, 4]  # resumed after step 2, not restarted
+
+
 def test_training_ends_on_the_weights_with_the_lowest_validation_loss():
     config = GoLConfig(steps=2, channels=4, board=6, train_steps=40, batch=8, lr=0.05)
     torch.set_num_threads(1)

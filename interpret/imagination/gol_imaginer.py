@@ -249,7 +249,7 @@ def train_gol(
     start_step, elapsed = 0, 0.0
     if checkpoint is not None and checkpoint.exists():
         state = torch.load(checkpoint, weights_only=True)
-        if state["config"] == repr(config):
+        if state["config"] in _config_keys(config):
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
             scheduler.load_state_dict(state["scheduler"])
@@ -300,6 +300,17 @@ def train_gol(
         train_adversarial_decoder(model, config, data)
     result.seconds = time.perf_counter() - began
     return result
+
+
+SWITCHES_AT_DEFAULT = ", cell_output='relu', single_conv=False, codec_kernel=1"
+
+
+def _config_keys(config: GoLConfig) -> set[str]:
+    """The config strings a checkpoint of ``config`` may carry: its repr, and without the
+    ablation switches when they are at their defaults (checkpoints written before they
+    existed)."""
+    key = repr(config)
+    return {key, key.replace(SWITCHES_AT_DEFAULT, "")}
 
 
 def _copy(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
