@@ -114,6 +114,40 @@ def test_imagination_net_shapes():
     assert set(linear.state_dict()) == set(ImaginationNet(6, 2).state_dict())
 
 
+def n_params(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def test_each_switch_changes_the_modules_as_described():
+    c = 4
+    base = ImaginationNet(c, 3)
+    conv3, conv1 = 9 * c * c + c, c * c + c  # the cell's 3x3 and 1x1 convolutions
+    assert n_params(base.cells) == conv3 + conv1
+    assert n_params(base.encoder) == c + c and n_params(base.decoder) == c + 1
+    single = ImaginationNet(c, 3, single_conv=True)
+    assert n_params(single.cells) == conv3 and len(single.cells[0].net) == 2  # conv, ReLU
+    wide = ImaginationNet(c, 3, codec_kernel=3)
+    assert n_params(wide.encoder) == 9 * c + c and n_params(wide.decoder) == 9 * c + 1
+    assert n_params(wide.cells) == n_params(base.cells)
+    torch.manual_seed(0)
+    noise = 3 * torch.randn(5, 1, 8, 8)
+    for output, low, high in (("tanh", -1, 1), ("sigmoid", 0, 1)):
+        net = ImaginationNet(c, 3, cell_output=output)
+        assert n_params(net) == n_params(base)
+        assert isinstance(net.cells[0].net[-1], torch.nn.Tanh | torch.nn.Sigmoid)
+        for h in net.hidden_states(noise)[1:]:
+            assert low < h.min() and h.max() < high
+    assert (ImaginationNet(c, 3, cell_output="tanh").hidden_states(noise)[-1] < 0).any()
+    config = GoLConfig(channels=c, cell_output="sigmoid", single_conv=True, codec_kernel=3)
+    net = ImaginationNet.from_config(config)
+    assert n_params(net.cells) == conv3 and isinstance(net.cells[0].net[-1], torch.nn.Sigmoid)
+    assert n_params(net.decoder) == 9 * c + 1
+    with pytest.raises(ValueError):
+        ImaginationNet(c, 3, cell_output="gelu")
+    with pytest.raises(ValueError):
+        ImaginationNet(c, 3, codec_kernel=5)
+
+
 class Crash(Exception):
     pass
 
@@ -141,6 +175,53 @@ def test_training_resumes_exactly_after_a_crash(tmp_path):
         and 0.0 <= result["metric"] <= 1.0
         and 0.0 <= result["final_pixel_accuracy"] <= 1.0
     )
+
+
+@pytest.mark.parametrize(
+    "switch",
+    [
+        {"cell_output": "tanh"},
+        {"cell_output": "sigmoid"},
+        {"single_conv": True},
+        {"codec_kernel": 3},
+    ],
+)
+def test_training_with_each_switch_runs_and_resumes(switch, tmp_path):
+    config = GoLConfig(steps=2, channels=3, board=6, train_steps=4, batch=4, **switch)
+    torch.set_num_threads(1)
+    whole = train_gol(config, log_every=2)
+
+    def crash_at_3(done, _total):
+        if done == 3:
+            raise Crash
+
+    checkpoint = tmp_path / "ckpt.pt"
+    with pytest.raises(Crash):
+        train_gol(config, checkpoint, log_every=2, progress=crash_at_3)
+    resumed = train_gol(config, checkpoint, log_every=2)
+    assert set(resumed.model.state_dict()) == set(ImaginationNet.from_config(config).state_dict())
+    for key, value in whole.model.state_dict().items():
+        assert torch.equal(value, resumed.model.state_dict()[key]), key
+
+
+def test_a_checkpoint_written_before_the_switches_existed_resumes(tmp_path):
+    config = GoLConfig(steps=2, channels=3, board=6, train_steps=4, batch=4)
+    torch.set_num_threads(1)
+    checkpoint = tmp_path / "ckpt.pt"
+
+    def crash_at_3(done, _total):
+        if done == 3:
+            raise Crash
+
+    with pytest.raises(Crash):
+        train_gol(config, checkpoint, log_every=2, progress=crash_at_3)
+    state = torch.load(checkpoint, weights_only=True)
+    old = state["config"].replace(", cell_output='relu', single_conv=False, codec_kernel=1", "")
+    assert old != state["config"]
+    torch.save(state | {"config": old}, checkpoint)
+    steps = []
+    train_gol(config, checkpoint, log_every=2, progress=lambda done, _total: steps.append(done))
+    assert steps == [3, 4]  # resumed after step 2, not restarted
 
 
 def test_training_ends_on_the_weights_with_the_lowest_validation_loss():
@@ -206,6 +287,10 @@ def test_imagine_gol_writes_a_report(tmp_path):
         "2",
         "--sequences",
         "100",
+        "--diagnostic-sequences",
+        "20",
+        "--cell-output",
+        "tanh",
         "--no-progress",
         "--out",
         out,
@@ -214,14 +299,26 @@ def test_imagine_gol_writes_a_report(tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["runs"] == 2 and [r["seed"] for r in summary["per_run"]] == [0, 1]
     assert summary["paper"]["metric"] == 0.73  # Table 2: 2 GoL steps, 3 model steps
+    assert summary["config"]["cell_output"] == "tanh" and summary["config"]["codec_kernel"] == 1
+    groups = summary["over_runs"]
+    assert groups["all"]["runs"] == 2 and groups["all"]["metric"]["n"] == 2
+    assert groups["all"]["metric"]["mean"] == pytest.approx(summary["mean_metric"])
+    kept = groups["kept"]
+    assert kept["runs"] == summary["runs_meeting_accuracy_criterion"] == kept["metric"]["n"]
     for r in summary["per_run"]:
         assert r["metric"] == max(r["metric_with_adversarial"], r["metric_without_adversarial"])
         probes = np.array(r["linear_probe_accuracy"])  # 4 hidden states x 3 GoL states
         assert probes.shape == (4, 3) and probes[0, 0] >= 0.99  # the autoencoded first state
+        diagnostics = r["diagnostics"]  # 3 steps pair a hidden state with a GoL state
+        assert len(diagnostics["decoder_logits"]["auc"]) == 3
+        assert len(diagnostics["decoder_refit"]["accuracy_bias_scale"]) == 3
+        assert len(diagnostics["shared_probe"]["shared_accuracy"]) == 3
+        assert 0 <= diagnostics["decoder_refit"]["metric_bias_scale"] <= 1.5
     assert (out / "model_run1.pt").exists() and not list(tmp_path.glob(".gol.run*.pt"))
     state = torch.load(out / "model_run0.pt", weights_only=True)
-    ImaginationNet(4, 3).load_state_dict(state)
+    ImaginationNet(4, 3, cell_output="tanh").load_state_dict(state)
     with np.load(out / "arrays.npz") as arrays:
         assert arrays["example_states"].shape == (8, 3, 6, 6)
         assert arrays["example_decoded"].shape == (8, 4, 6, 6)
-    assert "Game of Life imagination" in (out / "index.html").read_text()
+    page = (out / "index.html").read_text()
+    assert "Game of Life imagination" in page and "Over runs" in page and "bias refit" in page

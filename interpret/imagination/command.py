@@ -37,7 +37,10 @@ from tqdm import tqdm
 from interpret.core.errors import InterpretError
 from interpret.core.report import page, png_data_uri, write_report
 from interpret.imagination.game_of_life import imagination_metric
+from interpret.imagination.gol_diagnostics import gol_diagnostics
 from interpret.imagination.gol_imaginer import (
+    CELL_OUTPUTS,
+    CODEC_KERNELS,
     GoLConfig,
     config_dict,
     evaluate_gol,
@@ -111,6 +114,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="no ReLU after the RNN cell's last convolution",
     )
     parser.add_argument(
+        "--cell-output",
+        choices=sorted(CELL_OUTPUTS),
+        default=GoLConfig.cell_output,
+        help="the RNN cell's output activation (tanh, sigmoid: saturating)",
+    )
+    parser.add_argument(
+        "--single-conv-cell",
+        action="store_true",
+        help="one 3x3 convolution per RNN step (not 3x3, ReLU, 1x1)",
+    )
+    parser.add_argument(
+        "--codec-kernel",
+        type=int,
+        choices=CODEC_KERNELS,
+        default=GoLConfig.codec_kernel,
+        help="kernel of the encoder's and the decoder's convolution",
+    )
+    parser.add_argument(
+        "--diagnostic-sequences",
+        type=int,
+        default=400,
+        help="sequences the diagnostics' refits and probes are fitted on",
+    )
+    parser.add_argument(
         "--weight-decay", type=float, default=0.0, help="AdamW weight decay (0: plain Adam)"
     )
     parser.add_argument(
@@ -146,6 +173,10 @@ def _validate(args: argparse.Namespace) -> None:
         raise InterpretError(
             "--steps and --model-steps must be >= 2 (the metric needs intermediate states)"
         )
+    if args.linear_cell_output and args.cell_output != "relu":
+        raise InterpretError("--linear-cell-output and --cell-output exclude each other")
+    if args.diagnostic_sequences < 2:
+        raise InterpretError("--diagnostic-sequences must be at least 2 (half fit, half test)")
     for name in ("train_steps", "board", "channels", "runs", "sequences", "lr"):
         if getattr(args, name) <= 0:
             raise InterpretError(f"--{name.replace('_', '-')} must be positive")
@@ -195,6 +226,9 @@ def run(args: argparse.Namespace) -> Path:
             clip=args.clip,
             weight_decay=args.weight_decay,
             linear_cell_output=args.linear_cell_output,
+            cell_output=args.cell_output,
+            single_conv=args.single_conv_cell,
+            codec_kernel=args.codec_kernel,
             loss=args.loss,
             keep_best=not args.keep_last,
             seed=args.seed + i,
@@ -213,7 +247,7 @@ def run(args: argparse.Namespace) -> Path:
         )
         trained = train_gol(config, checkpoint, progress=_advance(bar))
         bar.close()
-        row = _evaluate_run(trained, args.sequences)
+        row = _evaluate_run(trained, args.sequences, args.diagnostic_sequences)
         runs.append(row)
         buffer = io.BytesIO()
         torch.save(trained.model.state_dict(), buffer)
@@ -239,7 +273,7 @@ def _advance(bar: tqdm) -> Callable[[int, int], None]:
     return update
 
 
-def _evaluate_run(trained, sequences: int) -> dict[str, Any]:
+def _evaluate_run(trained, sequences: int, diagnostic_sequences: int = 400) -> dict[str, Any]:
     model, config = trained.model, trained.config
     started = time.perf_counter()
     row: dict[str, Any] = {
@@ -274,10 +308,25 @@ def _evaluate_run(trained, sequences: int) -> dict[str, Any]:
     row["meets_accuracy_criterion"] = row["final_pixel_accuracy"] >= ACCURACY_CRITERION
     # [i][j]: GoL state j read from hidden state i by a fitted 1x1 logistic probe (diagnostic)
     row["linear_probe_accuracy"] = linear_probe_accuracy(model, config)
+    row["diagnostics"] = _diagnostics(trained, diagnostic_sequences, min(sequences, 2000))
     row["first_step_98"] = _first_steps(trained.history, 0.98)
     row["history"] = trained.history
     row["eval_seconds"] = round(time.perf_counter() - started, 1)
     return row
+
+
+def _diagnostics(trained, fit_sequences: int, test_sequences: int) -> dict[str, Any]:
+    """``gol_diagnostics`` of the decoder as the main training left it (before any
+    adversarial phase, whose decoder is put back afterwards)."""
+    model = trained.model
+    if trained.decoder_before_adversarial is None:
+        return gol_diagnostics(model, trained.config, fit_sequences, test_sequences).as_dict()
+    adversarial = {k: v.clone() for k, v in model.decoder.state_dict().items()}
+    model.decoder.load_state_dict(trained.decoder_before_adversarial)
+    try:
+        return gol_diagnostics(model, trained.config, fit_sequences, test_sequences).as_dict()
+    finally:
+        model.decoder.load_state_dict(adversarial)
 
 
 def _first_steps(history: list[dict[str, Any]], level: float) -> dict[str, int | None]:
@@ -300,6 +349,52 @@ def _examples(model, config: GoLConfig, n: int = 8) -> dict[str, np.ndarray]:
 
 def _mean(values: list[float]) -> float | None:
     return statistics.fmean(values) if values else None
+
+
+# Per-run numbers aggregated over runs: name -> where it sits in a run's row
+OVER_RUNS: dict[str, tuple[str, ...]] = {
+    "metric": ("metric",),
+    "metric_without_adversarial": ("metric_without_adversarial",),
+    "metric_with_adversarial": ("metric_with_adversarial",),
+    "final_pixel_accuracy": ("final_pixel_accuracy",),
+    "metric_decoder_raw": ("diagnostics", "decoder_refit", "metric_raw"),
+    "metric_bias_refit": ("diagnostics", "decoder_refit", "metric_bias"),
+    "metric_bias_scale_refit": ("diagnostics", "decoder_refit", "metric_bias_scale"),
+    "metric_shared_probe": ("diagnostics", "shared_probe", "metric"),
+}
+
+
+def _lookup(row: dict[str, Any], path: tuple[str, ...]) -> Any:
+    for key in path:
+        row = row.get(key) if isinstance(row, dict) else None  # type: ignore[assignment]
+    return row
+
+
+def _stats(values: list[float]) -> dict[str, Any]:
+    """n, mean, population std, min, max of ``values`` (None where empty)."""
+    if not values:
+        return {"n": 0, "mean": None, "std": None, "min": None, "max": None}
+    return {
+        "n": len(values),
+        "mean": statistics.fmean(values),
+        "std": statistics.pstdev(values),
+        "min": min(values),
+        "max": max(values),
+    }
+
+
+def over_runs(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Aggregates of ``OVER_RUNS`` over "all" runs and over the "kept" runs that reached 99%
+    final-state accuracy (the paper averages only those): group -> name -> stats."""
+    groups = {"all": runs, "kept": [r for r in runs if r["meets_accuracy_criterion"]]}
+    return {
+        group: {"runs": len(rows)}
+        | {
+            name: _stats([v for r in rows if (v := _lookup(r, path)) is not None])
+            for name, path in OVER_RUNS.items()
+        }
+        for group, rows in groups.items()
+    }
 
 
 def _summary(config: GoLConfig, runs: list[dict[str, Any]], args) -> dict[str, Any]:
@@ -327,6 +422,7 @@ def _summary(config: GoLConfig, runs: list[dict[str, Any]], args) -> dict[str, A
         "all_dead_metric": _mean([r["all_dead_metric"] for r in runs]),
         "mean_final_pixel_accuracy": _mean([r["final_pixel_accuracy"] for r in runs]),
         "paper": paper[0] if paper else None,
+        "over_runs": over_runs(runs),
         "per_run": [{k: v for k, v in r.items() if k != "history"} for r in runs],
     }
 
@@ -357,7 +453,11 @@ def _html(summary: dict[str, Any], runs: list[dict[str, Any]], examples) -> str:
         "<h1>Game of Life imagination benchmark</h1>",
         f"<p>{config['steps']} GoL timesteps, {config['rnn_steps']} model timesteps, "
         f"autoencoder loss: {config['autoencoder']}, RNN (shared weights): {config['rnn']}, "
-        f"adversarial decoder steps: {config['adversarial_steps']}, {config['channels']} "
+        f"adversarial decoder steps: {config['adversarial_steps']}, RNN cell: "
+        f"{'one 3x3 conv' if config['single_conv'] else '3x3 conv, ReLU, 1x1 conv'}, then "
+        f"{'nothing' if config['linear_cell_output'] else config['cell_output']}; "
+        f"{config['codec_kernel']}x{config['codec_kernel']} encoder and decoder, "
+        f"{config['channels']} "
         f"channels, {config['board']}x{config['board']} torus, {config['train_steps']} "
         f"training steps of {config['batch']} boards ({config['loss']} prediction loss, Adam "
         f"lr {config['lr']:g} with {config['schedule']} schedule, gradient clip "
@@ -385,6 +485,8 @@ def _html(summary: dict[str, Any], runs: list[dict[str, Any]], examples) -> str:
             f"<td>{r['train_seconds']}</td></tr>"
         )
     parts.append("</table>")
+    parts.append(_over_runs_table(summary["over_runs"]))
+    parts.append(_diagnostics_html(runs[0]["diagnostics"]))
     parts.append(_probe_table(runs[0]["linear_probe_accuracy"]))
     parts.append(_curves(runs[0]["history"]))
     parts.append(
@@ -402,6 +504,68 @@ def _html(summary: dict[str, Any], runs: list[dict[str, Any]], examples) -> str:
         )
     parts.append("</table>")
     return page("Game of Life imagination", "\n".join(parts))
+
+
+def _over_runs_table(groups: dict[str, dict[str, Any]]) -> str:
+    """Mean +- std (n) of each aggregate over all runs and over the kept ones."""
+
+    def cell(stats: dict[str, Any]) -> str:
+        if not stats["n"]:
+            return "<td>-</td>"
+        return f"<td>{stats['mean']:.3f} &plusmn; {stats['std']:.3f} ({stats['n']})</td>"
+
+    rows = "".join(
+        f"<tr><th>{html.escape(name)}</th>{cell(groups['all'][name])}{cell(groups['kept'][name])}"
+        "</tr>"
+        for name in OVER_RUNS
+    )
+    return (
+        "<h2>Over runs</h2><p class='muted'>Mean &plusmn; std (runs) over all runs and over "
+        "the runs with final-state pixel accuracy >= 99% (the paper averages only those). "
+        "The refit and probe rows use the decoder before any adversarial phase.</p>"
+        f"<table><tr><th></th><th>all ({groups['all']['runs']})</th>"
+        f"<th>kept ({groups['kept']['runs']})</th></tr>{rows}</table>"
+    )
+
+
+def _step_table(columns: dict[str, list[float | None]]) -> str:
+    """A table with one row per step i (h_i against s_i) and one column per entry."""
+    n = len(next(iter(columns.values())))
+    head = "".join(f"<th>{html.escape(k)}</th>" for k in columns)
+    rows = "".join(
+        f"<tr><th>h_{i} / s_{i + 1}</th>"
+        + "".join(f"<td>{_fmt(v[i])}</td>" for v in columns.values())
+        + "</tr>"
+        for i in range(n)
+    )
+    return f"<table><tr><th>step</th>{head}</tr>{rows}</table>"
+
+
+def _diagnostics_html(diagnostics: dict[str, Any]) -> str:
+    """The first run's decoder logits, decoder refits and shared probe, per step."""
+    logits, refit, probe = (
+        diagnostics["decoder_logits"],
+        diagnostics["decoder_refit"],
+        diagnostics["shared_probe"],
+    )
+    return (
+        "<h2>Diagnostics (first run)</h2><p class='muted'>Step i pairs hidden state h_i with "
+        "GoL state s_(i+1) (s_1: the input). All use the decoder as the main training left it. "
+        "Decoder logits on live and dead cells; accuracy of the decoder's own threshold (0) "
+        "and ROC AUC (1: some threshold separates them).</p>"
+        + _step_table(logits)
+        + "<p class='muted'>The decoder's bias, and bias and scale, refitted per step on "
+        "training boards (sigmoid(z + b), sigmoid(a z + b)) and scored on fresh ones. Metric "
+        f"raw {_fmt(refit['metric_raw'])}, bias refit {_fmt(refit['metric_bias'])}, bias and "
+        f"scale refit {_fmt(refit['metric_bias_scale'])}: high after a refit means the code "
+        "drifts in offset or scale; low after it means the state is not where the decoder "
+        "looks.</p>"
+        + _step_table({k: v for k, v in refit.items() if not k.startswith("metric")})
+        + "<p class='muted'>One 1x1 logistic probe fitted across all steps against a probe per "
+        f"step (held-out pixel accuracy); metric with the shared probe as the decoder: "
+        f"{_fmt(probe['metric'])}.</p>"
+        + _step_table({k: v for k, v in probe.items() if k != "metric"})
+    )
 
 
 def _probe_table(table: list[list[float]]) -> str:

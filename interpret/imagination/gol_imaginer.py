@@ -46,6 +46,9 @@ class GoLConfig:
     clip: float = 1.0  # gradient norm clip (0: none)
     weight_decay: float = 0.0  # AdamW's decoupled weight decay (0: plain Adam)
     linear_cell_output: bool = False  # no ReLU after the RNN cell's last convolution
+    cell_output: str = "relu"  # the cell's output activation: "relu", "tanh" or "sigmoid"
+    single_conv: bool = False  # one 3x3 convolution per RNN step (not 3x3, ReLU, 1x1)
+    codec_kernel: int = 1  # kernel of the encoder's and the decoder's convolution (1 or 3)
     loss: str = "mse"  # prediction loss: "mse" (L2, like the autoencoder's) or "bce"
     keep_best: bool = True  # end on the weights with the lowest validation prediction loss
     seed: int = 0
@@ -58,36 +61,82 @@ class GoLConfig:
         return LifeBoards(self.board, self.steps, self.density, self.warmup)
 
 
+CELL_OUTPUTS: dict[str, Callable[[], nn.Module]] = {
+    "relu": nn.ReLU,
+    "tanh": nn.Tanh,
+    "sigmoid": nn.Sigmoid,
+}
+CODEC_KERNELS = (1, 3)
+
+
 def _conv(c_in: int, c_out: int, kernel: int) -> nn.Conv2d:
     return nn.Conv2d(c_in, c_out, kernel, padding=kernel // 2, padding_mode="circular")
 
 
 class RNNCell(nn.Module):
-    """One model timestep: hidden (N, C, H, W) -> next hidden, a 3x3 then a 1x1 convolution,
-    each followed by a ReLU (``linear_output``: none after the 1x1)."""
+    """One model timestep: hidden (N, C, H, W) -> next hidden, a 3x3 convolution, ReLU, a 1x1
+    convolution (``single_conv``: the 3x3 alone), then ``output`` ("relu", "tanh", "sigmoid";
+    ``linear_output``: none)."""
 
-    def __init__(self, channels: int, linear_output: bool = False) -> None:
+    def __init__(
+        self,
+        channels: int,
+        linear_output: bool = False,
+        output: str = "relu",
+        single_conv: bool = False,
+    ) -> None:
         super().__init__()
-        layers = [_conv(channels, channels, 3), nn.ReLU(), _conv(channels, channels, 1)]
-        self.net = nn.Sequential(*layers, *([] if linear_output else [nn.ReLU()]))
+        if output not in CELL_OUTPUTS:
+            raise ValueError(f"cell output must be one of {sorted(CELL_OUTPUTS)}, got {output!r}")
+        layers: list[nn.Module] = [_conv(channels, channels, 3)]
+        if not single_conv:
+            layers += [nn.ReLU(), _conv(channels, channels, 1)]
+        if not linear_output:
+            layers.append(CELL_OUTPUTS[output]())
+        self.net = nn.Sequential(*layers)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         return self.net(h)
 
 
 class ImaginationNet(nn.Module):
-    """Encoder (one conv) -> ``rnn_steps`` cells (shared weights if ``rnn``) -> decoder (one
-    conv, sigmoid). Boards (N, 1, H, W) in [0, 1]; all convolutions wrap around like the board."""
+    """Encoder (one conv, ReLU) -> ``rnn_steps`` cells (shared weights if ``rnn``) -> decoder
+    (one conv, sigmoid); encoder and decoder kernels are ``codec_kernel`` (1 or 3). Boards
+    (N, 1, H, W) in [0, 1]; all convolutions wrap around like the board."""
 
     def __init__(
-        self, channels: int = 20, rnn_steps: int = 3, rnn: bool = True, linear_output=False
+        self,
+        channels: int = 20,
+        rnn_steps: int = 3,
+        rnn: bool = True,
+        linear_output: bool = False,
+        cell_output: str = "relu",
+        single_conv: bool = False,
+        codec_kernel: int = 1,
     ) -> None:
         super().__init__()
+        if codec_kernel not in CODEC_KERNELS:
+            raise ValueError(f"codec kernel must be 1 or 3, got {codec_kernel}")
         self.rnn_steps = rnn_steps
-        self.encoder = nn.Sequential(_conv(1, channels, 1), nn.ReLU())
+        self.encoder = nn.Sequential(_conv(1, channels, codec_kernel), nn.ReLU())
         n_cells = 1 if rnn else rnn_steps
-        self.cells = nn.ModuleList(RNNCell(channels, linear_output) for _ in range(n_cells))
-        self.decoder = _conv(channels, 1, 1)
+        self.cells = nn.ModuleList(
+            RNNCell(channels, linear_output, cell_output, single_conv) for _ in range(n_cells)
+        )
+        self.decoder = _conv(channels, 1, codec_kernel)
+
+    @classmethod
+    def from_config(cls, config: GoLConfig) -> ImaginationNet:
+        """The untrained model that ``config`` describes."""
+        return cls(
+            config.channels,
+            config.rnn_steps,
+            config.rnn,
+            config.linear_cell_output,
+            config.cell_output,
+            config.single_conv,
+            config.codec_kernel,
+        )
 
     def hidden_states(self, boards: torch.Tensor) -> list[torch.Tensor]:
         """[encoder output, after cell 1, ..., after cell rnn_steps], each (N, C, H, W)."""
@@ -188,7 +237,7 @@ def train_gol(
     """
     torch.manual_seed(config.seed)
     data = torch.Generator().manual_seed(config.seed)
-    model = ImaginationNet(config.channels, config.rnn_steps, config.rnn, config.linear_cell_output)
+    model = ImaginationNet.from_config(config)
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=config.lr, weight_decay=config.weight_decay
     )
@@ -200,7 +249,7 @@ def train_gol(
     start_step, elapsed = 0, 0.0
     if checkpoint is not None and checkpoint.exists():
         state = torch.load(checkpoint, weights_only=True)
-        if state["config"] == repr(config):
+        if state["config"] in _config_keys(config):
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
             scheduler.load_state_dict(state["scheduler"])
@@ -251,6 +300,17 @@ def train_gol(
         train_adversarial_decoder(model, config, data)
     result.seconds = time.perf_counter() - began
     return result
+
+
+SWITCHES_AT_DEFAULT = ", cell_output='relu', single_conv=False, codec_kernel=1"
+
+
+def _config_keys(config: GoLConfig) -> set[str]:
+    """The config strings a checkpoint of ``config`` may carry: its repr, and without the
+    ablation switches when they are at their defaults (checkpoints written before they
+    existed)."""
+    key = repr(config)
+    return {key, key.replace(SWITCHES_AT_DEFAULT, "")}
 
 
 def _copy(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
