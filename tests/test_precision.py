@@ -62,9 +62,9 @@ def test_load_warns_when_bf16_is_emulated(monkeypatch, tmp_path):
 
 def test_train_warns_when_bf16_is_emulated(monkeypatch, tmp_path, one_torch_thread):
     monkeypatch.setattr(agents.precision, "has_bf16_units", lambda device="cpu": False)
-    argv = ["ppo", "--env", "procgen:coinrun", "--arch", "nature", "--timesteps", "32", "--n-envs", "2",
-            "--n-steps", "16", "--batch-size", "32", "--eval-episodes", "0", "--no-progress",
-            "--precision", "bf16", "--out", str(tmp_path / "run")]  # fmt: skip
+    argv = ["ppo", "--env", "procgen:coinrun", "--arch", "nature", "--timesteps", "32",
+            "--n-envs", "2", "--n-steps", "16", "--batch-size", "32", "--eval-episodes", "0",
+            "--no-progress", "--precision", "bf16", "--out", str(tmp_path / "run")]  # fmt: skip
     with pytest.warns(RuntimeWarning, match="no bf16 units"):
         assert train_cli.main(argv) == 0
     assert (tmp_path / "run" / "model.zip").exists()

@@ -1,4 +1,4 @@
-"""Network dissection of a policy's units [000_1eda41341072b0b1.txt].
+"""Network dissection of a policy's units (Liu, *Understanding Vision-based Dynamics Models*, 2021).
 
 Plays the agent (or reads saved trajectories), then for each ``--layer``: every unit's
 top-quantile threshold t_u, dead/alive status and activation maps ({p | a_u(x, p) > t_u},

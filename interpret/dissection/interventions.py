@@ -1,7 +1,7 @@
-"""Interventions on units [000_1eda41341072b0b1.txt]: zero a unit, force it to its threshold
-t_u, or set it to any value, through a forward hook that leaves the model untouched once
-removed; the effect on every output (action distribution, value, Q-values, decoded image); and
-a ranking of units by the effect of zeroing them.
+"""Interventions on units (Liu, *Understanding Vision-based Dynamics Models*, 2021): zero a
+unit, force it to its threshold t_u, or set it to any value, through a forward hook that leaves
+the model untouched once removed; the effect on every output (action distribution, value,
+Q-values, decoded image); and a ranking of units by the effect of zeroing them.
 
 Works on any ``PolicyView`` (``layer_module``, ``preprocess``, ``outputs``, ``split``, roles).
 """

@@ -1,5 +1,6 @@
-"""Network dissection of a policy's units [000_1eda41341072b0b1.txt]: per-unit statistics over
-recorded observations, top-quantile thresholds t_u, dead units, and activation maps.
+"""Network dissection of a policy's units (Liu, *Understanding Vision-based Dynamics Models*,
+2021): per-unit statistics over recorded observations, top-quantile thresholds t_u, dead units,
+and activation maps.
 
 Works on any ``PolicyView`` (``module``, ``layers()``,
 ``layer_module(name)``, ``preprocess``, ``outputs``): activations are caught by a forward hook

@@ -1,4 +1,5 @@
-"""Decode what a recurrent network imagines [001_72aeb2635db86c6e.txt].
+"""Decode what a recurrent network imagines (Wichers, Tao, Volpato, Barez, *Visualizing Neural
+Network Imagination*, 2024).
 
 The Game of Life benchmark trains convolutional encoder-RNN-decoder models to predict the k-th
 state of random boards, applies the decoder to the intermediate hidden states and scores them

@@ -1,5 +1,5 @@
 """Conway's Game of Life: the rules, random boards with their next states, and the imagination
-metric of Wichers et al., *Visualizing Neural Network Imagination* [001_72aeb2635db86c6e.txt].
+metric of Wichers et al., *Visualizing Neural Network Imagination* (2024).
 
 Boards are (..., H, W) tensors of 0/1 on a torus (the edges wrap), so a convolution with
 circular padding sees exactly what the rules see. Written by hand: no kept library has the

@@ -1,5 +1,6 @@
 """Why the shared decoder does or does not read the intermediate states of a Game of Life
-imaginer [001_72aeb2635db86c6e.txt]: diagnostics the paper does not have.
+imaginer (Wichers, Tao, Volpato, Barez, *Visualizing Neural Network Imagination*, 2024):
+diagnostics the paper does not have.
 
 Step i pairs hidden state h_i (h_0: the encoder's output) with GoL state s_i, for every i with
 both (i < min(rnn_steps + 1, steps + 1)). Each function takes a trained model and its config,

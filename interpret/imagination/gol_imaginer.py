@@ -1,6 +1,7 @@
-"""Network imagination on the Game of Life [001_72aeb2635db86c6e.txt]: a convolutional
-encoder-RNN-decoder trained to predict only the k-th state, whose decoder is then applied to
-the intermediate hidden states; optional autoencoder loss and adversarial decoder training.
+"""Network imagination on the Game of Life (Wichers, Tao, Volpato, Barez, *Visualizing Neural
+Network Imagination*, 2024): a convolutional encoder-RNN-decoder trained to predict only the
+k-th state, whose decoder is then applied to the intermediate hidden states; optional
+autoencoder loss and adversarial decoder training.
 
 ``train_gol(config)`` trains one model (resumable from a checkpoint) and returns it with its
 training history; ``evaluate_gol`` computes the paper's metric over many fresh sequences.

@@ -1,4 +1,5 @@
-"""Decode what a World Models agent's MDN-RNN imagines [001_72aeb2635db86c6e.txt, 004].
+"""Decode what a World Models agent's MDN-RNN imagines (Wichers et al., *Visualizing Neural
+Network Imagination*, 2024; Ha and Schmidhuber, *World Models*, 2018).
 
 M's hidden state h_t (after reading real z_0..z_t and actions a_0..a_t) gives a mixture
 p(z_{t+1}); its mean sum_k pi_k mu_k (or a sample at a temperature) goes through V's decoder and
