@@ -9,11 +9,16 @@ once with sampled and once with greedy actions (``agents.zoo_publish.evaluate_en
 0), and the bench prints, per run and pooled over seeds per precision: the unseen completion
 with its 95% interval, the training completion over the last quarter of the run (from
 ``progress.csv``), the wall time and steps/s with the load average; then bf16 - fp32 with the
-two-proportion p-value, and a figure of the training curves.
+two-proportion p-value, and a figure of the training curves. Each finished run keeps its
+results in ``parity.json`` beside its ``progress.csv`` and ``config.json``; a run whose
+``parity.json`` exists is not trained or evaluated again, so those three small files are all
+that must travel to another machine. ``--precisions`` trains and evaluates one half only (bf16
+is ~10x slower than fp32 on a CPU without bf16 units): run the other half where it is fast.
 
     python bench/precision_parity.py                    # nature, seeds 0 1, 524,288 steps each
     python bench/precision_parity.py --arch interpretable --seeds 0 --steps 1048576
     python bench/precision_parity.py --figure docs/results/figures/parity.png
+    python bench/precision_parity.py --precisions fp32   # one half now, the other elsewhere
 
 With ``--threads 1`` the nature runs take ~7-20 minutes each on a Zen 4 core (bf16 is slower
 there), the interpretable ones hours. The last line of stdout is a JSON summary.
@@ -33,12 +38,13 @@ from pathlib import Path
 from typing import Any
 
 from agents.evaluate import wilson_interval
-from agents.fileio import atomic_path, read_json
+from agents.fileio import atomic_path, read_json, write_json
 from interpret.audit.comparison import two_proportion_p
 
 ROOT = Path(__file__).resolve().parents[1]
 
 PRECISIONS = ("fp32", "bf16")
+RESULT = "parity.json"  # in each run directory: its training summary and evaluation
 ENV_ARGS = ["--env", "procgen:coinrun", "--env-kwargs", "distribution_mode=easy",
             "paint_vel_info=true", "num_levels=0"]  # fmt: skip
 
@@ -121,6 +127,26 @@ def plot(runs: list[dict[str, Any]], rows: dict[str, list[dict[str, float]]], ou
     plt.close(fig)
 
 
+def run_and_evaluate(
+    out: Path, seed: int, precision: str, args: argparse.Namespace
+) -> dict[str, Any]:
+    """Train one run into ``out`` to its end (resuming it if it was interrupted), then evaluate
+    its final model on ``args.levels`` unseen levels, sampled and greedy."""
+    from agents.zoo_publish import evaluate_entry
+
+    name, arch, log = out.name, args.arch, out.parent / f"{out.name}.log"
+    run: dict[str, Any] = {"name": name, "arch": arch, "seed": seed, "precision": precision}
+    if not (out / "model.zip").exists():
+        command = train_command(arch, args.steps, seed, precision, out)
+        print(f"{name}: training ({' '.join(command)})", flush=True)
+        run.update(train(command, args.threads, log))
+    run.update(training_summary(progress_rows(out)))
+    scores = evaluate_entry(out / "model.zip", args.levels, modes=("sampled", "greedy"))
+    run["sampled"], run["greedy"] = scores["sampled"], scores["greedy"]
+    run["eval_seconds"] = scores["eval_seconds"]
+    return run
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--arch", default="nature", choices=("nature", "interpretable", "impala"))
@@ -128,6 +154,10 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--threads", type=int, default=1, help="torch threads per run")
     parser.add_argument("--levels", type=int, default=1000, help="unseen levels per evaluation")
+    parser.add_argument(
+        "--precisions", nargs="+", choices=PRECISIONS, default=list(PRECISIONS),
+        help="the halves to train and evaluate now (bf16 wants a CPU with bf16 units or a GPU)",
+    )  # fmt: skip
     parser.add_argument("--runs", type=Path, default=Path("runs"), help="where the runs go")
     parser.add_argument("--figure", type=Path, help="PNG of the training curves")
     args = parser.parse_args()
@@ -136,11 +166,9 @@ def main() -> None:
     if args.figure is not None and args.figure.suffix != ".png":
         parser.error(f"--figure must end in .png, got {args.figure}")
 
-    from agents.zoo_publish import evaluate_entry
-
     runs_dir = args.runs if args.runs.is_absolute() else ROOT / args.runs
     for seed in args.seeds:  # a run kept from an earlier call must be the one asked for
-        for precision in PRECISIONS:
+        for precision in args.precisions:
             config = runs_dir / f"parity-{args.arch}-{precision}-s{seed}" / "config.json"
             want = {"arch": args.arch, "seed": seed, "timesteps": args.steps}
             have = {k: read_json(config).get(k) for k in want} if config.exists() else want
@@ -149,19 +177,16 @@ def main() -> None:
     runs_dir.mkdir(parents=True, exist_ok=True)
     runs, rows = [], {}
     for seed in args.seeds:
-        for precision in PRECISIONS:
+        for precision in args.precisions:
             name = f"parity-{args.arch}-{precision}-s{seed}"
             out = runs_dir / name
-            run: dict[str, Any] = {"name": name, "arch": args.arch, "seed": seed,
-                                   "precision": precision}  # fmt: skip
-            if not (out / "model.zip").exists():
-                command = train_command(args.arch, args.steps, seed, precision, out)
-                print(f"{name}: training ({' '.join(command)})", flush=True)
-                run.update(train(command, args.threads, runs_dir / f"{name}.log"))
+            done = out / RESULT  # training and evaluation finished: reused as they are
+            if done.exists():
+                run = read_json(done)
+            else:
+                run = run_and_evaluate(out, seed, precision, args)
+                write_json(done, run)
             rows[name] = progress_rows(out)
-            run.update(training_summary(rows[name]))
-            scores = evaluate_entry(out / "model.zip", args.levels, modes=("sampled", "greedy"))
-            run["sampled"], run["greedy"] = scores["sampled"], scores["greedy"]
             s = run["sampled"]
             lo, hi = s["completion_ci95"]
             print(
@@ -177,7 +202,7 @@ def main() -> None:
 
     summary: dict[str, Any] = {"arch": args.arch, "steps": args.steps, "seeds": args.seeds,
                                "levels": args.levels, "runs": runs}  # fmt: skip
-    for mode in ("sampled", "greedy"):
+    for mode in ("sampled", "greedy") if len(args.precisions) == 2 else ():
         (k32, n32), (k16, n16) = pooled(runs, "fp32", mode), pooled(runs, "bf16", mode)
         p = two_proportion_p(k16, n16, k32, n32)
         ci32, ci16 = wilson_interval(k32, n32), wilson_interval(k16, n16)
@@ -190,9 +215,10 @@ def main() -> None:
         summary[f"{mode}_fp32"], summary[f"{mode}_bf16"] = k32 / n32, k16 / n16
         summary[f"{mode}_p_value"] = p
     speed = {prec: _mean(r["steps_per_s"] for r in runs if r["precision"] == prec)
-             for prec in PRECISIONS}  # fmt: skip
-    summary["steps_per_s_bf16_over_fp32"] = speed["bf16"] / speed["fp32"]
-    print(f"steps/s, bf16 / fp32 (mean of runs): {summary['steps_per_s_bf16_over_fp32']:.2f}")
+             for prec in args.precisions}  # fmt: skip
+    if len(speed) == 2:
+        summary["steps_per_s_bf16_over_fp32"] = speed["bf16"] / speed["fp32"]
+        print(f"steps/s, bf16 / fp32 (mean of runs): {speed['bf16'] / speed['fp32']:.2f}")
     if args.figure is not None:
         plot(runs, rows, args.figure)
         print(f"figure: {args.figure}")
