@@ -120,7 +120,10 @@ def plot(runs: list[dict[str, Any]], rows: dict[str, list[dict[str, float]]], ou
     ax.set_ylabel("training: levels completed (last 100)")
     ax.set_ylim(0, 1)
     ax.legend(fontsize=7, loc="lower right")
-    ax.set_title(f"PPO {runs[0]['arch']} on CoinRun: fp32 (solid) vs bf16 (dashed)", fontsize=9)
+    shown = {run["precision"] for run in runs}
+    title = " vs ".join(f"{p} ({'solid' if p == 'fp32' else 'dashed'})" for p in PRECISIONS
+                        if p in shown)  # fmt: skip
+    ax.set_title(f"PPO {runs[0]['arch']} on CoinRun: {title}", fontsize=9)
     fig.tight_layout()
     with atomic_path(out, ".png") as tmp:
         fig.savefig(tmp)

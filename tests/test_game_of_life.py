@@ -152,21 +152,27 @@ class Crash(Exception):
     pass
 
 
-def test_training_resumes_exactly_after_a_crash(tmp_path):
-    config = GoLConfig(steps=2, channels=4, board=6, train_steps=6, batch=8, adversarial_steps=3)
+def _whole_and_resumed(config: GoLConfig, checkpoint, crash_at: int):
+    """One uninterrupted training and one crashed at step ``crash_at`` then resumed; both
+    trained models must be equal bit for bit."""
     torch.set_num_threads(1)
     whole = train_gol(config, log_every=2)
 
-    def crash_at_5(done, _total):
-        if done == 5:
+    def crash(done, _total):
+        if done == crash_at:
             raise Crash
 
-    checkpoint = tmp_path / "ckpt.pt"
     with pytest.raises(Crash):
-        train_gol(config, checkpoint, log_every=2, progress=crash_at_5)
+        train_gol(config, checkpoint, log_every=2, progress=crash)
     resumed = train_gol(config, checkpoint, log_every=2)
     for key, value in whole.model.state_dict().items():
         assert torch.equal(value, resumed.model.state_dict()[key]), key
+    return whole, resumed
+
+
+def test_training_resumes_exactly_after_a_crash(tmp_path):
+    config = GoLConfig(steps=2, channels=4, board=6, train_steps=6, batch=8, adversarial_steps=3)
+    _, resumed = _whole_and_resumed(config, tmp_path / "ckpt.pt", crash_at=5)
     assert [h["step"] for h in resumed.history] == [2, 4, 6]
     assert resumed.decoder_before_adversarial is not None
     result = evaluate_gol(resumed.model, config, sequences=50)
@@ -188,20 +194,8 @@ def test_training_resumes_exactly_after_a_crash(tmp_path):
 )
 def test_training_with_each_switch_runs_and_resumes(switch, tmp_path):
     config = GoLConfig(steps=2, channels=3, board=6, train_steps=4, batch=4, **switch)
-    torch.set_num_threads(1)
-    whole = train_gol(config, log_every=2)
-
-    def crash_at_3(done, _total):
-        if done == 3:
-            raise Crash
-
-    checkpoint = tmp_path / "ckpt.pt"
-    with pytest.raises(Crash):
-        train_gol(config, checkpoint, log_every=2, progress=crash_at_3)
-    resumed = train_gol(config, checkpoint, log_every=2)
+    _, resumed = _whole_and_resumed(config, tmp_path / "ckpt.pt", crash_at=3)
     assert set(resumed.model.state_dict()) == set(ImaginationNet.from_config(config).state_dict())
-    for key, value in whole.model.state_dict().items():
-        assert torch.equal(value, resumed.model.state_dict()[key]), key
 
 
 def test_a_checkpoint_written_before_the_switches_existed_resumes(tmp_path):
