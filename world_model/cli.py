@@ -22,6 +22,12 @@ FLAGS: dict[str, tuple[str, type, str]] = {
     "--rollout-steps": ("rollout_steps", int, "max steps per collected episode (1000)"),
     "--vae-epochs": ("vae_epochs", int, "V epochs over the stored frames (5)"),
     "--vae-batch-size": ("vae_batch_size", int, "V batch size (64)"),
+    "--gan-weight": ("gan_weight", float, "--vae gan: the generator's adversarial weight (10)"),
+    "--gan-feature-weight": (
+        "gan_feature_weight",
+        float,
+        "--vae gan: the weight of the error in the discriminator's features (1)",
+    ),
     "--mdn-epochs": ("mdn_epochs", int, "M epochs (10)"),
     "--mdn-steps": ("mdn_steps", int, "M batches per epoch (0: one pass over the data)"),
     "--mdn-seq-len": ("mdn_seq_len", int, "M training sequence length (64)"),
@@ -33,7 +39,7 @@ FLAGS: dict[str, tuple[str, type, str]] = {
     "--temperature": ("temperature", float, "dream temperature tau (1.0)"),
     "--eval-steps": ("eval_steps", int, "max steps of an evaluation episode (1000)"),
 }
-NON_NEGATIVE = {"mdn_steps", "temperature"}
+NON_NEGATIVE = {"mdn_steps", "temperature", "gan_weight", "gan_feature_weight"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -44,6 +50,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--rollout-policy",
         help="drive (CarRacing's default), brownian (other Box actions), random, or a World "
         "Models run dir",
+    )
+    group.add_argument(
+        "--vae",
+        choices=["plain", "gan"],
+        help="V: a VAE (plain, default) or a VAE-GAN whose decoder is also trained against a "
+        "discriminator (gan)",
     )
     group.add_argument(
         "--controller-input",
@@ -83,7 +95,7 @@ def foreign_flags(args: argparse.Namespace, world_model: bool) -> list[str]:
         names = [flag[2:] for flag in FLAGS if getattr(args, flag[2:].replace("-", "_"))]
         names += [
             n
-            for n in ("rollout_policy", "controller_input", "train_in", "stage")
+            for n in ("rollout_policy", "vae", "controller_input", "train_in", "stage")
             if getattr(args, n)
         ]
         names += [n for n in ("predict_reward", "predict_done") if getattr(args, n)]
@@ -124,6 +136,9 @@ def build_config(args: argparse.Namespace) -> Any:
             f"--rollout-policy: expected {', '.join(POLICIES)} or a World Models run dir, "
             f"got {policy!r}"
         )
+    gan_only = [f for f in ("--gan-weight", "--gan-feature-weight") if FLAGS[f][0] in values]
+    if gan_only and args.vae != "gan":
+        raise RunError(f"{', '.join(gan_only)} needs --vae gan")
     if args.train_in == "dream" and not args.predict_reward:
         raise RunError("--train-in dream needs --predict-reward (the dream's reward comes from M)")
     return WorldModelConfig(
@@ -134,6 +149,7 @@ def build_config(args: argparse.Namespace) -> Any:
         predict_reward=args.predict_reward,
         predict_done=args.predict_done,
         train_in=args.train_in or "real",
+        vae=args.vae or "plain",
         controller_input=args.controller_input or "zh",
         command=shlex.join(["python", "train.py", *sys.argv[1:]]),
         **values,
@@ -177,6 +193,8 @@ def _resumed_config(args: argparse.Namespace) -> Any:
             raise RunError(f"{args.out / 'config.json'}: {name} must be > 0, got {value}")
     check_writable_dir(args.out)
     config = WorldModelConfig.from_dict(data)
+    if config.vae not in ("plain", "gan"):
+        raise RunError(f"{args.out / 'config.json'}: vae must be plain or gan, got {config.vae!r}")
     _refuse_changed_settings(args, config)
     return config
 
@@ -193,6 +211,7 @@ def _refuse_changed_settings(args: argparse.Namespace, config: Any) -> None:
     given.update(
         {
             "--env": args.env,
+            "--vae": args.vae,
             "--controller-input": args.controller_input,
             "--train-in": args.train_in,
             "--rollout-policy": args.rollout_policy,
@@ -204,6 +223,7 @@ def _refuse_changed_settings(args: argparse.Namespace, config: Any) -> None:
     saved.update(
         {
             "--env": config.env_id,
+            "--vae": config.vae,
             "--controller-input": config.controller_input,
             "--train-in": config.train_in,
             "--rollout-policy": config.rollout_policy,

@@ -3,7 +3,7 @@
 ``runs/NAME/``:
   config.json                       every setting (``"algo": "worldmodel"``), the command, shapes
   rollouts/ep_*.npz, rollouts/done.json    stage 1: episodes (see ``world_model.rollouts``)
-  vae.safetensors, vae_progress.csv        stage 2: V
+  vae.safetensors, vae_progress.csv        stage 2: V (a VAE, or with ``vae: gan`` a VAE-GAN)
   series/ep_*.npz, series/initial_z.npy    V's encoding of every episode; first frames' z
   mdn.safetensors, mdn_progress.csv        stage 3: M
   controller_best.safetensors, controller_mean.safetensors, controller_progress.csv,
@@ -35,6 +35,7 @@ from world_model.controller import action_size
 from world_model.frames import make_frame_env
 from world_model.model import WorldModel, load_weights, space_to_json
 from world_model.rundir import CONFIG_FILE, RunError
+from world_model.vae_gan import GanWeights
 
 STAGES = ("rollouts", "vae", "mdn", "controller", "eval")
 EVAL_SEED_OFFSET = 1_000_000_000  # evaluation tracks/levels, far from the training seeds
@@ -48,8 +49,11 @@ class WorldModelConfig:
     rollouts: int = 32
     rollout_steps: int = 1000
     rollout_policy: str = "auto"
+    vae: str = "plain"  # plain | gan (a VAE-GAN: world_model.vae_gan)
     vae_epochs: int = 5
     vae_batch_size: int = 64
+    gan_weight: float = 10.0  # --vae gan: the generator's adversarial loss weight
+    gan_feature_weight: float = 1.0  # --vae gan: the discriminator-feature error's weight
     kl_tolerance: float = 0.5
     z_size: int = 32
     hidden: int = 256
@@ -166,6 +170,7 @@ def run_pipeline(
             z_size=config.z_size,
             seed=config.seed,
             log=log,
+            gan=_gan_weights(config),
         )
     model.eval()
     if stop < STAGES.index("mdn"):
@@ -217,6 +222,12 @@ def run_pipeline(
         summary["eval"] = evaluate_run(config, run_dir, executor, log)
     summary["eval"] = read_json(eval_file)
     return summary
+
+
+def _gan_weights(config: WorldModelConfig) -> GanWeights | None:
+    if config.vae == "plain":
+        return None
+    return GanWeights(config.gan_weight, config.gan_feature_weight)
 
 
 def evaluate_run(

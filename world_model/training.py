@@ -1,8 +1,9 @@
 """Training V and M from a run directory's data, checkpointed every epoch.
 
 V trains on frames streamed from ``rollouts/`` (Adam, lr 1e-4 as the original); each epoch
-ends with ``checkpoints/vae.pt`` (weights, optimizer, epoch; read back with
-``torch.load(weights_only=True)``), and the stage ends with ``vae.safetensors``. Then every
+ends with ``checkpoints/vae.pt`` (weights, optimizer, epoch, and for a VAE-GAN the
+discriminator and its optimizer; read back with ``torch.load(weights_only=True)``), and the
+stage ends with ``vae.safetensors``. Then every
 episode is encoded to ``series/ep_*.npz`` (mu, logvar, actions, rewards, dones). M trains on
 random windows of those series (Adam, lr 1e-3, gradient norm clipped at 1), same checkpoints.
 Progress goes to ``vae_progress.csv`` / ``mdn_progress.csv``.
@@ -25,6 +26,7 @@ from world_model.mdn_rnn import MDNRNN, mdn_loss
 from world_model.model import save_weights
 from world_model.rollouts import episode_files
 from world_model.vae import ConvVAE, frames_to_tensor, vae_loss
+from world_model.vae_gan import Discriminator, GanWeights, vae_gan_step
 
 Log = Callable[[str], None]
 
@@ -38,18 +40,22 @@ def _append_csv(path: Path, row: dict[str, Any]) -> None:
         writer.writerow(row)
 
 
-def _save_checkpoint(path: Path, model: torch.nn.Module, optim: torch.optim.Optimizer, epoch: int):
+Stateful = torch.nn.Module | torch.optim.Optimizer
+
+
+def _save_checkpoint(path: Path, parts: dict[str, Stateful], epoch: int) -> None:
+    """``parts`` by name (``model``, ``optim``, ...) and the number of finished epochs."""
     with atomic_path(path, suffix=".pt") as tmp:
-        torch.save({"model": model.state_dict(), "optim": optim.state_dict(), "epoch": epoch}, tmp)
+        torch.save({**{k: v.state_dict() for k, v in parts.items()}, "epoch": epoch}, tmp)
 
 
-def _load_checkpoint(path: Path, model: torch.nn.Module, optim: torch.optim.Optimizer) -> int:
+def _load_checkpoint(path: Path, parts: dict[str, Stateful]) -> int:
     """Restore a checkpoint if there is one; returns the number of finished epochs."""
     if not path.is_file():
         return 0
     state = torch.load(path, weights_only=True)
-    model.load_state_dict(state["model"])
-    optim.load_state_dict(state["optim"])
+    for name, part in parts.items():
+        part.load_state_dict(state[name])
     return int(state["epoch"])
 
 
@@ -62,35 +68,59 @@ def train_vae(
     z_size: int = 32,
     seed: int = 0,
     log: Log = print,
+    gan: GanWeights | None = None,
 ) -> ConvVAE:
-    """Train V on ``run_dir/rollouts`` and write ``run_dir/vae.safetensors``."""
+    """Train V on ``run_dir/rollouts`` and write ``run_dir/vae.safetensors``; with ``gan``, as
+    a VAE-GAN (``world_model.vae_gan``), whose progress rows add the GAN's losses."""
     torch.manual_seed(seed)
     vae = ConvVAE(z_size)
     optim = torch.optim.Adam(vae.parameters(), lr=lr)
+    parts: dict[str, Stateful] = {"model": vae, "optim": optim}
+    if gan is not None:
+        discriminator = Discriminator()
+        disc_optim = torch.optim.Adam(discriminator.parameters(), lr=lr)
+        parts.update(discriminator=discriminator, discriminator_optim=disc_optim)
     ckpt = run_dir / "checkpoints" / "vae.pt"
-    done = _load_checkpoint(ckpt, vae, optim)
+    done = _load_checkpoint(ckpt, parts)
     stream = FrameStream(episode_files(run_dir / "rollouts"), batch_size, seed=seed)
     stream.epoch = done
     for epoch in range(done, epochs):
-        started, totals, n = time.monotonic(), np.zeros(3), 0
+        started, n = time.monotonic(), 0
+        sums: dict[str, float] = {}
         vae.train()
         for frames in stream:
             x = frames_to_tensor(frames)
-            recon, mu, logvar = vae(x)
-            loss, rec, kl = vae_loss(x, recon, mu, logvar, kl_tolerance)
-            optim.zero_grad()
-            loss.backward()
-            optim.step()
-            totals += [loss.item() * len(x), rec.item() * len(x), kl.item() * len(x)]
+            if gan is None:
+                losses = _plain_vae_step(vae, optim, x, kl_tolerance)
+            else:
+                losses = vae_gan_step(vae, discriminator, optim, disc_optim, x, gan, kl_tolerance)
+            for k, v in losses.items():
+                sums[k] = sums.get(k, 0.0) + v * len(x)
             n += len(x)
-        loss, rec, kl = totals / max(n, 1)
-        row = {"epoch": epoch + 1, "loss": loss, "reconstruction": rec, "kl": kl, "frames": n}
+        means = {k: v / max(n, 1) for k, v in sums.items()}
+        row = {"epoch": epoch + 1, **means, "frames": n}
         row["seconds"] = round(time.monotonic() - started, 1)
         _append_csv(run_dir / "vae_progress.csv", row)
-        _save_checkpoint(ckpt, vae, optim, epoch + 1)
-        log(f"V epoch {epoch + 1}/{epochs}: loss {loss:.1f} (recon {rec:.1f}, kl {kl:.1f})")
+        _save_checkpoint(ckpt, parts, epoch + 1)
+        loss, rec, kl = means["loss"], means["reconstruction"], means["kl"]
+        line = f"V epoch {epoch + 1}/{epochs}: loss {loss:.1f} (recon {rec:.1f}, kl {kl:.1f})"
+        if gan is not None:
+            line += f", D {means['discriminator']:.3f}, adversarial {means['adversarial']:.3f}"
+        log(line)
     save_weights(vae, run_dir / "vae.safetensors")
     return vae.eval()
+
+
+def _plain_vae_step(
+    vae: ConvVAE, optim: torch.optim.Optimizer, x: torch.Tensor, kl_tolerance: float
+) -> dict[str, float]:
+    """One update of V on frames x (N, 3, 64, 64); the batch means of its loss and terms."""
+    recon, mu, logvar = vae(x)
+    loss, rec, kl = vae_loss(x, recon, mu, logvar, kl_tolerance)
+    optim.zero_grad()
+    loss.backward()
+    optim.step()
+    return {"loss": loss.item(), "reconstruction": rec.item(), "kl": kl.item()}
 
 
 @torch.no_grad()
@@ -151,12 +181,13 @@ def train_mdn(
     torch.manual_seed(seed)
     optim = torch.optim.Adam(mdn.parameters(), lr=lr)
     ckpt = run_dir / "checkpoints" / "mdn.pt"
-    done = _load_checkpoint(ckpt, mdn, optim)
+    done = _load_checkpoint(ckpt, {"model": mdn, "optim": optim})
     series = load_series(sorted((run_dir / "series").glob("ep_*.npz")))
     sampler = SequenceSampler(series, seq_len, seed=seed + done)
     steps = steps_per_epoch or max(1, sampler.steps() // (batch_size * seq_len))
     for epoch in range(done, epochs):
-        started, sums = time.monotonic(), {}
+        started = time.monotonic()
+        sums: dict[str, float] = {}
         mdn.train()
         for _ in range(steps):
             b = sampler.batch(batch_size)
@@ -171,7 +202,7 @@ def train_mdn(
         row = {"epoch": epoch + 1, **{f"loss_{k}": v for k, v in sums.items()}, "batches": steps}
         row["seconds"] = round(time.monotonic() - started, 1)
         _append_csv(run_dir / "mdn_progress.csv", row)
-        _save_checkpoint(ckpt, mdn, optim, epoch + 1)
+        _save_checkpoint(ckpt, {"model": mdn, "optim": optim}, epoch + 1)
         log(f"M epoch {epoch + 1}/{epochs}: " + ", ".join(f"{k} {v:.3f}" for k, v in sums.items()))
     save_weights(mdn, run_dir / "mdn.safetensors")
     return mdn.eval()
