@@ -21,12 +21,7 @@ from world_model.vision_quality import laplacian_sharpness, vision_quality
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def flat_colours(n: int = 8) -> torch.Tensor:
