@@ -49,6 +49,10 @@ ENV_ARGS = ["--env", "procgen:coinrun", "--env-kwargs", "distribution_mode=easy"
             "paint_vel_info=true", "num_levels=0"]  # fmt: skip
 
 
+def run_name(arch: str, precision: str, seed: int) -> str:
+    return f"parity-{arch}-{precision}-s{seed}"
+
+
 def train_command(arch: str, steps: int, seed: int, precision: str, out: Path) -> list[str]:
     """The ``train.py ppo`` command of one run (``--resume`` continues it where it stopped)."""
     if (out / "config.json").exists():
@@ -172,7 +176,7 @@ def main() -> None:
     runs_dir = args.runs if args.runs.is_absolute() else ROOT / args.runs
     for seed in args.seeds:  # a run kept from an earlier call must be the one asked for
         for precision in args.precisions:
-            config = runs_dir / f"parity-{args.arch}-{precision}-s{seed}" / "config.json"
+            config = runs_dir / run_name(args.arch, precision, seed) / "config.json"
             want = {"arch": args.arch, "seed": seed, "timesteps": args.steps}
             have = {k: read_json(config).get(k) for k in want} if config.exists() else want
             if have != want:
@@ -181,7 +185,7 @@ def main() -> None:
     runs, rows = [], {}
     for seed in args.seeds:
         for precision in args.precisions:
-            name = f"parity-{args.arch}-{precision}-s{seed}"
+            name = run_name(args.arch, precision, seed)
             out = runs_dir / name
             done = out / RESULT  # training and evaluation finished: reused as they are
             if done.exists():
