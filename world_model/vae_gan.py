@@ -102,9 +102,9 @@ def vae_gan_step(
 
     loss, rec, kl = vae_loss(x, recon, mu, logvar, kl_tolerance)
     discriminator.requires_grad_(False)  # D is a fixed critic for this half of the step
-    feature_scale = PIXELS / discriminator.features(x[:1]).numel()
     with torch.no_grad():
         real_features = discriminator.features(x)
+    feature_scale = PIXELS / real_features[0].numel()
     feature = (discriminator.features(recon) - real_features).pow(2).flatten(1).sum(1).mean()
     adversarial = 0.5 * (
         _bce(discriminator(recon_detached_code), True) + _bce(discriminator(prior), True)
