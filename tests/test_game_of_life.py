@@ -19,6 +19,7 @@ from interpret.imagination.game_of_life import (
 from interpret.imagination.gol_imaginer import (
     GoLConfig,
     ImaginationNet,
+    decoded_fakes,
     evaluate_gol,
     linear_probe_accuracy,
     train_gol,
@@ -198,7 +199,16 @@ def test_training_with_each_switch_runs_and_resumes(switch, tmp_path):
     assert set(resumed.model.state_dict()) == set(ImaginationNet.from_config(config).state_dict())
 
 
-def test_a_checkpoint_written_before_the_switches_existed_resumes(tmp_path):
+# The config strings of checkpoints written before a group of fields existed.
+BEFORE_THE_ADVERSARIAL_SWITCHES = [", adversarial_weight=0.1, adversarial_fakes='soft'"]
+BEFORE_THE_CELL_SWITCHES = [
+    *BEFORE_THE_ADVERSARIAL_SWITCHES,
+    ", cell_output='relu', single_conv=False, codec_kernel=1",
+]
+
+
+@pytest.mark.parametrize("missing", [BEFORE_THE_ADVERSARIAL_SWITCHES, BEFORE_THE_CELL_SWITCHES])
+def test_a_checkpoint_written_before_the_switches_existed_resumes(missing, tmp_path):
     config = GoLConfig(steps=2, channels=3, board=6, train_steps=4, batch=4)
     torch.set_num_threads(1)
     checkpoint = tmp_path / "ckpt.pt"
@@ -210,12 +220,58 @@ def test_a_checkpoint_written_before_the_switches_existed_resumes(tmp_path):
     with pytest.raises(Crash):
         train_gol(config, checkpoint, log_every=2, progress=crash_at_3)
     state = torch.load(checkpoint, weights_only=True)
-    old = state["config"].replace(", cell_output='relu', single_conv=False, codec_kernel=1", "")
-    assert old != state["config"]
+    old = state["config"]
+    for fields in missing:
+        assert fields in old
+        old = old.replace(fields, "")
     torch.save(state | {"config": old}, checkpoint)
     steps = []
     train_gol(config, checkpoint, log_every=2, progress=lambda done, _total: steps.append(done))
     assert steps == [3, 4]  # resumed after step 2, not restarted
+    steps.clear()  # a non-default switch cannot come from a checkpoint that lacked it
+    train_gol(
+        dataclasses.replace(config, adversarial_weight=0.5),
+        checkpoint,
+        log_every=2,
+        progress=lambda done, _total: steps.append(done),
+    )
+    assert steps == [1, 2, 3, 4]
+
+
+def test_binary_fakes_are_thresholded_boards_with_the_gradient_passed_straight_through():
+    probabilities = torch.tensor([0.1, 0.49, 0.51, 0.9], requires_grad=True)
+    fakes = decoded_fakes(probabilities, "binary")
+    assert fakes.tolist() == [0.0, 0.0, 1.0, 1.0]
+    (fakes * torch.tensor([1.0, 2.0, 3.0, 4.0])).sum().backward()
+    assert probabilities.grad is not None
+    assert probabilities.grad.tolist() == [1.0, 2.0, 3.0, 4.0]
+    assert decoded_fakes(probabilities, "soft") is probabilities
+    with pytest.raises(ValueError, match="adversarial fakes"):
+        decoded_fakes(probabilities, "hard")
+    with pytest.raises(ValueError, match="adversarial fakes"):  # before any training
+        train_gol(GoLConfig(adversarial_fakes="hard"))
+
+
+@pytest.mark.parametrize("fakes", ["soft", "binary"])
+def test_the_adversarial_phase_trains_the_decoder_alone(fakes):
+    torch.set_num_threads(1)
+    config = GoLConfig(steps=2, channels=3, board=6, train_steps=4, batch=4, lr=0.05)
+    plain = train_gol(config, log_every=2)
+    adversarial = train_gol(
+        dataclasses.replace(
+            config, adversarial_steps=5, adversarial_weight=10.0, adversarial_fakes=fakes
+        ),
+        log_every=2,
+    )
+    before = adversarial.decoder_before_adversarial
+    assert before is not None
+    for key, value in plain.model.state_dict().items():
+        after = adversarial.model.state_dict()[key]
+        if key.startswith("decoder."):
+            assert torch.equal(value, before[key.removeprefix("decoder.")])
+            assert not torch.equal(value, after), key  # the GAN phase moved the decoder
+        else:
+            assert torch.equal(value, after), key  # encoder and RNN frozen
 
 
 def test_training_ends_on_the_weights_with_the_lowest_validation_loss():
@@ -285,6 +341,10 @@ def test_imagine_gol_writes_a_report(tmp_path):
         "20",
         "--cell-output",
         "tanh",
+        "--adversarial-fakes",
+        "binary",
+        "--adversarial-weight",
+        "0.5",
         "--no-progress",
         "--out",
         out,
@@ -294,6 +354,8 @@ def test_imagine_gol_writes_a_report(tmp_path):
     assert summary["runs"] == 2 and [r["seed"] for r in summary["per_run"]] == [0, 1]
     assert summary["paper"]["metric"] == 0.73  # Table 2: 2 GoL steps, 3 model steps
     assert summary["config"]["cell_output"] == "tanh" and summary["config"]["codec_kernel"] == 1
+    assert summary["config"]["adversarial_fakes"] == "binary"
+    assert summary["config"]["adversarial_weight"] == 0.5
     groups = summary["over_runs"]
     assert groups["all"]["runs"] == 2 and groups["all"]["metric"]["n"] == 2
     assert groups["all"]["metric"]["mean"] == pytest.approx(summary["mean_metric"])

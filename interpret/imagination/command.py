@@ -40,6 +40,7 @@ from interpret.core.report import page, png_data_uri, write_report
 from interpret.imagination.game_of_life import imagination_metric
 from interpret.imagination.gol_diagnostics import gol_diagnostics
 from interpret.imagination.gol_imaginer import (
+    ADVERSARIAL_FAKES,
     CELL_OUTPUTS,
     CODEC_KERNELS,
     GoLConfig,
@@ -97,6 +98,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-rnn", action="store_true", help="separate weights per timestep")
     parser.add_argument(
         "--adversarial-steps", type=int, default=500, help="decoder GAN steps (0: none)"
+    )
+    parser.add_argument(
+        "--adversarial-weight",
+        type=float,
+        default=GoLConfig.adversarial_weight,
+        help="the GAN loss's weight in the decoder's adversarial phase (0.1)",
+    )
+    parser.add_argument(
+        "--adversarial-fakes",
+        choices=ADVERSARIAL_FAKES,
+        default=GoLConfig.adversarial_fakes,
+        help="what the discriminator sees of decoded states: soft sigmoid outputs, or binary "
+        "boards thresholded at 0.5 (gradient passed straight through)",
     )
     parser.add_argument("--train-steps", type=int, default=GoLConfig.train_steps)
     parser.add_argument("--lr", type=float, default=GoLConfig.lr, help="Adam learning rate")
@@ -183,9 +197,11 @@ def _validate(args: argparse.Namespace) -> None:
             raise InterpretError(f"--{name.replace('_', '-')} must be positive")
     if args.board < 3:
         raise InterpretError("--board must be at least 3 cells")
-    if min(args.adversarial_steps, args.warmup, args.threads, args.clip, args.weight_decay) < 0:
+    settings = (args.adversarial_steps, args.adversarial_weight, args.warmup, args.threads)
+    if min(*settings, args.clip, args.weight_decay) < 0:
         raise InterpretError(
-            "--adversarial-steps, --warmup, --threads, --clip and --weight-decay must be >= 0"
+            "--adversarial-steps, --adversarial-weight, --warmup, --threads, --clip and "
+            "--weight-decay must be >= 0"
         )
 
 
@@ -218,6 +234,8 @@ def run(args: argparse.Namespace) -> Path:
             autoencoder=not args.no_autoencoder,
             rnn=not args.no_rnn,
             adversarial_steps=args.adversarial_steps,
+            adversarial_weight=args.adversarial_weight,
+            adversarial_fakes=args.adversarial_fakes,
             channels=args.channels,
             board=args.board,
             warmup=args.warmup,

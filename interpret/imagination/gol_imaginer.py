@@ -53,6 +53,8 @@ class GoLConfig:
     loss: str = "mse"  # prediction loss: "mse" (L2, like the autoencoder's) or "bce"
     keep_best: bool = True  # end on the weights with the lowest validation prediction loss
     seed: int = 0
+    adversarial_weight: float = 0.1  # the GAN loss's weight beside the prediction and AE losses
+    adversarial_fakes: str = "soft"  # "soft": sigmoid outputs; "binary": thresholded at 0.5
 
     @property
     def rnn_steps(self) -> int:
@@ -68,6 +70,7 @@ CELL_OUTPUTS: dict[str, Callable[[], nn.Module]] = {
     "sigmoid": nn.Sigmoid,
 }
 CODEC_KERNELS = (1, 3)
+ADVERSARIAL_FAKES = ("soft", "binary")
 
 
 def _conv(c_in: int, c_out: int, kernel: int) -> nn.Conv2d:
@@ -236,6 +239,8 @@ def train_gol(
     is saved there every ``log_every`` steps (weights only, loaded with ``weights_only=True``)
     and a matching checkpoint is resumed from.
     """
+    if config.adversarial_fakes not in ADVERSARIAL_FAKES:  # before training, not after
+        raise ValueError(f"adversarial fakes must be one of {ADVERSARIAL_FAKES}")
     torch.manual_seed(config.seed)
     data = torch.Generator().manual_seed(config.seed)
     model = ImaginationNet.from_config(config)
@@ -303,15 +308,27 @@ def train_gol(
     return result
 
 
-SWITCHES_AT_DEFAULT = ", cell_output='relu', single_conv=False, codec_kernel=1"
+# Fields added after checkpoints were first written, oldest first: a checkpoint written before a
+# group existed resumes when the config has that group (and every later one) at its defaults.
+LATER_FIELDS = (
+    ("cell_output", "single_conv", "codec_kernel"),
+    ("adversarial_weight", "adversarial_fakes"),
+)
 
 
 def _config_keys(config: GoLConfig) -> set[str]:
-    """The config strings a checkpoint of ``config`` may carry: its repr, and without the
-    ablation switches when they are at their defaults (checkpoints written before they
-    existed)."""
+    """The config strings a checkpoint of ``config`` may carry: its repr, and its repr without
+    the later field groups (``LATER_FIELDS``) that are at their defaults, newest first."""
     key = repr(config)
-    return {key, key.replace(SWITCHES_AT_DEFAULT, "")}
+    keys = {key}
+    defaults = GoLConfig()
+    for group in reversed(LATER_FIELDS):
+        if any(getattr(config, name) != getattr(defaults, name) for name in group):
+            break
+        for name in group:
+            key = key.replace(f", {name}={getattr(config, name)!r}", "")
+        keys.add(key)
+    return keys
 
 
 def _copy(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -355,12 +372,26 @@ def _save_checkpoint(
         torch.save(state, tmp)
 
 
+def decoded_fakes(probabilities: torch.Tensor, kind: str) -> torch.Tensor:
+    """What the discriminator sees of decoded states (N, 1, H, W): the sigmoid outputs
+    ("soft"), or the boards the metric scores, thresholded at 0.5 ("binary"), with the sigmoid's
+    gradient passed straight through (Bengio et al. 2013) so the decoder still learns."""
+    if kind == "soft":
+        return probabilities
+    if kind == "binary":
+        hard = (probabilities > 0.5).to(probabilities.dtype)
+        return probabilities + (hard - probabilities).detach()
+    raise ValueError(f"adversarial fakes must be one of {ADVERSARIAL_FAKES}, got {kind!r}")
+
+
 def train_adversarial_decoder(
-    model: ImaginationNet, config: GoLConfig, data: torch.Generator, gan_weight: float = 0.1
+    model: ImaginationNet, config: GoLConfig, data: torch.Generator
 ) -> None:
     """Section 2.3: a discriminator learns real GoL states vs decoded intermediate hidden
     states; the decoder alone (encoder and RNN frozen) learns to fool it, keeping the prediction
-    and autoencoder losses. Non-saturating GAN loss, ``gan_weight`` relative to the others."""
+    and autoencoder losses. Non-saturating GAN loss, ``config.adversarial_weight`` relative to
+    the others. Real states are binary; soft fakes (``adversarial_fakes="soft"``) let the
+    discriminator win on softness alone, binary ones make it judge the boards' structure."""
     discriminator = Discriminator()
     d_opt = torch.optim.Adam(discriminator.parameters(), lr=1e-3, betas=(0.5, 0.999))
     g_opt = torch.optim.Adam(model.decoder.parameters(), lr=1e-3, betas=(0.5, 0.999))
@@ -375,7 +406,7 @@ def train_adversarial_decoder(
             intermediate = torch.cat(hidden[1:-1], dim=0)
             frame = int(torch.randint(0, seq.shape[1], (1,), generator=data).item())
             real = seq[:, frame]
-            fake = model.decode(intermediate)
+            fake = decoded_fakes(model.decode(intermediate), config.adversarial_fakes)
             d_real = discriminator(real[:, None])
             d_fake = discriminator(fake.detach())
             d_loss = F.binary_cross_entropy_with_logits(
@@ -387,7 +418,7 @@ def train_adversarial_decoder(
             g_fool = discriminator(fake)
             gan = F.binary_cross_entropy_with_logits(g_fool, torch.ones_like(g_fool))
             prediction = _prediction_loss(model, hidden[-1], seq[:, -1:], config.loss)
-            loss = prediction + gan_weight * gan
+            loss = prediction + config.adversarial_weight * gan
             if config.autoencoder:
                 loss = loss + F.mse_loss(model.decode(hidden[0]), seq[:, :1])
             g_opt.zero_grad(set_to_none=True)
