@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from agents.precision import add_precision_argument
-from interpret.core.errors import InterpretError
+from interpret.core.errors import InterpretError, check_counts
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -70,11 +70,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _check(args: argparse.Namespace) -> None:
     positive = ("features", "steps", "sample_envs", "sample_steps", "sample_every")
-    for name in (*positive, "trajectories", "trajectory_steps", "batch_size"):
-        if getattr(args, name) < 1:
-            raise InterpretError(f"--{name.replace('_', '-')} must be positive")
-    if args.smooth < 0:
-        raise InterpretError("--smooth must be >= 0")
+    check_counts(args, (*positive, "trajectories", "trajectory_steps", "batch_size"), ("smooth",))
 
 
 def run(args: argparse.Namespace) -> Path:

@@ -36,7 +36,7 @@ from interpret.audit.playing import (
     play,
     resolve_env,
 )
-from interpret.core.errors import InterpretError
+from interpret.core.errors import check_counts
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -70,11 +70,7 @@ def run(args: argparse.Namespace) -> Path:
     from interpret.core.report import write_report
 
     check_play_arguments(args)
-    for name in ("show", "context", "nmf_features"):
-        if getattr(args, name) < 1:
-            raise InterpretError(f"--{name.replace('_', '-')} must be positive")
-    if args.extremes < 0:
-        raise InterpretError("--extremes must be >= 0")
+    check_counts(args, ("show", "context", "nmf_features"), ("extremes",))
     view = agents.load(args.model, trust_pickle=args.trust_pickle)
     env_id, options = resolve_env(view, args)
     report = read_features_report(args.features) if args.features else None

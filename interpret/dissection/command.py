@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 import agents
 from agents.precision import add_precision_argument
-from interpret.core.errors import InterpretError
+from interpret.core.errors import InterpretError, check_counts
 from interpret.core.report import write_report
 from interpret.core.trajectory import Trajectory, record_trajectories
 from interpret.dissection.interventions import zeroing_effects
@@ -69,11 +69,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _validate(args: argparse.Namespace) -> None:
-    for name in ("n_envs", "n_steps", "top", "batch_size"):
-        if getattr(args, name) <= 0:
-            raise InterpretError(f"--{name.replace('_', '-')} must be positive")
-    if args.spacing < 0 or args.effect_obs < 0:
-        raise InterpretError("--spacing and --effect-obs must be >= 0")
+    check_counts(args, ("n_envs", "n_steps", "top", "batch_size"), ("spacing", "effect_obs"))
     if not 0.0 < args.quantile < 0.5:
         raise InterpretError(
             f"--quantile must be in (0, 0.5), e.g. 0.01 or 0.05; got {args.quantile}"
