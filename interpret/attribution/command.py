@@ -80,8 +80,9 @@ def run(args: argparse.Namespace) -> Path:
     from interpret.attribution.integrated_gradients import HiddenLayerIntegratedGradients
     from interpret.attribution.nmf import fit_nmf
     from interpret.attribution.object_labels import label_by_objects
-    from interpret.attribution.report import build_report
+    from interpret.attribution.report import render_report
     from interpret.core.model_env import resolve_env
+    from interpret.core.report import write_files
     from interpret.core.trajectory import record_trajectories
 
     _check(args)
@@ -158,8 +159,7 @@ def run(args: argparse.Namespace) -> Path:
         "smooth_sigma": args.smooth,
         "seed": args.seed,
     }
-    return build_report(
-        args.out,
+    files = render_report(
         settings=settings,
         features=features,
         sample_observations=sample_obs,
@@ -171,8 +171,8 @@ def run(args: argparse.Namespace) -> Path:
         save_attributions=args.save_attributions,
         object_labels=object_labels,
         timings=timings,
-        replace=args.force,
     )
+    return write_files(args.out, files, replace=args.force)
 
 
 def _probe(ig: Any, view: Any) -> int:

@@ -65,9 +65,8 @@ def run(args: argparse.Namespace) -> Path:
         failure_name,
         render_page,
         summary_dict,
-        trajectory_bytes,
     )
-    from interpret.core.report import write_report
+    from interpret.core.report import npz_bytes, write_report
 
     check_play_arguments(args)
     check_counts(args, ("show", "context", "nmf_features"), ("extremes",))
@@ -82,7 +81,7 @@ def run(args: argparse.Namespace) -> Path:
         extremes=args.extremes,
     )  # fmt: skip
     files: dict[str, bytes] = {
-        failure_name(int(t.level_seeds[0])): trajectory_bytes(t) for _, t in result.failures
+        failure_name(int(t.level_seeds[0])): npz_bytes(t.file_arrays()) for _, t in result.failures
     }
     attribution = layer is not None and bool(result.failures)
     if layer is not None and result.failures:
