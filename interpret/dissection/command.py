@@ -83,9 +83,8 @@ def load_observations(
     from interpret.core.model_env import resolve_env
 
     if args.trajectory:
-        trajectories = []
-        for path in args.trajectory:
-            trajectories.append(Trajectory.load(path))  # one-line InputFileError if not one
+        # one-line InputFileError for a file that is not one
+        trajectories = [Trajectory.load(path) for path in args.trajectory]
         source: dict[str, Any] = {"trajectories": [str(p) for p in args.trajectory]}
     else:
         env_id, options = resolve_env(view, args.env, args.env_kwargs)
@@ -99,14 +98,11 @@ def load_observations(
             "n_steps": args.n_steps,
             "seed": args.seed,
         }
-    observations, episodes, steps, next_episode = [], [], [], 0
-    for traj in trajectories:
-        for start, stop in traj.episode_bounds():
-            observations.append(traj.observations[start:stop])
-            episodes.append(np.full(stop - start, next_episode))
-            steps.append(np.arange(stop - start))
-            next_episode += 1
-    return np.concatenate(observations), np.concatenate(episodes), np.concatenate(steps), source
+    bounds = [(start, stop) for traj in trajectories for start, stop in traj.episode_bounds()]
+    episodes = np.concatenate([np.full(b - a, e) for e, (a, b) in enumerate(bounds)])
+    steps = np.concatenate([np.arange(b - a) for a, b in bounds])
+    observations = np.concatenate([traj.observations for traj in trajectories])
+    return observations, episodes, steps, source
 
 
 def run(args: argparse.Namespace) -> Path:
