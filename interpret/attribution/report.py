@@ -105,13 +105,8 @@ def bookmarks(trajectories: list[Trajectory], n: int = BOOKMARKS_PER_KIND) -> li
                 kind = "failure" if value < 0 else "success"
                 candidates.append({"trajectory": ti, "episode": ei, "step": step,
                                    "advantage": value, "kind": kind})  # fmt: skip
-    failures = sorted(
-        (c for c in candidates if c["kind"] == "failure"),
-        key=lambda c: float(c["advantage"]),
-    )
-    successes = sorted(
-        (c for c in candidates if c["kind"] == "success"), key=lambda c: -c["advantage"]
-    )
+    failures = sorted((c for c in candidates if c["advantage"] < 0), key=lambda c: c["advantage"])
+    successes = sorted((c for c in candidates if c["advantage"] > 0), key=lambda c: -c["advantage"])
     return failures[:n] + successes[:n]
 
 

@@ -7,7 +7,7 @@ of an attribution report (or features fitted on these failures); the files go un
 
 from __future__ import annotations
 
-from dataclasses import fields
+from dataclasses import fields, replace
 from typing import Any
 
 import numpy as np
@@ -89,12 +89,7 @@ def failure_attribution_files(
 
 
 def _concat_attributions(parts: list[Any]) -> Any:
+    """One `LayerAttribution` of all `parts`' observations: their arrays concatenated."""
     first = parts[0]
-    merged = {}
-    for f in fields(first):
-        values = [getattr(p, f.name) for p in parts]
-        if isinstance(values[0], np.ndarray):
-            merged[f.name] = np.concatenate(values)
-        else:
-            merged[f.name] = values[0]
-    return type(first)(**merged)
+    arrays = [f.name for f in fields(first) if isinstance(getattr(first, f.name), np.ndarray)]
+    return replace(first, **{k: np.concatenate([getattr(p, k) for p in parts]) for k in arrays})
