@@ -187,7 +187,8 @@ VALUE_CASES += cases_for("edit", [
      "holds the source model"),
     ("Pong model with a CoinRun 2b report", [], "no layer '2b'", PONG),
     ("--feature hazards, --hazard-observations 0",
-     ["--feature", "hazards", "--hazard-observations", "0"], "must be positive"),
+     ["--feature", "hazards", "--hazard-observations", "0"],
+     "--hazard-observations must be positive"),
     ("Ctrl-C while editing", [], "interrupted; nothing written",
      {"code": 130, "interrupt": "interpret.editing.projection:project_out"}),
 ])  # fmt: skip
