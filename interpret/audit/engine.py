@@ -157,9 +157,8 @@ class AuditResult:
         return len(self.level_seeds)
 
     def completion(self) -> dict[str, Any]:
-        k = int(self.completed.sum())
-        lo, hi = wilson_interval(k, self.n)
-        return {"levels": self.n, "completed": k, "rate": k / self.n, "ci95": [lo, hi]}
+        rate = _rate(int(self.completed.sum()), self.n)
+        return {"levels": self.n, "completed": rate.pop("count"), **rate}
 
     def failure_table(self) -> dict[str, dict[str, Any]]:
         """Per paper column (buzzsaw / enemy left / enemy right / multiple or other), and per
