@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import envs
-from envs.coinrun_state import ENEMY, LAVA_TOP, SAW, CoinRunState
+from envs.coinrun_state import ENEMY, LAVA, LAVA_TOP, SAW, CoinRunState
 from interpret.audit.causes import (
     BUZZSAW,
     ENEMY_LEFT,
@@ -14,7 +14,8 @@ from interpret.audit.causes import (
     TIMEOUT,
     FailureCause,
     FailureLabeler,
-    overlaps,
+    has_collision,
+    touched_cells,
 )
 
 NOOP, RIGHT, LEFT = 4, 7, 1
@@ -72,7 +73,10 @@ def test_enemy_walking_into_the_agent_by_its_direction(labeler, env, empty_level
         agent.x = 3.5  # room on the left
     empty_level.add_enemy(agent.x + side * 1.1, 1.5, vx=vx)
     data = empty_level.to_bytes()
-    assert overlaps(CoinRunState.from_bytes(data)) == ([], False)  # not touching before the step
+    state = CoinRunState.from_bytes(data)  # not touching before the step, by the game's tests:
+    hazards = [e for e in state.entities if e.type in (SAW, ENEMY)]
+    assert not any(has_collision(e, state.agent, e.collision_margin) for e in hazards)
+    assert not any(obj in LAVA for _, _, obj in touched_cells(state, state.agent))
     assert labeler.cause(data, NOOP).causes == (expected,)  # ...but after the enemy moves
     assert real_outcome(env, data, NOOP) == (True, False)
 

@@ -108,8 +108,9 @@ def test_scores_weigh_negative_attribution_by_hazard_area():
     masks = np.zeros((2, 4, 4), dtype=bool)
     masks[0, :2, :2] = True  # covers all of frame 0's top-left cell
     masks[1, 2, 2:] = True  # half of frame 1's bottom-right cell
-    scores = hazard_scores(features, attributions, masks)
+    scores, shares = hazard_scores(features, attributions, masks)
     np.testing.assert_allclose(scores, [-2.0 / 2, -3.0 * 0.5 / 2, 0.0], atol=1e-3)
+    np.testing.assert_allclose(shares, [1.0, 0.5, 0.0], atol=1e-3)
 
 
 def test_hazard_attribution_on_a_tiny_agent(tmp_path):
@@ -132,7 +133,8 @@ def test_hazard_attribution_on_a_tiny_agent(tmp_path):
     assert ((measured.shares > 0) & (measured.shares < 1)).all()
     # the scores are those of the sampled frames' own attributions and masks
     again = HiddenLayerIntegratedGradients(view, "2b", n_steps=4).attribute(measured.observations)
-    expected = hazard_scores(features, again.attributions, measured.masks)
+    expected, shares = hazard_scores(features, again.attributions, measured.masks)
     np.testing.assert_allclose(measured.scores, expected, rtol=1e-4)
+    np.testing.assert_allclose(measured.shares, shares, rtol=1e-4)
     with pytest.raises(InterpretError, match="CoinRun"):
         measure_hazard_attribution(view, features, "procgen:bigfish", {}, 8, 0)

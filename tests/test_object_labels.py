@@ -15,6 +15,7 @@ from interpret.attribution.object_labels import (
     score_objects,
 )
 from interpret.attribution.object_masks import OBJECT_CLASSES, object_masks
+from interpret.attribution.report import _objects_table, feature_colors
 from interpret.core.errors import InterpretError
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -131,7 +132,7 @@ def test_a_feature_that_fires_on_buzzsaws_is_labelled_buzzsaw(states, masks):
     assert (labels.lift[:, ~present] == 0).all()
     assert labels.contrast[0, saw] > 1e6 and labels.contrast[0, cls("wall")] == 0
     np.testing.assert_allclose(labels.shares[2], labels.area, atol=1e-6)
-    assert labels.describe(2).startswith("no class dominates")
+    assert "2: no class dominates</td>" in _objects_table(labels, feature_colors(3))
     assert labels.frames[cls("velocity panel")] == 1  # one of the two frames paints it
     # the same through the renderer, from the states
     again = label_by_objects(one_hot_features(3, 4), attributions, states)

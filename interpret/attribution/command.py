@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from agents.precision import add_precision_argument
-from interpret.core.errors import InterpretError
+from interpret.core.errors import InterpretError, check_counts
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -70,11 +70,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _check(args: argparse.Namespace) -> None:
     positive = ("features", "steps", "sample_envs", "sample_steps", "sample_every")
-    for name in (*positive, "trajectories", "trajectory_steps", "batch_size"):
-        if getattr(args, name) < 1:
-            raise InterpretError(f"--{name.replace('_', '-')} must be positive")
-    if args.smooth < 0:
-        raise InterpretError("--smooth must be >= 0")
+    check_counts(args, (*positive, "trajectories", "trajectory_steps", "batch_size"), ("smooth",))
 
 
 def run(args: argparse.Namespace) -> Path:
@@ -84,8 +80,9 @@ def run(args: argparse.Namespace) -> Path:
     from interpret.attribution.integrated_gradients import HiddenLayerIntegratedGradients
     from interpret.attribution.nmf import fit_nmf
     from interpret.attribution.object_labels import label_by_objects
-    from interpret.attribution.report import build_report
+    from interpret.attribution.report import render_report
     from interpret.core.model_env import resolve_env
+    from interpret.core.report import write_files
     from interpret.core.trajectory import record_trajectories
 
     _check(args)
@@ -162,8 +159,7 @@ def run(args: argparse.Namespace) -> Path:
         "smooth_sigma": args.smooth,
         "seed": args.seed,
     }
-    return build_report(
-        args.out,
+    files = render_report(
         settings=settings,
         features=features,
         sample_observations=sample_obs,
@@ -175,8 +171,8 @@ def run(args: argparse.Namespace) -> Path:
         save_attributions=args.save_attributions,
         object_labels=object_labels,
         timings=timings,
-        replace=args.force,
     )
+    return write_files(args.out, files, replace=args.force)
 
 
 def _probe(ig: Any, view: Any) -> int:

@@ -23,11 +23,10 @@ import torch.nn.functional as F
 
 from envs.coinrun_state import ENEMY, SAW, without_hazards
 from interpret.attribution.nmf import NMFFeatures
-from interpret.attribution.object_masks import rendered_differences
+from interpret.attribution.object_masks import COINRUN, rendered_differences
 from interpret.core.errors import InterpretError
 
 HAZARD_KINDS = ("buzzsaw", "enemy", "lava")
-COINRUN = "procgen:coinrun"
 
 
 def hazard_remover(kinds: Iterable[str] = HAZARD_KINDS) -> Callable[[bytes], bytes]:
@@ -48,12 +47,8 @@ def hazard_remover(kinds: Iterable[str] = HAZARD_KINDS) -> Callable[[bytes], byt
 def hazard_masks(
     states: Sequence[bytes], kinds: Iterable[str] = HAZARD_KINDS, batch_size: int = 32
 ) -> np.ndarray:
-    """(N, 64, 64) bool: the pixels where the hazards of `kinds` are drawn in each CoinRun state.
-
-    Both frames come from the game's renderer (``ProcgenVecEnv.set_states`` then
-    ``observations()``); a state's bytes carry its own render options, so the masks hold for
-    whatever options (``paint_vel_info``, distribution mode) recorded it.
-    """
+    """(N, 64, 64) bool: the pixels where the hazards of `kinds` are drawn in each CoinRun state
+    (`rendered_differences`: they hold for whatever render options recorded the state)."""
     return rendered_differences(states, [hazard_remover(kinds)], batch_size)[:, 0]
 
 
@@ -64,26 +59,23 @@ def area_fractions(masks: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return F.adaptive_avg_pool2d(tensor, shape)[:, 0].numpy()
 
 
-def hazard_scores(features: NMFFeatures, attributions: np.ndarray, masks: np.ndarray) -> np.ndarray:
-    """(k,) float64: minus each feature's negative attribution inside the hazard masks, per
-    observation (attribution units, e.g. value): ``-mean_n sum_yx negative[n, k] * area[n]``.
+def hazard_scores(
+    features: NMFFeatures, attributions: np.ndarray, masks: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """(scores, shares), each (k,) float64. ``scores``: minus each feature's negative
+    attribution inside the hazard masks, per observation (attribution units, e.g. value):
+    ``-mean_n sum_yx negative[n, k] * area[n]``; ``shares``: the part of each feature's
+    negative attribution that lies inside them, in [0, 1].
 
     :param attributions: (N, C, H, W) attributions at ``features.layer``
     :param masks: (N, h, w) bool hazard pixels of the same N observations (any resolution)
     """
     if len(attributions) != len(masks) or len(masks) == 0:
         raise InterpretError(f"{len(attributions)} attributions for {len(masks)} hazard masks")
-    inside, _ = _negative_inside(features.maps(attributions).negative, masks)
-    return -inside / len(masks)
-
-
-def _negative_inside(negative: np.ndarray, masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(k,) each feature's negative attribution inside the masks, and in all, summed over N."""
-    negative = negative.astype(np.float64)  # (N, k, H, W), >= 0
-    area = area_fractions(masks, (negative.shape[2], negative.shape[3])).astype(
-        np.float64
-    )  # (N, H, W)
-    return np.einsum("nkyx,nyx->k", negative, area), negative.sum(axis=(0, 2, 3))
+    negative = features.maps(attributions).negative.astype(np.float64)  # (N, k, H, W), >= 0
+    area = area_fractions(masks, (negative.shape[2], negative.shape[3])).astype(np.float64)
+    inside = np.einsum("nkyx,nyx->k", negative, area)
+    return -inside / len(masks), inside / np.maximum(negative.sum(axis=(0, 2, 3)), 1e-30)
 
 
 @dataclass
@@ -208,6 +200,5 @@ def measure_hazard_attribution(
             f"layer {features.layer!r} has {attribution.attributions.shape[1]} channels, the "
             f"features {features.directions.shape[1]}"
         )
-    inside, total = _negative_inside(features.maps(attribution.attributions).negative, masks)
-    shares = inside / np.maximum(total, 1e-30)
-    return HazardAttribution(-inside / len(masks), shares, observations, masks, played)
+    scores, shares = hazard_scores(features, attribution.attributions, masks)
+    return HazardAttribution(scores, shares, observations, masks, played)

@@ -20,8 +20,8 @@ pass of its own. Written by hand for that speed (3x+ captum's ``LayerIntegratedG
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -113,6 +113,13 @@ class LayerAttribution:
         scale = float(np.abs(self.outputs - self.baseline_outputs).max())
         return float(np.abs(self.completeness_error).max()) / max(scale, 1e-12)
 
+    @classmethod
+    def concatenate(cls, parts: Sequence[LayerAttribution]) -> LayerAttribution:
+        """One attribution of all `parts`' observations (of one layer, target and alphas)."""
+        names = ("attributions", "activations", "outputs", "baseline_outputs", "completeness_error")
+        arrays = {name: np.concatenate([getattr(p, name) for p in parts]) for name in names}
+        return replace(parts[0], **arrays)
+
 
 class HiddenLayerIntegratedGradients:
     """``HiddenLayerIntegratedGradients(view, "2b").attribute(obs)`` -> ``LayerAttribution``.
@@ -174,29 +181,18 @@ class HiddenLayerIntegratedGradients:
         observations = np.asarray(observations)
         if len(observations) == 0:
             raise InterpretError("no observations to attribute")
-        parts: dict[str, list[np.ndarray]] = {k: [] for k in ("attr", "act", "out", "base", "err")}
+        batches = []
         for start in range(0, len(observations), batch_size):
             chunk = observations[start : start + batch_size]
             base = None
             if baseline is not None:
                 base = baseline if baseline.shape[0] == 1 else baseline[start : start + len(chunk)]
-            for key, value in zip(parts, self._attribute_batch(chunk, base), strict=True):
-                parts[key].append(value)
-        joined = {k: np.concatenate(v) for k, v in parts.items()}
-        return LayerAttribution(
-            layer=self.layer,
-            target=self.target_name,
-            attributions=joined["attr"],
-            activations=joined["act"],
-            outputs=joined["out"],
-            baseline_outputs=joined["base"],
-            completeness_error=joined["err"],
-            alphas=self.alphas,
-        )
+            batches.append(self._attribute_batch(chunk, base))
+        return LayerAttribution.concatenate(batches)
 
     def _attribute_batch(
         self, observations: np.ndarray, baseline: torch.Tensor | None
-    ) -> tuple[np.ndarray, ...]:
+    ) -> LayerAttribution:
         x = self.view.preprocess(observations)
         with torch.no_grad(), autocast(self.precision, x.device):
             activations = self.lower(x).float()
@@ -211,12 +207,15 @@ class HiddenLayerIntegratedGradients:
             base_outputs = self._forward(base).expand_as(outputs)  # once if shared
         # Completeness (captum's convergence delta, without its two extra forward passes).
         delta = attributions.flatten(1).sum(1) - (outputs - base_outputs)
-        return (
-            attributions.cpu().numpy(),
-            activations.cpu().numpy(),
-            outputs.cpu().numpy(),
-            base_outputs.cpu().numpy(),
-            delta.cpu().numpy(),
+        return LayerAttribution(
+            layer=self.layer,
+            target=self.target_name,
+            attributions=attributions.cpu().numpy(),
+            activations=activations.cpu().numpy(),
+            outputs=outputs.cpu().numpy(),
+            baseline_outputs=base_outputs.cpu().numpy(),
+            completeness_error=delta.cpu().numpy(),
+            alphas=self.alphas,
         )
 
     def _integrate(

@@ -106,18 +106,6 @@ class ObjectLabels:
             "density on the other pixels (1: no preference; 1e6: all on the class)",
         }
 
-    def describe(self, feature: int, top: int = 2) -> str:
-        """One line: the label (or that none dominates) and the classes of highest contrast
-        among those holding `MIN_SHARE` of the feature."""
-        contrast, shares = self.contrast[feature], self.shares[feature]
-        held = [c for c in np.argsort(-contrast) if shares[c] >= MIN_SHARE and contrast[c] > 1]
-        best = ", ".join(
-            f"{self.classes[c]} {shares[c]:.0%} of it, contrast {contrast[c]:.3g}"
-            for c in held[:top]
-        )
-        head = self.labels[feature] or "no class dominates"
-        return f"{head} ({best})" if best else head
-
 
 def _gram(areas: np.ndarray) -> np.ndarray:
     """(M, M) ``sum a[c] a[c']`` over cells and frames of (N, M, H, W) class fractions."""

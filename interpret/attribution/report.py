@@ -17,7 +17,6 @@ sheets (data URIs) decoded by the page's script.
 from __future__ import annotations
 
 import html
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -27,7 +26,7 @@ from interpret.attribution.dataset_examples import patch, responses, spatial_exa
 from interpret.attribution.integrated_gradients import LayerAttribution
 from interpret.attribution.nmf import FeatureMaps, NMFFeatures, as_channels
 from interpret.attribution.object_labels import RULE, ObjectLabels
-from interpret.core.report import png_data_uri, read_static, report_files, script_json, write_files
+from interpret.core.report import png_data_uri, read_static, report_files, script_json
 from interpret.core.trajectory import Trajectory
 
 PALETTE = [
@@ -106,13 +105,8 @@ def bookmarks(trajectories: list[Trajectory], n: int = BOOKMARKS_PER_KIND) -> li
                 kind = "failure" if value < 0 else "success"
                 candidates.append({"trajectory": ti, "episode": ei, "step": step,
                                    "advantage": value, "kind": kind})  # fmt: skip
-    failures = sorted(
-        (c for c in candidates if c["kind"] == "failure"),
-        key=lambda c: float(c["advantage"]),
-    )
-    successes = sorted(
-        (c for c in candidates if c["kind"] == "success"), key=lambda c: -c["advantage"]
-    )
+    failures = sorted((c for c in candidates if c["advantage"] < 0), key=lambda c: c["advantage"])
+    successes = sorted((c for c in candidates if c["advantage"] > 0), key=lambda c: -c["advantage"])
     return failures[:n] + successes[:n]
 
 
@@ -268,12 +262,6 @@ def render_report(
     if object_labels is not None:
         body += _objects_table(object_labels, colors)
     return report_files(_page(settings, body, data), summary, arrays)
-
-
-def build_report(out_dir: str | Path, *, replace: bool = True, **inputs: Any) -> Path:
-    """Write `render_report`'s files (same keyword arguments) into ``out_dir`` atomically;
-    returns the path of its ``index.html``. An existing one is replaced only with ``replace``."""
-    return write_files(out_dir, render_report(**inputs), replace=replace)
 
 
 def _swatch(color: tuple[int, int, int]) -> str:

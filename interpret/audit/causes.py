@@ -94,19 +94,6 @@ def touched_cells(state: CoinRunState, entity: Entity) -> list[tuple[int, int, i
     return cells
 
 
-def overlaps(state: CoinRunState) -> tuple[list[int], bool]:
-    """(indices of hazard entities overlapping the agent, whether the agent touches lava) in
-    `state` as it stands, by the game's tests (no motion)."""
-    agent = state.agent
-    hits = [
-        i
-        for i, e in enumerate(state.entities)
-        if e.type in (SAW, ENEMY) and has_collision(e, agent, e.collision_margin)
-    ]
-    lava = any(obj in LAVA for _, _, obj in touched_cells(state, agent))
-    return hits, lava
-
-
 class FailureLabeler:
     """Labels fatal steps of CoinRun. Holds one scratch CoinRun game (a few seconds to create),
     so make one and reuse it; `close()` (or a `with` block) frees it.

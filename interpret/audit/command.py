@@ -36,7 +36,7 @@ from interpret.audit.playing import (
     play,
     resolve_env,
 )
-from interpret.core.errors import InterpretError
+from interpret.core.errors import check_counts
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -65,16 +65,11 @@ def run(args: argparse.Namespace) -> Path:
         failure_name,
         render_page,
         summary_dict,
-        trajectory_bytes,
     )
-    from interpret.core.report import write_report
+    from interpret.core.report import npz_bytes, write_report
 
     check_play_arguments(args)
-    for name in ("show", "context", "nmf_features"):
-        if getattr(args, name) < 1:
-            raise InterpretError(f"--{name.replace('_', '-')} must be positive")
-    if args.extremes < 0:
-        raise InterpretError("--extremes must be >= 0")
+    check_counts(args, ("show", "context", "nmf_features"), ("extremes",))
     view = agents.load(args.model, trust_pickle=args.trust_pickle)
     env_id, options = resolve_env(view, args)
     report = read_features_report(args.features) if args.features else None
@@ -86,7 +81,7 @@ def run(args: argparse.Namespace) -> Path:
         extremes=args.extremes,
     )  # fmt: skip
     files: dict[str, bytes] = {
-        failure_name(int(t.level_seeds[0])): trajectory_bytes(t) for _, t in result.failures
+        failure_name(int(t.level_seeds[0])): npz_bytes(t.file_arrays()) for _, t in result.failures
     }
     attribution = layer is not None and bool(result.failures)
     if layer is not None and result.failures:

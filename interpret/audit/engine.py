@@ -31,13 +31,14 @@ outcomes then differ from fp32's where the rounding changes a sampled action.
 
 from __future__ import annotations
 
+import functools
 import heapq
 import itertools
 import os
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -56,9 +57,9 @@ if TYPE_CHECKING:
 # Level edits for counterfactual audits (the paper's controls): name -> state edit.
 LEVEL_EDITS: dict[str, Callable[[bytes], bytes]] = {
     "invisible-buzzsaws": invisible_buzzsaws,
-    "no-buzzsaws": partial(without_hazards, types=(SAW,)),
-    "no-enemies": partial(without_hazards, types=(ENEMY,)),
-    "no-hazards": partial(without_hazards, types=(SAW, ENEMY), lava=True),
+    "no-buzzsaws": functools.partial(without_hazards, types=(SAW,)),
+    "no-enemies": functools.partial(without_hazards, types=(ENEMY,)),
+    "no-hazards": functools.partial(without_hazards, types=(SAW, ENEMY), lava=True),
 }
 
 
@@ -126,14 +127,11 @@ class ChunkResult:
     failures: list[tuple[int, Trajectory]]  # (level index, last `context` steps), lowest first
     most_negative: list[ExtremeStep]
     most_positive: list[ExtremeStep]
-    steps: int = 0
-    network_rows: int = 0  # observations the network was run on (steps + finished envs' rows)
-    play_s: float = 0.0
-    state_read_s: float = 0.0  # reading the pre-step state every step ("stepwise")
-    replay_s: float = 0.0  # replaying failures and extreme steps for states, frames ("replay")
-    label_s: float = 0.0  # labelling fatal steps
-    setup_s: float = 0.0
-    cpu_s: float = 0.0  # CPU time of the worker process (all its threads) for this chunk
+    # worker_play_s, worker_setup_s, worker_cpu_s (the worker process, all its threads),
+    # state_read_s (reading the pre-step state every step: "stepwise"), replay_s (replaying
+    # failures and extreme steps for states, frames: "replay"), label_s (labelling fatal
+    # steps), steps, network_rows (observations the network was run on)
+    timings: dict[str, float]
 
 
 @dataclass
@@ -159,18 +157,15 @@ class AuditResult:
         return len(self.level_seeds)
 
     def completion(self) -> dict[str, Any]:
-        k = int(self.completed.sum())
-        lo, hi = wilson_interval(k, self.n)
-        return {"levels": self.n, "completed": k, "rate": k / self.n, "ci95": [lo, hi]}
+        rate = _rate(int(self.completed.sum()), self.n)
+        return {"levels": self.n, "completed": rate.pop("count"), **rate}
 
     def failure_table(self) -> dict[str, dict[str, Any]]:
         """Per paper column (buzzsaw / enemy left / enemy right / multiple or other), and per
         exact cause: count, share of all levels and its 95% Wilson interval."""
-        rows: dict[str, dict[str, Any]] = {}
         failed = [c for c in self.causes if c is not None]
         categories = [c.category for c in failed]
-        for column in TABLE_COLUMNS:
-            rows[column] = _rate(categories.count(column), self.n)
+        rows = {column: _rate(categories.count(column), self.n) for column in TABLE_COLUMNS}
         rows["all failures"] = _rate(len(failed), self.n)
         return rows
 
@@ -178,9 +173,7 @@ class AuditResult:
         """Every exact label seen ("buzzsaw", "lava + timeout", "timeout", ...): count and rate;
         and, per single cause, how many failures involved it."""
         failed = [c for c in self.causes if c is not None]
-        labels: dict[str, int] = {}
-        for c in failed:
-            labels[c.label] = labels.get(c.label, 0) + 1
+        labels = Counter(c.label for c in failed)
         out = {label: _rate(count, self.n) for label, count in sorted(labels.items())}
         for cause in CAUSES:
             involved = sum(cause in c.causes for c in failed)
@@ -194,24 +187,18 @@ def _rate(count: int, n: int) -> dict[str, Any]:
 
 
 # ---- one worker -----------------------------------------------------------------------------
-_CACHE: dict[str, Any] = {}
-
-
+@functools.cache
 def _cached_view(model: str, trust_pickle: bool) -> Any:
     import agents
 
-    key = f"view:{model}:{trust_pickle}"
-    if key not in _CACHE:
-        _CACHE[key] = agents.load(model, trust_pickle=trust_pickle)
-    return _CACHE[key]
+    return agents.load(model, trust_pickle=trust_pickle)
 
 
+@functools.cache
 def _cached_labeler() -> Any:
     from interpret.audit.causes import FailureLabeler
 
-    if "labeler" not in _CACHE:
-        _CACHE["labeler"] = FailureLabeler()
-    return _CACHE["labeler"]
+    return FailureLabeler()
 
 
 class _Policy:
@@ -224,20 +211,6 @@ class _Policy:
         self.precision = check_precision(precision)
         self.recurrent = view.recurrent
 
-    def scores(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(the view's action scores (n, A) float64, values (n,) float32, NaN where the view has
-        none), whatever the precision."""
-        n = len(obs)
-        with torch.inference_mode():
-            x = self.view.preprocess(obs)
-            with autocast(self.precision, x.device):
-                out = self.view.outputs(x)
-            out = {key: value.float() for key, value in out.items()}
-            value = self.view.state_value(out)
-        scores = self.view.action_scores(out).double().cpu().numpy()
-        values = value.cpu().numpy() if value is not None else np.full(n, np.nan)
-        return scores, values.astype(np.float32)
-
     def sample(self, obs: np.ndarray, uniforms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(actions (n,) int64, values (n,) float32; NaN where the view has none) for
         observations (n, ...) and each row's next uniform draw (n,) in [0, 1)."""
@@ -245,8 +218,16 @@ class _Policy:
         if self.recurrent:  # World Models: the controller keeps (h, c) between calls
             actions = np.asarray(self.view.act(obs, deterministic=True)).reshape(n)
             return actions.astype(np.int64), np.full(n, np.nan, np.float32)
-        scores, values = self.scores(obs)
-        return sample_uniforms(scores, self.view.score_kind, self.deterministic, uniforms), values
+        with torch.inference_mode():
+            x = self.view.preprocess(obs)
+            with autocast(self.precision, x.device):
+                out = self.view.outputs(x)
+            out = {key: value.float() for key, value in out.items()}  # whatever the precision
+            value = self.view.state_value(out)
+        scores = self.view.action_scores(out).double().cpu().numpy()  # (n, A) float64
+        values = value.cpu().numpy() if value is not None else np.full(n, np.nan)
+        actions = sample_uniforms(scores, self.view.score_kind, self.deterministic, uniforms)
+        return actions, values.astype(np.float32)
 
 
 class _Episode:
@@ -273,12 +254,7 @@ def _push(heap: list, item: ExtremeStep, key: float, limit: int) -> None:
 
 def play_levels(task: AuditTask) -> ChunkResult:
     """Play every level of `task` once (a worker's job); label the failures."""
-    if task.engine not in ENGINES:
-        raise ValueError(f"unknown audit engine {task.engine!r}; valid: {', '.join(ENGINES)}")
-    check_precision(task.precision)
-    if task.engine == "replay":
-        return _play_replay(task)
-    return _play_stepwise(task)
+    return _play_replay(task) if task.engine == "replay" else _play_stepwise(task)
 
 
 class _Chunk:
@@ -305,7 +281,8 @@ class _Chunk:
         self.failures: list[tuple[int, Trajectory]] = []
         self.negative: list = []
         self.positive: list = []
-        self.times = {"steps": 0, "network_rows": 0, "state_read_s": 0.0, "label_s": 0.0}
+        self.times: dict[str, float] = {"state_read_s": 0.0, "replay_s": 0.0, "label_s": 0.0}
+        self.times |= {"steps": 0, "network_rows": 0}
         self.play_began = 0.0
 
     def play(self, act: Act, start: Callable[[int, int], np.ndarray | None]) -> Iterator[Step]:
@@ -319,10 +296,7 @@ class _Chunk:
 
     def edit_level(self, slot: int) -> np.ndarray | None:
         """Apply the level edit to the game just started in `slot`; its new frame (or None)."""
-        if self.edit is None:
-            return None
-        self.venv.set_states([self.edit(self.venv.get_states([slot])[0])], [slot])
-        return self.venv.observations()[slot]
+        return None if self.edit is None else _apply_edit(self.venv, slot, self.edit)
 
     def outcome(self, k: int, info: dict, state: bytes | None, action: int) -> bool:
         """Record level `k`'s outcome; label a failure from the state before its last step."""
@@ -336,7 +310,7 @@ class _Chunk:
             self.fatal_states[k] = state
         return bool(self.completed[k])
 
-    def result(self, replay_s: float = 0.0) -> ChunkResult:
+    def result(self) -> ChunkResult:
         return ChunkResult(
             indices=np.array([i for i, _ in self.levels], np.int64),
             level_seeds=np.array(self.seeds, np.int64),
@@ -348,15 +322,19 @@ class _Chunk:
             failures=sorted(self.failures, key=lambda f: f[0]),
             most_negative=[e[-1] for e in self.negative],
             most_positive=[e[-1] for e in self.positive],
-            steps=int(self.times["steps"]),
-            network_rows=int(self.times["network_rows"]),
-            play_s=time.perf_counter() - self.play_began,
-            state_read_s=self.times["state_read_s"],
-            replay_s=replay_s,
-            label_s=self.times["label_s"],
-            setup_s=self.play_began - self.began,
-            cpu_s=time.process_time() - self.cpu_began,
+            timings={
+                "worker_play_s": time.perf_counter() - self.play_began,
+                "worker_setup_s": self.play_began - self.began,
+                "worker_cpu_s": time.process_time() - self.cpu_began,
+                **self.times,
+            },
         )
+
+
+def _apply_edit(venv: Any, slot: int, edit: Callable[[bytes], bytes]) -> np.ndarray:
+    """Apply the state edit to the game in `slot` of `venv`; its new frame."""
+    venv.set_states([edit(venv.get_states([slot])[0])], [slot])
+    return venv.observations()[slot]
 
 
 def _play_stepwise(task: AuditTask) -> ChunkResult:
@@ -440,8 +418,7 @@ class _Replayer:
         else:
             obs = self.venv.replace_level(0, int(level_seed))
         if self.edit is not None:
-            self.venv.set_states([self.edit(self.venv.get_states([0])[0])], [0])
-            obs = self.venv.observations()[0]
+            obs = _apply_edit(self.venv, 0, self.edit)
         wanted, kept = set(frames), {}
         for t in range(until):
             if t in wanted:
@@ -553,7 +530,8 @@ def _play_replay(task: AuditTask) -> ChunkResult:
         _replay_extremes(replayer, recorded, chunk.negative + chunk.positive)
     finally:
         replayer.close()
-    return chunk.result(replay_s=replayer.seconds)
+    chunk.times["replay_s"] = replayer.seconds
+    return chunk.result()
 
 
 def _replay_extremes(replayer: _Replayer, recorded: dict[int, np.ndarray], heap: list) -> None:
@@ -769,17 +747,9 @@ def merge_chunks(
                       key=lambda e: (e.advantage, e.level_index, e.step))[:extremes]  # fmt: skip
     positive = sorted((e for r in results for e in r.most_positive),
                       key=lambda e: (-e.advantage, e.level_index, e.step))[:extremes]  # fmt: skip
-    steps = sum(r.steps for r in results)
     timings = {
         "wall_s": wall_s,
-        "worker_play_s": sum(r.play_s for r in results),
-        "worker_setup_s": sum(r.setup_s for r in results),
-        "worker_cpu_s": sum(r.cpu_s for r in results),
-        "state_read_s": sum(r.state_read_s for r in results),
-        "replay_s": sum(r.replay_s for r in results),
-        "label_s": sum(r.label_s for r in results),
-        "steps": steps,
-        "network_rows": sum(r.network_rows for r in results),
+        **{key: sum(r.timings[key] for r in results) for key in results[0].timings},
         "levels_per_s": len(indices) / wall_s if wall_s > 0 else float("nan"),
     }
     return AuditResult(

@@ -7,7 +7,6 @@ of an attribution report (or features fitted on these failures); the files go un
 
 from __future__ import annotations
 
-from dataclasses import fields
 from typing import Any
 
 import numpy as np
@@ -39,7 +38,10 @@ def failure_attribution_files(
     """The attribution interface of the kept failures, as files under ``attribution/``, with
     the features (and target) of the attribution `report`, or features fitted on them."""
     from envs.action_names import action_names
-    from interpret.attribution.integrated_gradients import HiddenLayerIntegratedGradients
+    from interpret.attribution.integrated_gradients import (
+        HiddenLayerIntegratedGradients,
+        LayerAttribution,
+    )
     from interpret.attribution.nmf import fit_nmf
     from interpret.attribution.report import render_report
 
@@ -51,7 +53,8 @@ def failure_attribution_files(
     )
     trajectories = [t for _, t in result.failures]
     attributions = [ig.attribute(t.observations) for t in trajectories]
-    sample = np.concatenate([a.attributions for a in attributions])
+    merged = LayerAttribution.concatenate(attributions)
+    sample = merged.attributions
     if features is None:
         features = fit_nmf(sample, layer, min(nmf_features, sample.shape[1]))
     elif features.directions.shape[1] != sample.shape[1]:
@@ -59,7 +62,6 @@ def failure_attribution_files(
             f"--features have {features.directions.shape[1]} channels; layer {layer!r} of "
             f"this model has {sample.shape[1]}"
         )
-    merged = _concat_attributions(attributions)
     settings = {
         "model": result.settings["model"],
         "env_id": result.settings["env_id"],
@@ -86,15 +88,3 @@ def failure_attribution_files(
         action_names=action_names(settings["env_id"], int(view.action_space.n)),
     )  # fmt: skip
     return {f"attribution/{name}": data for name, data in files.items()}
-
-
-def _concat_attributions(parts: list[Any]) -> Any:
-    first = parts[0]
-    merged = {}
-    for f in fields(first):
-        values = [getattr(p, f.name) for p in parts]
-        if isinstance(values[0], np.ndarray):
-            merged[f.name] = np.concatenate(values)
-        else:
-            merged[f.name] = values[0]
-    return type(first)(**merged)

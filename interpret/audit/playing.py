@@ -13,7 +13,7 @@ from tqdm import tqdm
 
 from agents.precision import add_precision_argument
 from interpret.audit.engine import LEVEL_EDITS
-from interpret.core.errors import InterpretError
+from interpret.core.errors import InterpretError, check_counts
 
 AUDITED_GAME = "procgen:coinrun"
 
@@ -43,11 +43,7 @@ def add_play_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def check_play_arguments(args: argparse.Namespace) -> None:
-    for name in ("levels", "workers", "n_envs"):
-        if getattr(args, name) < 1:
-            raise InterpretError(f"--{name.replace('_', '-')} must be positive")
-    if args.start_level is not None and args.start_level < 0:
-        raise InterpretError("--start-level must be >= 0")
+    check_counts(args, ("levels", "workers", "n_envs"), ("start_level",))
 
 
 def resolve_env(view: Any, args: argparse.Namespace) -> tuple[str, dict[str, Any]]:

@@ -10,7 +10,6 @@ failures lives in ``attribution/`` beside it; the failures' trajectories in ``fa
 from __future__ import annotations
 
 import html
-import io
 from typing import Any
 
 import numpy as np
@@ -25,13 +24,6 @@ CSS = read_static("audit.css")
 def percent(rate: dict[str, Any]) -> str:
     lo, hi = rate["ci95"]
     return f"{100 * rate['rate']:.2f}% ({100 * lo:.2f}-{100 * hi:.2f})"
-
-
-def trajectory_bytes(trajectory: Any) -> bytes:
-    """A `Trajectory` as the bytes of its ``.npz`` file (`Trajectory.load` reads them)."""
-    buffer = io.BytesIO()
-    np.savez_compressed(buffer, **trajectory.file_arrays())
-    return buffer.getvalue()
 
 
 def text_table(lines: list[list[str]]) -> str:

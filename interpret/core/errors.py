@@ -2,9 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 
 class InterpretError(ValueError):
     """Bad input to an interpreter: a wrong option value, shape, layer or file."""
+
+
+def check_counts(args: Any, positive: Sequence[str], non_negative: Sequence[str] = ()) -> None:
+    """`InterpretError` naming the flag of the first of `args`' options in `positive` under 1,
+    or in `non_negative` under 0 (an option left at None is not checked)."""
+    for name in (*positive, *non_negative):
+        value, least = getattr(args, name), int(name in positive)
+        if value is not None and value < least:
+            rule = "positive" if least else ">= 0"
+            raise InterpretError(f"--{name.replace('_', '-')} must be {rule}")
 
 
 def user_errors() -> tuple[type[Exception], ...]:

@@ -85,10 +85,15 @@ def report_files(
         "summary.json": (json.dumps(summary, indent=2, default=str) + "\n").encode("utf-8"),
     }
     if arrays:
-        buffer = io.BytesIO()
-        np.savez_compressed(buffer, **arrays)
-        files["arrays.npz"] = buffer.getvalue()
+        files["arrays.npz"] = npz_bytes(arrays)
     return files
+
+
+def npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
+    """The bytes of a compressed ``.npz`` file holding `arrays` (no pickle)."""
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)
+    return buffer.getvalue()
 
 
 def write_report(

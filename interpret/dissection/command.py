@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 import agents
 from agents.precision import add_precision_argument
-from interpret.core.errors import InterpretError
+from interpret.core.errors import InterpretError, check_counts
 from interpret.core.report import write_report
 from interpret.core.trajectory import Trajectory, record_trajectories
 from interpret.dissection.interventions import zeroing_effects
@@ -69,11 +69,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _validate(args: argparse.Namespace) -> None:
-    for name in ("n_envs", "n_steps", "top", "batch_size"):
-        if getattr(args, name) <= 0:
-            raise InterpretError(f"--{name.replace('_', '-')} must be positive")
-    if args.spacing < 0 or args.effect_obs < 0:
-        raise InterpretError("--spacing and --effect-obs must be >= 0")
+    check_counts(args, ("n_envs", "n_steps", "top", "batch_size"), ("spacing", "effect_obs"))
     if not 0.0 < args.quantile < 0.5:
         raise InterpretError(
             f"--quantile must be in (0, 0.5), e.g. 0.01 or 0.05; got {args.quantile}"
@@ -87,9 +83,8 @@ def load_observations(
     from interpret.core.model_env import resolve_env
 
     if args.trajectory:
-        trajectories = []
-        for path in args.trajectory:
-            trajectories.append(Trajectory.load(path))  # one-line InputFileError if not one
+        # one-line InputFileError for a file that is not one
+        trajectories = [Trajectory.load(path) for path in args.trajectory]
         source: dict[str, Any] = {"trajectories": [str(p) for p in args.trajectory]}
     else:
         env_id, options = resolve_env(view, args.env, args.env_kwargs)
@@ -103,14 +98,11 @@ def load_observations(
             "n_steps": args.n_steps,
             "seed": args.seed,
         }
-    observations, episodes, steps, next_episode = [], [], [], 0
-    for traj in trajectories:
-        for start, stop in traj.episode_bounds():
-            observations.append(traj.observations[start:stop])
-            episodes.append(np.full(stop - start, next_episode))
-            steps.append(np.arange(stop - start))
-            next_episode += 1
-    return np.concatenate(observations), np.concatenate(episodes), np.concatenate(steps), source
+    bounds = [(start, stop) for traj in trajectories for start, stop in traj.episode_bounds()]
+    episodes = np.concatenate([np.full(b - a, e) for e, (a, b) in enumerate(bounds)])
+    steps = np.concatenate([np.arange(b - a) for a, b in bounds])
+    observations = np.concatenate([traj.observations for traj in trajectories])
+    return observations, episodes, steps, source
 
 
 def run(args: argparse.Namespace) -> Path:

@@ -16,20 +16,19 @@ from interpret.dissection.units import UnitStatistics, observation_image
 
 def layer_summary(stats: UnitStatistics, top, effects) -> dict[str, Any]:
     key, order = rank_units(effects) if effects else (None, np.arange(stats.units))
-    units = []
-    for u in range(stats.units):
-        units.append(
-            {
-                "unit": u,
-                "dead": bool(stats.dead[u]),
-                "threshold": float(stats.threshold[u]),
-                "max": float(stats.maximum[u]),
-                "mean": float(stats.mean[u]),
-                "active_fraction": float(stats.active_fraction[u]),
-                "top_observations": top[u],
-                "zeroing": {k: float(v[u]) for k, v in effects.items()},
-            }
-        )
+    units = [
+        {
+            "unit": u,
+            "dead": bool(stats.dead[u]),
+            "threshold": float(stats.threshold[u]),
+            "max": float(stats.maximum[u]),
+            "mean": float(stats.mean[u]),
+            "active_fraction": float(stats.active_fraction[u]),
+            "top_observations": top[u],
+            "zeroing": {k: float(v[u]) for k, v in effects.items()},
+        }
+        for u in range(stats.units)
+    ]
     return {
         "layer": stats.layer,
         "shape": list(stats.shape),

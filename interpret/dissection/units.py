@@ -123,12 +123,12 @@ def unit_statistics(
     n = len(observations)
     if n == 0:
         raise InterpretError("no observations to dissect")
-    # Per unit, over the batches so far (None before the first).
-    top: torch.Tensor | None = None
-    maximum: torch.Tensor | None = None
-    total: torch.Tensor | None = None
-    positive: torch.Tensor | None = None
+    # Per batch: (U,) maxima, sums, counts of positives; (b, U) per-observation maxima.
+    maxima: list[torch.Tensor] = []
+    totals: list[torch.Tensor] = []
+    positives: list[torch.Tensor] = []
     per_obs_max: list[torch.Tensor] = []
+    top: torch.Tensor | None = None  # (U, <= k+1) each unit's largest values so far
     keep, shape = 0, None
     for part in batches(n, batch_size):
         act = forward_layers(view, [layer], observations[part])[layer].float()
@@ -137,17 +137,16 @@ def unit_statistics(
             keep = int(np.floor(quantile * n * shape[1] * shape[2])) + 1
         flat = act.transpose(0, 1).reshape(shape[0], -1)  # (U, b*h*w)
         per_obs_max.append(act.flatten(2).amax(dim=2))
-        maximum = flat.amax(dim=1) if maximum is None else torch.maximum(maximum, flat.amax(dim=1))
-        batch_total = flat.sum(dim=1, dtype=torch.float64)
-        total = batch_total if total is None else total + batch_total
-        batch_positive = (flat > 0).sum(dim=1, dtype=torch.float64)
-        positive = batch_positive if positive is None else positive + batch_positive
+        maxima.append(flat.amax(dim=1))
+        totals.append(flat.sum(dim=1, dtype=torch.float64))
+        positives.append((flat > 0).sum(dim=1, dtype=torch.float64))
         pool = flat if top is None else torch.cat([top, flat], dim=1)
         top = pool.topk(min(keep, pool.shape[1]), dim=1).values
-    # n > 0: the loop ran
-    assert shape is not None and maximum is not None and top is not None
-    assert total is not None and positive is not None
+    assert shape is not None and top is not None  # n > 0: the loop ran
     count = n * shape[1] * shape[2]
+    maximum = torch.stack(maxima).amax(dim=0)
+    total = sum(totals[1:], totals[0])  # summed in batch order
+    positive = sum(positives[1:], positives[0])
     return UnitStatistics(
         layer=layer,
         shape=(shape[0], shape[1], shape[2]),

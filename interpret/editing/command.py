@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from agents.precision import add_precision_argument
-from interpret.core.errors import InterpretError
+from interpret.core.errors import InterpretError, check_counts
 
 HAZARDS = "hazards"  # the --feature keyword for the hazard feature (CoinRun)
 
@@ -147,8 +147,7 @@ def _hazard_feature(view: Any, report: Any, args: argparse.Namespace) -> tuple[i
     env_id, options = resolve_env(
         view, args.env, args.env_kwargs, preferred=(report.env_id, report.env_options)
     )
-    if args.hazard_observations < 1:
-        raise InterpretError("--hazard-observations must be positive")
+    check_counts(args, ("hazard_observations",))
     measured = measure_hazard_attribution(
         view, report.features, env_id, options, args.hazard_observations, args.seed,
         kinds=args.hazard_kinds, target=report.target, n_steps=report.n_steps,
