@@ -267,7 +267,7 @@ VALUE_CASES += [
          setup=lambda tmp, ws: _wm_config(tmp, "[1, 2]")),
     Case("imagine: Ctrl-C while training", I, [*GOL, "--train-steps", "10"],
          "interrupted; nothing written", code=130,
-         interrupt="interpret.imagination.command:train_gol"),
+         interrupt="interpret.imagination.gol_experiment:train_gol"),
     Case("imagine: Ctrl-C while loading MODEL", I, WM, "interrupted; nothing written", code=130,
          interrupt="agents:load"),
 ]  # fmt: skip
