@@ -287,7 +287,7 @@ VALUE_CASES += cases_for("synthesize", [
     ("--cache-dir is a file", ["--cache-dir", "{ws.file}"], "is an existing file"),
     ("Pong model played on CoinRun", ["--env", COINRUN], "does not fit", PONG),
     ("Ctrl-C while recording", [], "interrupted",
-     {"code": 130, "interrupt": "interpret.synthesis.command:_frames"}),
+     {"code": 130, "interrupt": "interpret.synthesis.pipeline:record_frames"}),
 ])  # fmt: skip
 
 
