@@ -123,8 +123,7 @@ def train_generator(
         generator.load_state_dict(state["generator"])
         optimizer.load_state_dict(state["optimizer"])
         history = state["history"]
-    for p in view.module.parameters():
-        p.requires_grad_(False)
+    view.module.requires_grad_(False)
     real_features = perception_features(view, data.outputs)
     rng = np.random.default_rng(settings.seed + len(history))
     n = len(data)
