@@ -16,7 +16,6 @@ few generations; the alternative, pickling the optimizer, would make resuming un
 
 from __future__ import annotations
 
-import csv
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,7 +29,7 @@ import torch
 from agents.executor import Executor
 from agents.fileio import atomic_path, read_json, write_json
 from world_model.model import Policy, WorldModel, save_weights
-from world_model.rundir import initial_latents, make_eval_env, read_config
+from world_model.rundir import append_progress, initial_latents, make_eval_env, read_config
 
 _MODELS: dict[str, tuple[float, WorldModel, np.ndarray]] = {}  # per worker process
 
@@ -112,15 +111,6 @@ def _save_state(run_dir: Path, state: dict[str, Any], arrays: dict[str, np.ndarr
     write_json(run_dir / "cmaes" / "state.json", state)
 
 
-def _append_csv(path: Path, row: dict[str, Any]) -> None:
-    new = not path.exists()
-    with path.open("a", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(row))
-        if new:
-            writer.writeheader()
-        writer.writerow(row)
-
-
 def train_controller(
     run_dir: Path,
     executor: Executor,
@@ -182,7 +172,7 @@ def train_controller(
             "sigma": float(es.sigma),
             "seconds": round(time.monotonic() - started, 1),
         }
-        _append_csv(run_dir / "controller_progress.csv", row)
+        append_progress(run_dir / "controller_progress.csv", row)
         log(
             f"C generation {generation + 1}/{generations}: best {row['best']:.1f}, "
             f"mean {row['mean']:.1f}, best ever {state['best_fitness']:.1f} "
