@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import os
 import warnings
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -116,8 +117,8 @@ def run(args: argparse.Namespace) -> Path:
     from agents.loading import resolve_model_path
     from agents.outputs import OutputError, check_writable_dir
     from interpret.core.model_env import check_fits
-    from interpret.synthesis import frames as frames_mod
     from interpret.synthesis import pipeline
+    from interpret.synthesis.frames import frame_space
     from interpret.synthesis.goggles import goggles_table
     from interpret.synthesis.report import write_synthesis_report
     from interpret.synthesis.targets import resolve_target
@@ -140,7 +141,7 @@ def run(args: argparse.Namespace) -> Path:
         options = envs.parse_options(args.env_kwargs)
     envs.parse_env_id(env_id)
     check_fits(view, env_id, options)  # a model of another game is refused before recording
-    space = frames_mod.frame_space(view, env_id)
+    space = frame_space(view, env_id)
     target = resolve_target(args.target, view, beta=args.beta)
     _probe_target(view, space, target, args.target)  # e.g. action:99 of 15, before training
     cache = _cache_dir(args)
@@ -212,7 +213,7 @@ def run(args: argparse.Namespace) -> Path:
         "target": args.target,
         "algo": view.algo,
         "precision": args.precision,
-        "frame_space": frames_mod.as_dict(space),
+        "frame_space": asdict(space),
         "frames": len(data),
         "settings": {k: v for k, v in vars(args).items() if not k.startswith("_")},
         "train_settings": {v: base.variant(v).__dict__ for v in variants},
