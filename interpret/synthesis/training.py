@@ -185,13 +185,9 @@ def _batch_losses(
         ),
         "kl": kl_loss(mean, logvar),
     }
-    if settings.perception_weight > 0:
-        real = real_features[idx].to(device)
+    real = real_features[idx].to(device)
+    with torch.set_grad_enabled(settings.perception_weight > 0):  # else only reported
         terms["perception"] = perception_loss(view, space, recon, real)
-    else:  # not trained on, but still reported
-        with torch.no_grad():
-            real = real_features[idx].to(device)
-            terms["perception"] = perception_loss(view, space, recon.detach(), real)
     terms["total"] = (
         terms["reconstruction"]
         + settings.perception_weight * terms["perception"]
