@@ -23,6 +23,7 @@ ahead, and a dream (see ``interpret.imagination.world_model_report``):
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 
 import torch
@@ -203,33 +204,18 @@ def run(args: argparse.Namespace) -> Path:
     _validate(args)
     if args.threads:
         torch.set_num_threads(args.threads)  # 0: torch's default
-    configs = [
-        GoLConfig(
-            steps=args.steps,
-            model_steps=args.model_steps,
-            autoencoder=not args.no_autoencoder,
-            rnn=not args.no_rnn,
-            adversarial_steps=args.adversarial_steps,
-            adversarial_weight=args.adversarial_weight,
-            adversarial_fakes=args.adversarial_fakes,
-            channels=args.channels,
-            board=args.board,
-            warmup=args.warmup,
-            train_steps=args.train_steps,
-            lr=args.lr,
-            schedule=args.schedule,
-            clip=args.clip,
-            weight_decay=args.weight_decay,
-            linear_cell_output=args.linear_cell_output,
-            cell_output=args.cell_output,
-            single_conv=args.single_conv_cell,
-            codec_kernel=args.codec_kernel,
-            loss=args.loss,
-            keep_best=not args.keep_last,
-            seed=args.seed + i,
-        )
-        for i in range(args.runs)
-    ]
+    # the options named like GoLConfig's fields, then the four that are spelt otherwise
+    named = {
+        f.name: vars(args)[f.name] for f in dataclasses.fields(GoLConfig) if f.name in vars(args)
+    }
+    config = GoLConfig(
+        **named,
+        autoencoder=not args.no_autoencoder,
+        rnn=not args.no_rnn,
+        single_conv=args.single_conv_cell,
+        keep_best=not args.keep_last,
+    )
+    configs = [dataclasses.replace(config, seed=args.seed + i) for i in range(args.runs)]
     out = Path(args.out)
     checkpoints = [out.parent / f".{out.name}.run{i}.pt" for i in range(len(configs))]
     result = run_gol(
