@@ -63,27 +63,25 @@ def play_controller(task: EpisodeTask) -> float:
     """Return of one episode of the controller ``task.params`` (real game or dream)."""
     model, z0 = _cached_model(task.run_dir)
     model.controller.set_flat(task.params)
-    total = 0.0
+    act: Callable[[np.ndarray], Any]
     if task.dream:
         from world_model.dream import DreamEnv
 
         env = DreamEnv(model, z0, task.temperature, task.max_steps)
-        obs, _ = env.reset(seed=task.seed)
         ctrl, z_size = model.controller, model.mdn.z_size
-        for _ in range(task.max_steps):
-            with torch.no_grad():
-                zh = torch.as_tensor(obs).unsqueeze(0)  # (1, z_size + hidden)
-                action = ctrl.to_action(ctrl.decide(zh[:, :z_size], zh[:, z_size:]))[0]
-            obs, reward, terminated, truncated, _ = env.step(ctrl.env_action(action))
-            total += reward
-            if terminated or truncated:
-                break
-        return total
-    env = make_eval_env(task.run_dir, task.seed)
-    policy = Policy(model)
-    frame, _ = env.reset(seed=task.seed)
+
+        @torch.no_grad()
+        def act(obs: np.ndarray) -> Any:
+            zh = torch.as_tensor(obs).unsqueeze(0)  # (1, z_size + hidden)
+            return ctrl.env_action(ctrl.to_action(ctrl.decide(zh[:, :z_size], zh[:, z_size:]))[0])
+
+    else:
+        env = make_eval_env(task.run_dir, task.seed)
+        act = Policy(model)
+    obs, _ = env.reset(seed=task.seed)
+    total = 0.0
     for _ in range(task.max_steps):
-        frame, reward, terminated, truncated, _ = env.step(policy(frame))
+        obs, reward, terminated, truncated, _ = env.step(act(obs))
         total += float(reward)
         if terminated or truncated:
             break
