@@ -269,7 +269,7 @@ VALUE_CASES += [
          setup=lambda tmp, ws: _wm_config(tmp, "[1, 2]")),
     Case("imagine: Ctrl-C while training", I, [*GOL, "--train-steps", "10"],
          "interrupted; nothing written", code=130,
-         interrupt="interpret.imagination.command:train_gol"),
+         interrupt="interpret.imagination.gol_experiment:train_gol"),
     Case("imagine: Ctrl-C while loading MODEL", I, WM, "interrupted; nothing written", code=130,
          interrupt="agents:load"),
 ]  # fmt: skip
@@ -289,7 +289,7 @@ VALUE_CASES += cases_for("synthesize", [
     ("--cache-dir is a file", ["--cache-dir", "{ws.file}"], "is an existing file"),
     ("Pong model played on CoinRun", ["--env", COINRUN], "does not fit", PONG),
     ("Ctrl-C while recording", [], "interrupted",
-     {"code": 130, "interrupt": "interpret.synthesis.command:_frames"}),
+     {"code": 130, "interrupt": "interpret.synthesis.pipeline:record_frames"}),
 ])  # fmt: skip
 
 

@@ -139,7 +139,8 @@ def test_controller_has_867_parameters_for_car_racing_and_maps_actions():
     assert ctrl.n_params == (32 + 256) * 3 + 3 == 867
     flat = np.random.default_rng(0).normal(size=867)
     ctrl.set_flat(flat)
-    assert np.allclose(ctrl.get_flat(), flat, atol=1e-6)
+    weights = torch.cat([ctrl.linear.weight.flatten(), ctrl.linear.bias]).detach().numpy()
+    assert np.allclose(weights, flat, atol=1e-6)  # weights row-major, then bias
     actions = ctrl.to_action(ctrl(torch.randn(100, 288) * 10))
     assert CAR_SPACE.contains(actions[0].detach().numpy())
     assert (actions[:, 1:] >= 0).all() and (actions.abs() <= 1).all()

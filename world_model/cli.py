@@ -40,6 +40,16 @@ FLAGS: dict[str, tuple[str, type, str]] = {
     "--eval-steps": ("eval_steps", int, "max steps of an evaluation episode (1000)"),
 }
 NON_NEGATIVE = {"mdn_steps", "temperature", "gan_weight", "gan_feature_weight"}
+# the other flags a run keeps: flag (dest name without "--") -> config field
+SETTINGS = {
+    "--env": "env_id",
+    "--vae": "vae",
+    "--controller-input": "controller_input",
+    "--train-in": "train_in",
+    "--rollout-policy": "rollout_policy",
+    "--predict-reward": "predict_reward",
+    "--predict-done": "predict_done",
+}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -93,12 +103,8 @@ def foreign_flags(args: argparse.Namespace, world_model: bool) -> list[str]:
         names += [k[3:] for k in vars(args) if k.startswith("hp_")]
     else:
         names = [flag[2:] for flag in FLAGS if getattr(args, flag[2:].replace("-", "_"))]
-        names += [
-            n
-            for n in ("rollout_policy", "vae", "controller_input", "train_in", "stage")
-            if getattr(args, n)
-        ]
-        names += [n for n in ("predict_reward", "predict_done") if getattr(args, n)]
+        others = ("rollout_policy", "vae", "controller_input", "train_in", "stage")
+        names += [n for n in (*others, "predict_reward", "predict_done") if getattr(args, n)]
     return ["--" + n.replace("_", "-") for n in names]
 
 
@@ -208,29 +214,11 @@ def _refuse_changed_settings(args: argparse.Namespace, config: Any) -> None:
     from world_model.rundir import RunError
 
     given: dict[str, Any] = {flag: getattr(args, flag[2:].replace("-", "_")) for flag in FLAGS}
-    given.update(
-        {
-            "--env": args.env,
-            "--vae": args.vae,
-            "--controller-input": args.controller_input,
-            "--train-in": args.train_in,
-            "--rollout-policy": args.rollout_policy,
-            "--predict-reward": args.predict_reward or None,
-            "--predict-done": args.predict_done or None,
-        }
-    )
     saved = {flag: getattr(config, FLAGS[flag][0]) for flag in FLAGS}
-    saved.update(
-        {
-            "--env": config.env_id,
-            "--vae": config.vae,
-            "--controller-input": config.controller_input,
-            "--train-in": config.train_in,
-            "--rollout-policy": config.rollout_policy,
-            "--predict-reward": config.predict_reward,
-            "--predict-done": config.predict_done,
-        }
-    )
+    for flag, name in SETTINGS.items():
+        value = getattr(args, flag[2:].replace("-", "_"))
+        given[flag] = None if value is False else value  # an unset store_true flag is not given
+        saved[flag] = getattr(config, name)
     resumable = {f"--{n.replace('_', '-')}" for n in RESUMABLE}
     changed = [
         flag
@@ -288,9 +276,7 @@ def main(args: argparse.Namespace) -> int:
         with lock_dir(run_dir, create=not args.resume):  # a second writer is refused
             try:
                 if args.resume:
-                    changed = {
-                        k: v for k, v in overrides.items() if k in ("generations", "eval_episodes")
-                    }
+                    changed = {k: v for k, v in overrides.items() if k in RESUMABLE}
                     if changed:
                         config = WorldModelConfig.from_dict({**asdict(config), **changed})
                         write_json(args.out / CONFIG_FILE, asdict(config))

@@ -16,7 +16,6 @@ few generations; the alternative, pickling the optimizer, would make resuming un
 
 from __future__ import annotations
 
-import csv
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,7 +29,7 @@ import torch
 from agents.executor import Executor
 from agents.fileio import atomic_path, read_json, write_json
 from world_model.model import Policy, WorldModel, save_weights
-from world_model.rundir import initial_latents, make_eval_env, read_config
+from world_model.rundir import append_progress, initial_latents, make_eval_env, read_config
 
 _MODELS: dict[str, tuple[float, WorldModel, np.ndarray]] = {}  # per worker process
 
@@ -64,27 +63,25 @@ def play_controller(task: EpisodeTask) -> float:
     """Return of one episode of the controller ``task.params`` (real game or dream)."""
     model, z0 = _cached_model(task.run_dir)
     model.controller.set_flat(task.params)
-    total = 0.0
+    act: Callable[[np.ndarray], Any]
     if task.dream:
         from world_model.dream import DreamEnv
 
         env = DreamEnv(model, z0, task.temperature, task.max_steps)
-        obs, _ = env.reset(seed=task.seed)
         ctrl, z_size = model.controller, model.mdn.z_size
-        for _ in range(task.max_steps):
-            with torch.no_grad():
-                zh = torch.as_tensor(obs).unsqueeze(0)  # (1, z_size + hidden)
-                action = ctrl.to_action(ctrl.decide(zh[:, :z_size], zh[:, z_size:]))[0]
-            obs, reward, terminated, truncated, _ = env.step(ctrl.env_action(action))
-            total += reward
-            if terminated or truncated:
-                break
-        return total
-    env = make_eval_env(task.run_dir, task.seed)
-    policy = Policy(model)
-    frame, _ = env.reset(seed=task.seed)
+
+        @torch.no_grad()
+        def act(obs: np.ndarray) -> Any:
+            zh = torch.as_tensor(obs).unsqueeze(0)  # (1, z_size + hidden)
+            return ctrl.env_action(ctrl.to_action(ctrl.decide(zh[:, :z_size], zh[:, z_size:]))[0])
+
+    else:
+        env = make_eval_env(task.run_dir, task.seed)
+        act = Policy(model)
+    obs, _ = env.reset(seed=task.seed)
+    total = 0.0
     for _ in range(task.max_steps):
-        frame, reward, terminated, truncated, _ = env.step(policy(frame))
+        obs, reward, terminated, truncated, _ = env.step(act(obs))
         total += float(reward)
         if terminated or truncated:
             break
@@ -110,15 +107,6 @@ def _save_state(run_dir: Path, state: dict[str, Any], arrays: dict[str, np.ndarr
     with atomic_path(run_dir / "cmaes" / "state.npz", suffix=".npz") as tmp:
         np.savez(tmp, **arrays)
     write_json(run_dir / "cmaes" / "state.json", state)
-
-
-def _append_csv(path: Path, row: dict[str, Any]) -> None:
-    new = not path.exists()
-    with path.open("a", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(row))
-        if new:
-            writer.writeheader()
-        writer.writerow(row)
 
 
 def train_controller(
@@ -182,7 +170,7 @@ def train_controller(
             "sigma": float(es.sigma),
             "seconds": round(time.monotonic() - started, 1),
         }
-        _append_csv(run_dir / "controller_progress.csv", row)
+        append_progress(run_dir / "controller_progress.csv", row)
         log(
             f"C generation {generation + 1}/{generations}: best {row['best']:.1f}, "
             f"mean {row['mean']:.1f}, best ever {state['best_fitness']:.1f} "

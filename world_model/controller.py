@@ -93,11 +93,8 @@ class Controller(nn.Module):
             return nn.functional.one_hot(action.long(), self.linear.out_features).float()
         return action.float()
 
-    def get_flat(self) -> np.ndarray:
-        """All parameters as one float64 vector (weights row-major, then bias)."""
-        return torch.cat([self.linear.weight.flatten(), self.linear.bias]).detach().double().numpy()
-
     def set_flat(self, flat: np.ndarray) -> None:
+        """Set all parameters from one vector (n_params,): weights row-major, then bias."""
         flat = torch.as_tensor(np.asarray(flat), dtype=torch.float32)
         if flat.numel() != self.n_params:
             raise ValueError(f"expected {self.n_params} parameters, got {flat.numel()}")

@@ -66,7 +66,8 @@ class SequenceSampler:
     def batch(self, batch_size: int) -> dict[str, torch.Tensor]:
         T = self.seq_len
         picks = self.rng.choice(len(self.series), size=batch_size, p=self.weights)
-        out: dict[str, list[np.ndarray]] = {k: [] for k in ("z", "next_z", "a", "r", "d", "m")}
+        keys = ("z", "next_z", "actions", "rewards", "dones", "mask")
+        out: dict[str, list[np.ndarray]] = {k: [] for k in keys}
         for i in picks:
             s = self.series[i]
             n = len(s["mu"]) - 1  # transitions available
@@ -77,15 +78,8 @@ class SequenceSampler:
             z_all = s["mu"] + np.exp(0.5 * s["logvar"]) * self.rng.standard_normal(s["mu"].shape)
             out["z"].append(z_all[idx])
             out["next_z"].append(z_all[idx + 1])
-            out["a"].append(s["actions_in"][idx])
-            out["r"].append(s["rewards"][idx])
-            out["d"].append(s["dones"][idx])
-            out["m"].append(valid)
-        return {
-            "z": torch.as_tensor(np.stack(out["z"]), dtype=torch.float32),
-            "next_z": torch.as_tensor(np.stack(out["next_z"]), dtype=torch.float32),
-            "actions": torch.as_tensor(np.stack(out["a"]), dtype=torch.float32),
-            "rewards": torch.as_tensor(np.stack(out["r"]), dtype=torch.float32),
-            "dones": torch.as_tensor(np.stack(out["d"]), dtype=torch.float32),
-            "mask": torch.as_tensor(np.stack(out["m"]), dtype=torch.float32),
-        }
+            out["actions"].append(s["actions_in"][idx])
+            out["rewards"].append(s["rewards"][idx])
+            out["dones"].append(s["dones"][idx])
+            out["mask"].append(valid)
+        return {k: torch.as_tensor(np.stack(v), dtype=torch.float32) for k, v in out.items()}

@@ -20,6 +20,7 @@ import torch
 
 from world_model.mdn_rnn import sample_next_z
 from world_model.model import WorldModel
+from world_model.vae import tensor_to_frames
 
 
 class DreamEnv(gymnasium.Env):
@@ -81,5 +82,4 @@ class DreamEnv(gymnasium.Env):
     @torch.no_grad()
     def render(self) -> np.ndarray:
         """V's decoding of the current z: uint8 (64, 64, 3)."""
-        frame = self.model.vae.decoder(self.z)[0].permute(1, 2, 0).mul(255).round()
-        return frame.clamp(0, 255).to(torch.uint8).numpy()
+        return tensor_to_frames(self.model.vae.decoder(self.z))[0]

@@ -19,7 +19,7 @@ from torch import nn
 from agents.fileio import atomic_path
 from world_model.controller import Controller, action_size
 from world_model.mdn_rnn import MDNRNN
-from world_model.vae import ConvVAE
+from world_model.vae import ConvVAE, frames_to_tensor
 
 
 class WeightsFileError(ValueError):
@@ -121,7 +121,7 @@ class Policy:
     @torch.no_grad()
     def __call__(self, frame: np.ndarray) -> np.ndarray | int:
         """A 64x64x3 uint8 frame -> the env action; advances the recurrent state."""
-        x = torch.as_tensor(frame).permute(2, 0, 1).unsqueeze(0).float().div_(255.0)
+        x = frames_to_tensor(frame[None])
         mu, logvar = self.model.vae.encoder(x)
         z = mu if self.deterministic else mu + torch.randn_like(mu) * (0.5 * logvar).exp()
         h = self.state[0][0]

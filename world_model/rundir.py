@@ -1,8 +1,10 @@
 """A World Models run directory as the stages read it: its config, first latents, eval env and
-finished policy. A leaf: ``world_model.run`` imports the stages, and they import this."""
+finished policy, and the progress CSVs they append to. A leaf: ``world_model.run`` imports the
+stages, and they import this."""
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +37,16 @@ def read_config(run_dir: str | Path) -> dict[str, Any]:
 
 def is_world_model_run(path: str | Path) -> bool:
     return run_algo(path) == "worldmodel"
+
+
+def append_progress(path: Path, row: dict[str, Any]) -> None:
+    """Append ``row`` to a progress CSV, with a header when the file is new."""
+    new = not path.exists()
+    with path.open("a", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(row))
+        if new:
+            writer.writeheader()
+        writer.writerow(row)
 
 
 def make_eval_env(run_dir: str | Path, seed: int | None) -> Any:

@@ -11,11 +11,9 @@ Progress goes to ``vae_progress.csv`` / ``mdn_progress.csv``.
 
 from __future__ import annotations
 
-import csv
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -25,19 +23,11 @@ from world_model.data import FrameStream, SequenceSampler
 from world_model.mdn_rnn import MDNRNN, mdn_loss
 from world_model.model import save_weights
 from world_model.rollouts import episode_files
+from world_model.rundir import append_progress
 from world_model.vae import ConvVAE, frames_to_tensor, vae_loss
 from world_model.vae_gan import Discriminator, GanWeights, vae_gan_step
 
 Log = Callable[[str], None]
-
-
-def _append_csv(path: Path, row: dict[str, Any]) -> None:
-    new = not path.exists()
-    with path.open("a", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(row))
-        if new:
-            writer.writeheader()
-        writer.writerow(row)
 
 
 Stateful = torch.nn.Module | torch.optim.Optimizer
@@ -100,7 +90,7 @@ def train_vae(
         means = {k: v / max(n, 1) for k, v in sums.items()}
         row = {"epoch": epoch + 1, **means, "frames": n}
         row["seconds"] = round(time.monotonic() - started, 1)
-        _append_csv(run_dir / "vae_progress.csv", row)
+        append_progress(run_dir / "vae_progress.csv", row)
         _save_checkpoint(ckpt, parts, epoch + 1)
         loss, rec, kl = means["loss"], means["reconstruction"], means["kl"]
         line = f"V epoch {epoch + 1}/{epochs}: loss {loss:.1f} (recon {rec:.1f}, kl {kl:.1f})"
@@ -201,7 +191,7 @@ def train_mdn(
                 sums[k] = sums.get(k, 0.0) + v.item() / steps
         row = {"epoch": epoch + 1, **{f"loss_{k}": v for k, v in sums.items()}, "batches": steps}
         row["seconds"] = round(time.monotonic() - started, 1)
-        _append_csv(run_dir / "mdn_progress.csv", row)
+        append_progress(run_dir / "mdn_progress.csv", row)
         _save_checkpoint(ckpt, {"model": mdn, "optim": optim}, epoch + 1)
         log(f"M epoch {epoch + 1}/{epochs}: " + ", ".join(f"{k} {v:.3f}" for k, v in sums.items()))
     save_weights(mdn, run_dir / "mdn.safetensors")

@@ -14,6 +14,7 @@ Layer names (stable; ``world_model.view`` prefixes them with ``vae.``): ``encode
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -97,3 +98,8 @@ def frames_to_tensor(frames: torch.Tensor | object) -> torch.Tensor:
     """uint8 frames (N, 64, 64, 3) -> float (N, 3, 64, 64) in [0, 1]."""
     t = torch.as_tensor(frames)
     return t.permute(0, 3, 1, 2).float().div_(255.0)
+
+
+def tensor_to_frames(x: torch.Tensor) -> np.ndarray:
+    """Decoder output (N, 3, 64, 64) in [0, 1] -> uint8 frames (N, 64, 64, 3)."""
+    return x.permute(0, 2, 3, 1).mul(255).round().clamp(0, 255).to(torch.uint8).numpy()

@@ -327,11 +327,10 @@ class WorldModelView:
         x = self.preprocess(obs)
         if self._state is None or self._state[0].shape[1] != len(x):
             self._state = self.initial_state(len(x))
-        mu, logvar = self.module.vae.encoder(x)
+        z, logvar = self.module.vae.encoder(x)
         if not deterministic:
-            noise = torch.randn(mu.shape, generator=generator, device=mu.device)
-            mu = mu + noise * (0.5 * logvar).exp()
-        z = mu
+            noise = torch.randn(z.shape, generator=generator, device=z.device)
+            z = z + noise * (0.5 * logvar).exp()
         out = self._head(self._state)(z)
         ctrl = self.module.controller
         _, self._state = self.module.mdn.step(z, ctrl.encode_action(out["action"]), self._state)

@@ -396,8 +396,8 @@ def train_adversarial_decoder(
     d_opt = torch.optim.Adam(discriminator.parameters(), lr=1e-3, betas=(0.5, 0.999))
     g_opt = torch.optim.Adam(model.decoder.parameters(), lr=1e-3, betas=(0.5, 0.999))
     boards = config.boards()
-    for p in [*model.encoder.parameters(), *model.cells.parameters()]:
-        p.requires_grad_(False)
+    model.encoder.requires_grad_(False)
+    model.cells.requires_grad_(False)
     try:
         for _ in range(config.adversarial_steps):
             seq = boards.sample(config.batch, data)
@@ -425,8 +425,7 @@ def train_adversarial_decoder(
             loss.backward()
             g_opt.step()
     finally:
-        for p in model.parameters():
-            p.requires_grad_(True)
+        model.requires_grad_(True)
 
 
 @torch.no_grad()

@@ -19,6 +19,7 @@ import torch
 
 from world_model.mdn_rnn import sample_next_z
 from world_model.model import WorldModel
+from world_model.vae import frames_to_tensor, tensor_to_frames
 
 State = tuple[torch.Tensor, torch.Tensor]
 
@@ -40,16 +41,6 @@ def predict_z(
     return sample_next_z(
         mixture["logpi"], mixture["mu"], mixture["logsigma"], temperature, generator
     )
-
-
-def to_uint8(frames: torch.Tensor) -> np.ndarray:
-    """Decoder output (N, 3, 64, 64) in [0, 1] -> (N, 64, 64, 3) uint8."""
-    return frames.permute(0, 2, 3, 1).mul(255).round().clamp(0, 255).to(torch.uint8).numpy()
-
-
-def to_input(frames: np.ndarray) -> torch.Tensor:
-    """(N, 64, 64, 3) uint8 -> (N, 3, 64, 64) float in [0, 1]."""
-    return torch.as_tensor(np.asarray(frames)).permute(0, 3, 1, 2).float().div(255.0)
 
 
 def mse_per_pixel(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -122,7 +113,7 @@ def k_step_predictions(
 ) -> KStep:
     """Predict frames t+1 .. t+K from every start t of one episode: frames (T+1, 64, 64, 3)
     uint8, actions (T, action_size) in M's encoding, T >= K (see ``KStep``)."""
-    x = to_input(frames)
+    x = frames_to_tensor(frames)
     steps = len(actions)
     if len(frames) != steps + 1 or steps < horizon:
         raise ValueError(f"need T+1 frames and T >= horizon actions; got {len(frames)}, {steps}")
@@ -145,7 +136,7 @@ def k_step_predictions(
             for s in show:
                 if lo <= s < lo + len(t):
                     shown.setdefault(s, np.zeros((horizon, 64, 64, 3), np.uint8))
-                    shown[s][k] = to_uint8(decoded[s - lo : s - lo + 1])[0]
+                    shown[s][k] = tensor_to_frames(decoded[s - lo : s - lo + 1])[0]
     return KStep(error, mse_per_pixel(recon, x[1:]).numpy(), copy, shown)
 
 
@@ -164,7 +155,7 @@ def dream(
     real episode up to it): actions from the controller (C([z, h]), or C(z) for a z-only run)
     or the recorded ones (then ``steps`` <= T - start). Returns (decoded dream (steps, 64, 64,
     3) uint8, the actions taken (steps, action_size) in M's encoding)."""
-    x = to_input(frames[: start + 1])
+    x = frames_to_tensor(frames[: start + 1])
     z, _ = model.vae.encoder(x)
     ctrl = model.controller
     if start > 0:
@@ -187,4 +178,4 @@ def dream(
     pred = open_loop(
         model, state, steps, lambda k, zk, hk: choose(zk, hk, k), temperature, generator
     )
-    return to_uint8(model.vae.decoder(pred[0])), torch.cat(taken).numpy()
+    return tensor_to_frames(model.vae.decoder(pred[0])), torch.cat(taken).numpy()

@@ -27,25 +27,23 @@ plain VAE) and the loss curves.
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
 import os
-import time
 import warnings
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from agents.precision import add_precision_argument
 from interpret.core.errors import InterpretError
 from interpret.synthesis.training import VARIANTS, TrainSettings
 
-SAMPLE_SEED = 0
 
-
-def default_cache_dir() -> Path:
+def _cache_dir(args: argparse.Namespace) -> Path:
+    """--cache-dir, or $RLINTERP_CACHE/synthesis (default ~/.cache/rlinterp/synthesis)."""
+    if args.cache_dir:
+        return Path(args.cache_dir)
     root = os.environ.get("RLINTERP_CACHE") or Path.home() / ".cache" / "rlinterp"
     return Path(root) / "synthesis"
 
@@ -113,32 +111,15 @@ def _check(args: argparse.Namespace) -> list[str]:
     return ["full", *[v for v in variants if v != "full"]]
 
 
-def _digest(data: Any) -> str:
-    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def _file_hash(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _model_hash(path: Path) -> str:
-    """A model file's hash; a World Models run directory: its config's and weights' hashes."""
-    if not path.is_dir():
-        return _file_hash(path)
-    files = [path / "config.json", *sorted(path.glob("*.safetensors"))]
-    return _digest({f.name: _file_hash(f) for f in files})
-
-
 def run(args: argparse.Namespace) -> Path:
     import agents
     import envs
     from agents.loading import resolve_model_path
+    from agents.outputs import OutputError, check_writable_dir
     from interpret.core.model_env import check_fits
-    from interpret.synthesis import frames as frames_mod
+    from interpret.synthesis import pipeline
+    from interpret.synthesis.frames import frame_space
+    from interpret.synthesis.goggles import goggles_table
     from interpret.synthesis.report import write_synthesis_report
     from interpret.synthesis.targets import resolve_target
 
@@ -160,30 +141,32 @@ def run(args: argparse.Namespace) -> Path:
         options = envs.parse_options(args.env_kwargs)
     envs.parse_env_id(env_id)
     check_fits(view, env_id, options)  # a model of another game is refused before recording
-    space = frames_mod.frame_space(view, env_id)
+    space = frame_space(view, env_id)
     target = resolve_target(args.target, view, beta=args.beta)
     _probe_target(view, space, target, args.target)  # e.g. action:99 of 15, before training
-    _check_cache(args.cache_dir)
+    cache = _cache_dir(args)
+    try:
+        check_writable_dir(cache, "--cache-dir")
+    except OutputError as err:
+        raise InterpretError(str(err)) from None
     progress = not args.no_progress
     warnings.filterwarnings("ignore", message="Setting backward hooks on ReLU")
     timings: dict[str, float] = {}
 
-    cache = Path(args.cache_dir) if args.cache_dir else default_cache_dir()
-    frames_key = _digest(
-        {
-            "model": _model_hash(model_path),
-            "env": env_id,
-            "options": options,
-            "frames": args.frames,
-            "epsilon": args.epsilon,
-            "seed": args.seed,
-            "kernel": args.saliency_kernel,
-        }
+    data, frames_key = pipeline.cached_frames(
+        view,
+        model_path,
+        env_id,
+        space,
+        options,
+        cache,
+        n_frames=args.frames,
+        epsilon=args.epsilon,
+        seed=args.seed,
+        kernel=args.saliency_kernel,
+        progress=progress,
+        timings=timings,
     )
-    started = time.perf_counter()
-    data = _frames(view, env_id, space, options, args, cache / f"frames-{frames_key}.npz", progress)
-    timings["frames_and_saliency_s"] = time.perf_counter() - started
-
     base = TrainSettings(
         epochs=args.epochs,
         batch_size=args.batch_size,
@@ -193,20 +176,36 @@ def run(args: argparse.Namespace) -> Path:
         latent_dim=args.latent_dim,
         seed=args.seed,
     )
-    generators, histories = {}, {}
-    for variant in variants:
-        started = time.perf_counter()
-        settings = base.variant(variant)
-        key = _digest({"frames": frames_key, "settings": settings.__dict__})
-        generators[variant], histories[variant], cached = _generator(
-            view, space, data, settings, cache / f"generator-{key}.safetensors", variant, progress
-        )
-        timings[f"train_{variant}_s" + ("_cached" if cached else "")] = (
-            time.perf_counter() - started
-        )
-    reconstructions = _reconstructions(space, data, generators)
-    result = _synthesize(view, space, data, generators["full"], target, args, timings)
-    goggles = _goggles(view, space, env_id, options, generators, args, progress, timings)
+    generators, histories = pipeline.cached_generators(
+        view, space, data, base, variants, cache, frames_key, progress=progress, timings=timings
+    )
+    reconstructions = pipeline.reconstructions(space, data, generators)
+    result = pipeline.synthesize(
+        view,
+        space,
+        data,
+        generators["full"],
+        target,
+        args.samples,
+        restarts=args.restarts,
+        steps=args.steps,
+        latent_lr=args.latent_lr,
+        reg_weight=args.reg_weight,
+        tv_weight=args.tv_weight,
+        seed=args.seed,
+        timings=timings,
+    )
+    goggles = goggles_table(
+        view,
+        space,
+        env_id,
+        options,
+        generators,
+        args.goggles_episodes,
+        seed=args.seed,
+        progress=progress,
+        timings=timings,
+    )
     summary = {
         "model": str(model_path),
         "env_id": env_id,
@@ -214,7 +213,7 @@ def run(args: argparse.Namespace) -> Path:
         "target": args.target,
         "algo": view.algo,
         "precision": args.precision,
-        "frame_space": frames_mod.as_dict(space),
+        "frame_space": asdict(space),
         "frames": len(data),
         "settings": {k: v for k, v in vars(args).items() if not k.startswith("_")},
         "train_settings": {v: base.variant(v).__dict__ for v in variants},
@@ -232,7 +231,7 @@ def run(args: argparse.Namespace) -> Path:
 
 def kept_on_interrupt(args: argparse.Namespace) -> str | None:
     """An interrupted run keeps what its cache holds (frames, generators, checkpoints)."""
-    cache = Path(args.cache_dir) if args.cache_dir else default_cache_dir()
+    cache = _cache_dir(args)
     if not (cache.is_dir() and any(cache.iterdir())):
         return None
     return f"no report written; the cache {cache} keeps finished frames and generator checkpoints"
@@ -254,153 +253,3 @@ def _probe_target(view: Any, space: Any, target: Any, spec: str) -> None:
         raise InterpretError(f"target {spec!r} fails on the agent's outputs: {first}") from None
     if not isinstance(energy, torch.Tensor) or energy.numel() != 1:
         raise InterpretError(f"target {spec!r} must return one energy per state, shape (N,)")
-
-
-def _check_cache(cache_dir: Path | None) -> None:
-    from agents.outputs import OutputError, check_writable_dir
-
-    try:
-        check_writable_dir(Path(cache_dir) if cache_dir else default_cache_dir(), "--cache-dir")
-    except OutputError as err:
-        raise InterpretError(str(err)) from None
-
-
-def _frames(view, env_id, space, options, args, path: Path, progress: bool):
-    from interpret.synthesis.frames import FrameSet, record_frames
-    from interpret.synthesis.saliency import relu_module_count, saliency_maps
-    from interpret.synthesis.training import agent_features
-
-    if path.exists():
-        return FrameSet.load(path)
-    if relu_module_count(view) == 0:
-        warnings.warn("no nn.ReLU modules: guided backprop = plain gradient", stacklevel=2)
-    if progress:
-        print(f"recording {args.frames} frames of {env_id} (epsilon {args.epsilon})")
-    images = record_frames(
-        view,
-        env_id,
-        space,
-        n_frames=args.frames,
-        epsilon=args.epsilon,
-        seed=args.seed,
-        **options,
-    )
-    saliency = saliency_maps(view, space, images, args.saliency_kernel)
-    outputs = agent_features(view, space, images)
-    data = FrameSet(images, saliency, outputs, {"env_id": env_id, "options": options})
-    data.save(path)
-    return data
-
-
-def _generator(view, space, data, settings, path: Path, variant: str, progress: bool):
-    from interpret.synthesis.generator import Generator
-    from interpret.synthesis.training import train_generator
-
-    if path.exists():
-        generator, meta = Generator.load(path)
-        return generator.to(view.device), meta["history"], True
-    checkpoint = path.with_suffix(".ckpt.pt")
-    generator, history = train_generator(
-        view, space, data, settings, checkpoint, progress, desc=f"training generator ({variant})"
-    )
-    generator.save(path, {"history": history, "settings": settings.__dict__, "variant": variant})
-    checkpoint.unlink(missing_ok=True)
-    return generator, history, False
-
-
-def _synthesize(view, space, data, generator, target, args, timings) -> dict[str, Any]:
-    from interpret.synthesis.latent import agent_outputs, optimize_latents, readout
-    from interpret.synthesis.novelty import nearest_frames, novelty_histogram
-    from interpret.synthesis.pixels import maximize_pixels
-
-    started = time.perf_counter()
-    synth = optimize_latents(
-        generator,
-        view,
-        space,
-        target,
-        args.samples,
-        restarts=args.restarts,
-        steps=args.steps,
-        lr=args.latent_lr,
-        reg_weight=args.reg_weight,
-        seed=args.seed + SAMPLE_SEED,
-    )
-    timings["latent_optimization_s"] = time.perf_counter() - started
-    started = time.perf_counter()
-    pixel_images, pixel_energy = maximize_pixels(
-        view,
-        space,
-        target,
-        min(args.samples, 8),
-        steps=args.steps,
-        tv_weight=args.tv_weight,
-        seed=args.seed,
-    )
-    timings["pixel_baseline_s"] = time.perf_counter() - started
-    nearest, share = nearest_frames(synth.images, data.images)
-    with torch.no_grad():
-        synth_out = agent_outputs(view, space, torch.as_tensor(synth.images, device=view.device))
-        pixel_out = agent_outputs(view, space, torch.as_tensor(pixel_images, device=view.device))
-        real_energy = target({k: torch.as_tensor(v) for k, v in data.outputs.items()})
-    return {
-        "synth": synth,
-        "synth_outputs": {k: v.cpu().numpy() for k, v in synth_out.items()},
-        "synth_shown": readout(view, synth_out),
-        "pixel_images": pixel_images,
-        "pixel_energy": pixel_energy,
-        "pixel_outputs": {k: v.cpu().numpy() for k, v in pixel_out.items()},
-        "pixel_shown": readout(view, pixel_out),
-        "nearest": nearest,
-        "novelty_share": share,
-        "summary": {
-            "samples": args.samples,
-            "energy": synth.energy.tolist(),
-            "target_energy": synth.target.tolist(),
-            "start_energy_mean": float(synth.start_energy.mean()),
-            "recorded_frames_target_energy": {
-                "mean": float(real_energy.mean()),
-                "min": float(real_energy.min()),
-            },
-            "pixel_baseline_target_energy": pixel_energy.tolist(),
-            "novelty": {
-                "mean_share_different": float(share.mean()),
-                **novelty_histogram(share),
-            },
-        },
-    }
-
-
-def _reconstructions(space, data, generators, n: int = 6) -> dict[str, np.ndarray]:
-    """{"frames": n recorded frames, each variant: its reconstructions}, uint8 RGB as shown."""
-    picked = np.linspace(0, len(data) - 1, n).astype(int)
-    frames = space.from_uint8(data.images[picked])
-    shown = {"frames": space.display(frames)}
-    for variant, generator in generators.items():
-        device = next(generator.parameters()).device
-        with torch.no_grad():
-            shown[variant] = space.display(generator.reconstruct(frames.to(device)))
-    return shown
-
-
-def _goggles(view, space, env_id, options, generators, args, progress, timings):
-    from interpret.synthesis.goggles import generator_lens, goggles_returns
-
-    if args.goggles_episodes == 0:
-        return None
-    rows = {}
-    for name, lens in [("agent", None)] + [(v, generator_lens(g)) for v, g in generators.items()]:
-        started = time.perf_counter()
-        results = goggles_returns(
-            view,
-            space,
-            env_id,
-            lens,
-            args.goggles_episodes,
-            seed=args.seed,
-            progress=progress,
-            **options,
-        )
-        rows[name] = results.summary()
-        timings[f"goggles_{name}_s"] = time.perf_counter() - started
-    return rows

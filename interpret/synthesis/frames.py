@@ -15,8 +15,9 @@ The generator works on images (N, C, H, W) in [0, 1] ("generator space"):
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -65,8 +66,8 @@ class FrameSpace:
 
     def display(self, images: np.ndarray | torch.Tensor) -> np.ndarray:
         """Generator images (N, C, H, W) in [0, 1] -> uint8 RGB (N, H, W, 3) of the newest frame."""
-        x = torch.as_tensor(images).detach().float()[:, -3:] if self.gray_stack else images
-        x = torch.as_tensor(x).detach().float()
+        x = torch.as_tensor(images).detach().float()
+        x = x[:, -3:] if self.gray_stack else x
         if x.shape[1] == 1:
             x = x.expand(-1, 3, -1, -1)
         return (x.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
@@ -185,8 +186,6 @@ class FrameSet:
         return len(self.images)
 
     def save(self, path: str | Path) -> Path:
-        import json
-
         arrays = {"images": self.images, "saliency": self.saliency}
         arrays.update({f"out_{k}": v for k, v in self.outputs.items()})
         arrays["metadata"] = np.array(json.dumps(self.metadata))
@@ -196,8 +195,6 @@ class FrameSet:
 
     @classmethod
     def load(cls, path: str | Path) -> FrameSet:
-        import json
-
         with np.load(path, allow_pickle=False) as data:
             outputs = {k[4:]: data[k] for k in data.files if k.startswith("out_")}
             return cls(data["images"], data["saliency"], outputs, json.loads(str(data["metadata"])))
@@ -271,7 +268,3 @@ def _record_atari_color(
     finally:
         venv.close()
     return np.concatenate(recorded[:n_steps])
-
-
-def as_dict(space: FrameSpace) -> dict[str, Any]:
-    return asdict(space)

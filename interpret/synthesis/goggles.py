@@ -12,6 +12,7 @@ generator sees V's 64x64 frames.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -89,6 +90,33 @@ def goggles_returns(
     return evaluate_episodes(
         agent, env_id, episodes, n_envs, deterministic, seed, progress, seen, **env_options
     )
+
+
+def goggles_table(
+    view: PolicyView,
+    space: FrameSpace,
+    env_id: str,
+    options: dict[str, Any],
+    generators: dict[str, Generator],
+    episodes: int,
+    *,
+    seed: int,
+    progress: bool,
+    timings: dict[str, float],
+) -> dict[str, dict[str, Any]] | None:
+    """{"agent" and each variant: the returns' summary of the agent seeing the real frames or
+    that generator's reconstructions}; None for ``episodes`` 0. Adds seconds to ``timings``."""
+    if episodes == 0:
+        return None
+    rows = {}
+    for name, lens in [("agent", None)] + [(v, generator_lens(g)) for v, g in generators.items()]:
+        started = time.perf_counter()
+        results = goggles_returns(
+            view, space, env_id, lens, episodes, seed=seed, progress=progress, **options
+        )
+        rows[name] = results.summary()
+        timings[f"goggles_{name}_s"] = time.perf_counter() - started
+    return rows
 
 
 def _color_twins(space: FrameSpace) -> Callable[[Any], Observe]:

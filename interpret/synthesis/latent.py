@@ -85,9 +85,8 @@ def optimize_latents(
 ) -> Synthesized:
     """Optimize ``n_samples * restarts`` random starts and keep the ``n_samples`` best."""
     generator.eval()
-    for module in (generator, view.module):
-        for p in module.parameters():
-            p.requires_grad_(False)
+    generator.requires_grad_(False)
+    view.module.requires_grad_(False)
     rng = torch.Generator().manual_seed(seed)
     n = n_samples * restarts
     z0 = torch.randn(n, generator.config.latent_dim, generator=rng).to(view.device)

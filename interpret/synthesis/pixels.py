@@ -37,8 +37,7 @@ def maximize_pixels(
     seed: int = 0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(images (N, C, H, W) in [0, 1], target energy (N,) on the unjittered images)."""
-    for p in view.module.parameters():
-        p.requires_grad_(False)
+    view.module.requires_grad_(False)
     rng = torch.Generator().manual_seed(seed)
     shape = (n_samples, space.channels, space.height, space.width)
     logits = (torch.rand(shape, generator=rng) * 2 - 1).to(view.device).requires_grad_(True)

@@ -27,7 +27,6 @@ from agents.policy_view import Outputs, PolicyView
 from interpret.core.errors import InterpretError
 
 Target = Callable[[Outputs], torch.Tensor]
-NAMES = ("T+", "T-", "T+-")
 
 
 def soft_max(q: torch.Tensor, beta: float) -> torch.Tensor:
@@ -68,6 +67,9 @@ def t_plus_minus(view: PolicyView, outputs: Outputs, beta: float = 1.0) -> torch
     return -(soft_max(scores, beta) - soft_min(scores, beta))
 
 
+NAMED = {"T+": t_plus, "T-": t_minus, "T+-": t_plus_minus}
+
+
 def action_target(view: PolicyView, action: int) -> Target:
     """Maximize ``view``'s preference for ``action``: its Q-value, its log-probability, or
     (continuous actions) its action score."""
@@ -89,12 +91,9 @@ def resolve_target(spec: str | Target, view: PolicyView, beta: float = 1.0) -> T
     ``package.module:function`` or a callable (both given the raw outputs dict)."""
     if callable(spec):
         return spec
-    if spec == "T+":
-        return lambda out: t_plus(view, out, beta)
-    if spec == "T-":
-        return lambda out: t_minus(view, out, beta)
-    if spec == "T+-":
-        return lambda out: t_plus_minus(view, out, beta)
+    if spec in NAMED:
+        named = NAMED[spec]
+        return lambda out: named(view, out, beta)
     if spec.startswith("action:"):
         try:
             return action_target(view, int(spec.split(":", 1)[1]))

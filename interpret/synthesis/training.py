@@ -123,8 +123,7 @@ def train_generator(
         generator.load_state_dict(state["generator"])
         optimizer.load_state_dict(state["optimizer"])
         history = state["history"]
-    for p in view.module.parameters():
-        p.requires_grad_(False)
+    view.module.requires_grad_(False)
     real_features = perception_features(view, data.outputs)
     rng = np.random.default_rng(settings.seed + len(history))
     n = len(data)
@@ -186,13 +185,9 @@ def _batch_losses(
         ),
         "kl": kl_loss(mean, logvar),
     }
-    if settings.perception_weight > 0:
-        real = real_features[idx].to(device)
+    real = real_features[idx].to(device)
+    with torch.set_grad_enabled(settings.perception_weight > 0):  # else only reported
         terms["perception"] = perception_loss(view, space, recon, real)
-    else:  # not trained on, but still reported
-        with torch.no_grad():
-            real = real_features[idx].to(device)
-            terms["perception"] = perception_loss(view, space, recon.detach(), real)
     terms["total"] = (
         terms["reconstruction"]
         + settings.perception_weight * terms["perception"]
