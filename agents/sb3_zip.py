@@ -834,10 +834,20 @@ def add_extra(path: str | Path, extra: dict[str, Any]) -> None:
     write_sb3_zip(path, path, extra=merged)
 
 
+def save_model(model: Any, path: str | Path, extra: dict[str, Any]) -> None:
+    """A live SB3 model's zip (loads in plain SB3) with our record ``extra``, atomically."""
+    from agents.fileio import atomic_path
+
+    with atomic_path(path, ".zip") as tmp:
+        model.save(tmp)
+        add_extra(tmp, extra)
+
+
 __all__ = [
     "ModelFileError",
     "SB3Archive",
     "add_extra",
     "read_sb3_zip",
+    "save_model",
     "write_sb3_zip",
 ]
