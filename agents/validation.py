@@ -95,8 +95,6 @@ def check_hyperparams(algo: str, hp: dict[str, Any], where: str = "") -> None:
     """`SettingsError` for an unknown keyword of ``algo`` or a value its rule refuses."""
     from agents.algorithms import ALGORITHMS
 
-    if not isinstance(hp, dict):
-        raise SettingsError(f"{where}hyperparams must be a JSON object, got {type(hp).__name__}")
     accepted = _keywords(ALGORITHMS[algo]) - {"self", "policy", "env", "policy_kwargs", "seed"}
     accepted -= {"device", "verbose", "_init_setup_model"}
     for key, value in hp.items():
@@ -146,7 +144,8 @@ def _keywords(cls: type) -> set[str]:
 
 
 def check_config(config: Any, where: str = "") -> None:
-    """The checks of a `agents.training.TrainConfig` that SB3 or the env would make late."""
+    """The checks of a `agents.training.TrainConfig` that SB3 or the env would make late (its
+    field types: `check_field_types`, or the argument parser's)."""
     import envs
     from agents.architectures import ARCHS
 
@@ -172,8 +171,6 @@ def check_config(config: Any, where: str = "") -> None:
         raise SettingsError(
             f"{where}precision must be {' or '.join(PRECISIONS)}, got {config.precision!r}"
         )
-    if not isinstance(config.env_kwargs, dict):
-        raise SettingsError(f"{where}env_kwargs must be a JSON object")
     check_hyperparams(config.algo, config.hyperparams, where)
     if "n_envs" not in config.hyperparams:
         raise SettingsError(f"{where}hyperparams lack n_envs")
