@@ -372,16 +372,11 @@ def _parse_printed_array(text: Any, shape: tuple[int, ...], dtype: np.dtype) -> 
 
 
 def _bound_from_fields(entry: Mapping[str, Any], which: str, shape: tuple, dtype: np.dtype):
-    try:
-        return _parse_printed_array(entry.get(which), shape, dtype)
-    except (_Unrecognized, ValueError):
-        pass
     short = entry.get(f"{which}_repr")
-    if isinstance(short, str) and "[" not in short:  # array_short_repr of a constant bound
-        try:
-            return _parse_printed_array(short, shape, dtype)
-        except (_Unrecognized, ValueError):
-            pass
+    constant = short if isinstance(short, str) and "[" not in short else None  # short repr
+    for text in (entry.get(which), constant):  # the full print, or a constant bound's
+        with contextlib.suppress(_Unrecognized, ValueError):
+            return _parse_printed_array(text, shape, dtype)
     raise ModelFileError(
         f"Box {which} bound cannot be recovered exactly from the readable fields "
         f"(abbreviated or rounded numpy repr) and the pickle could not be read statically"
