@@ -77,13 +77,13 @@ class _Global:
     name: str
 
 
+@dataclass(eq=False, repr=False)  # inert: identity, no recursive repr
 class _Call:
     """A REDUCE/NEWOBJ in a pickle (``func(*args)``, then ``BUILD state``); never called."""
 
-    __slots__ = ("args", "func", "state")
-
-    def __init__(self, func: Any, args: Any) -> None:
-        self.func, self.args, self.state = func, args, None
+    func: Any
+    args: Any
+    state: Any = None
 
 
 class _Unrecognized(Exception):
@@ -287,12 +287,7 @@ def _int_of(value: Any) -> int:
 # Spaces
 # ---------------------------------------------------------------------------------------------
 
-_SPACE_TYPES = {
-    "Box": gym.spaces.Box,
-    "Discrete": gym.spaces.Discrete,
-    "MultiDiscrete": gym.spaces.MultiDiscrete,
-    "MultiBinary": gym.spaces.MultiBinary,
-}
+_SPACE_TYPES = ("Box", "Discrete", "MultiDiscrete", "MultiBinary")
 _TYPE_RE = re.compile(r"<class '([\w.]+)'>")
 _NP_PRINT_PRECISION = 8  # numpy's default; a float printed with this many decimals may be cut
 
