@@ -107,12 +107,13 @@ def check_hyperparams(algo: str, hp: dict[str, Any], where: str = "") -> None:
             raise SettingsError(f"{where}{key} ({flag}) must be {rule[1]}, got {value!r}")
     if hp.get("separate_value_trunk") and algo != "ppo":
         raise SettingsError(f"{where}separate_value_trunk applies to PPO only")
+    least, note = (2, " for PPO") if algo == "ppo" else (1, "")  # SB3's PPO asserts > 1
+    batch = hp.get("batch_size", least)
+    if not (_integer(batch) and batch >= least):
+        raise SettingsError(
+            f"{where}batch_size (--batch-size) must be an integer >= {least}{note}, got {batch!r}"
+        )
     if algo == "ppo":
-        if "batch_size" in hp and not (_integer(hp["batch_size"]) and hp["batch_size"] >= 2):
-            raise SettingsError(
-                f"{where}batch_size (--batch-size) must be an integer >= 2 for PPO, "
-                f"got {hp['batch_size']!r}"
-            )
         micro, batch = hp.get("micro_batch_size"), hp.get("batch_size", 64)
         if micro is not None and micro > batch:
             raise SettingsError(
@@ -122,10 +123,6 @@ def check_hyperparams(algo: str, hp: dict[str, Any], where: str = "") -> None:
         rollout = hp.get("n_steps", 2048) * hp.get("n_envs", 1)
         if rollout < 2:
             raise SettingsError(f"{where}n_steps x n_envs must be > 1 for PPO, got {rollout}")
-    elif "batch_size" in hp and not (_integer(hp["batch_size"]) and hp["batch_size"] >= 1):
-        raise SettingsError(
-            f"{where}batch_size (--batch-size) must be an integer >= 1, got {hp['batch_size']!r}"
-        )
 
 
 def _keywords(cls: type) -> set[str]:
