@@ -208,7 +208,7 @@ def _static_unpickle(payload: bytes) -> Any:
     raise _Unrecognized("pickle without STOP")
 
 
-def _decode_serialized(entry: Mapping[str, Any]) -> Any:
+def _decode_serialized(entry: Any) -> Any:
     """Symbolic value of an entry's ``:serialized:`` payload; raises ``_Unrecognized``."""
     try:
         payload = base64.b64decode(str(entry[":serialized:"]), validate=True)
@@ -468,11 +468,8 @@ class SB3Archive:
         return module or None, name
 
     def _policy_class_global(self) -> _Global | None:
-        entry = self.data.get("policy_class")
-        if not isinstance(entry, dict) or not _is_serialized(entry):
-            return None
-        try:
-            value = _decode_serialized(entry)
+        try:  # _Unrecognized too when the entry is missing or not serialized
+            value = _decode_serialized(self.data.get("policy_class"))
         except _Unrecognized:
             return None
         return value if isinstance(value, _Global) else None
