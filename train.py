@@ -200,20 +200,15 @@ def resumed_config(args: argparse.Namespace) -> Any:
         raise RunError("--resume needs --out RUN_DIR")
     changeable = RESUMABLE_HYPERPARAMS.get(args.algo, ())
     overrides = hyperparam_flags(args)
-    fixed = (
-        [
-            "--" + name.replace("_", "-")
-            for name in ("env", "arch", "n_envs", "preset")
-            if getattr(args, name) not in (None, [])
-        ]
-        + ["--" + name.replace("_", "-") for name in overrides if name not in changeable]
-        + (["--env-kwargs"] if args.env_kwargs else [])
-    )
+    fixed = [n for n in ("env", "arch", "n_envs", "preset") if getattr(args, n) is not None]
+    fixed += [name for name in overrides if name not in changeable]
+    fixed += ["env_kwargs"] if args.env_kwargs else []
     if fixed:
-        allowed = ", ".join("--" + f.replace("_", "-") for f in (*RESUMABLE_FLAGS, *changeable))
-        raise RunError(
-            f"--resume keeps the run's settings; drop {', '.join(fixed)} ({allowed} may change)"
+        drop, allowed = (
+            ", ".join("--" + name.replace("_", "-") for name in names)
+            for names in (fixed, (*RESUMABLE_FLAGS, *changeable))
         )
+        raise RunError(f"--resume keeps the run's settings; drop {drop} ({allowed} may change)")
     path = args.out / CONFIG_FILE
     if not path.exists():
         raise RunError(f"nothing to resume: {path} does not exist")
@@ -277,11 +272,10 @@ def evaluate_run(
 
 
 def report(summary: dict[str, Any]) -> None:
-    for split in ("train", "test"):
+    for split, name in (("train", "training levels"), ("test", "unseen levels")):
         if split not in summary:
             continue
         s = summary[split]
-        name = {"train": "training levels", "test": "unseen levels"}[split]
         if "completion_rate" in s:
             lo, hi = s["completion_ci95"]
             print(

@@ -120,10 +120,7 @@ class PPO(sb3.PPO):
                             values - old_values, -clip_range_vf, clip_range_vf
                         )
                     value_loss = torch.nn.functional.mse_loss(data.returns[part], values_pred)
-                    if entropy is None:
-                        entropy_loss = -torch.mean(-log_prob)
-                    else:
-                        entropy_loss = -torch.mean(entropy)
+                    entropy_loss = -torch.mean(-log_prob if entropy is None else entropy)
                     loss = policy_loss + self.ent_coef * entropy_loss + self.vf_coef * value_loss
                     (loss * weight).backward()  # frees this micro-batch's activations
                     pg += policy_loss.item() * weight

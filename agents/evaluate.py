@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from contextlib import closing
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -42,11 +42,6 @@ class EpisodeResults:
             out["completion_rate"] = k / n
             out["completion_ci95"] = list(wilson_interval(k, n))
         return out
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in asdict(self).items()
-        }
 
 
 def procgen_eval_levels(env_kwargs: dict[str, Any], n: int, seed: int) -> dict[str, list[int]]:

@@ -28,18 +28,6 @@ class InputFileError(ValueError):
         super().__init__(" ".join(str(message).split()))
 
 
-# What reading a damaged file raises: numpy's npz reader, zipfile, zlib (a corrupt deflate
-# stream), JSON, text decoding, a truncated stream.
-READ_ERRORS: tuple[type[Exception], ...] = (
-    OSError,
-    ValueError,
-    KeyError,
-    EOFError,
-    zipfile.BadZipFile,
-    zlib.error,
-)
-
-
 def current_umask() -> int:
     """The process's umask (read from /proc where it can be, else set and restored)."""
     with contextlib.suppress(OSError, ValueError):
@@ -134,7 +122,9 @@ def read_npz(
         raise
     except FileNotFoundError:
         raise InputFileError(f"{what} not found: {path}") from None
-    except READ_ERRORS as err:
+    # what numpy's npz reader raises for a damaged file: zipfile, zlib (a corrupt deflate
+    # stream), a truncated stream
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error) as err:
         raise InputFileError(f"{path} is not a readable {what} ({_reason(err)})") from None
 
 

@@ -9,6 +9,7 @@ determines and attribution from a hidden layer runs the upper part only.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -39,19 +40,14 @@ from agents.shapes import output_shape
 __all__ = ["Inspectable", "Outputs", "UnknownLayerError"]
 
 
+@dataclass(eq=False)  # hashed by identity, as a plain callable
 class _Chain:
     """Callable running a slice of the stages, optionally followed by the head; under bf16
     autocast when ``view.precision`` is "bf16", returning float32 either way."""
 
-    def __init__(
-        self,
-        stages: list[Stage],
-        head: Callable[[torch.Tensor], Outputs] | None,
-        view: Inspectable,
-    ):
-        self.stages = stages
-        self.head = head
-        self.view = view
+    stages: list[Stage]
+    head: Callable[[torch.Tensor], Outputs] | None
+    view: Inspectable
 
     def __call__(self, x: torch.Tensor) -> Any:
         if self.view.precision == "fp32":
@@ -105,6 +101,7 @@ class Inspectable:
         policy.set_training_mode(False)
         parts = decompose(policy)
         self._shared, self._branches = parts.shared, parts.branches
+        self._heads = partial(run_branches, parts.branches)  # the trunk's output -> outputs
         self.score_kind = next(k for k in ("q", "logits", "mean") if self._outputs_named(k))
 
     @classmethod
@@ -219,13 +216,10 @@ class Inspectable:
         assert isinstance(prepared, torch.Tensor)
         return prepared
 
-    def _chain(self, stages: list[Stage], tail: Callable | None) -> Callable:
-        return _Chain(stages, tail, self)
-
     def outputs(self, x: torch.Tensor, state: Any = None) -> Outputs:
         """Preprocessed batch -> {"value": (N,), "logits": (N, A)} or {"q": (N, A)}
         (``state`` is ignored: the policy is feed-forward)."""
-        return self._chain(self._shared, lambda h: run_branches(self._branches, h))(x)
+        return _Chain(self._shared, self._heads, self)(x)
 
     def split(self, layer: str) -> tuple[Lower, Upper]:
         """(lower, upper): ``lower(x)`` is the activation of ``layer`` (e.g. (N, 32, 32, 32)
@@ -234,11 +228,10 @@ class Inspectable:
         an MLP gives ``logits`` only, a value-network layer ``value``)."""
         branch, i, _ = self._find(layer)
         if branch is None:
-            lower = self._chain(self._shared[: i + 1], None)
-            upper = self._chain(self._shared[i + 1 :], lambda h: run_branches(self._branches, h))
-            return lower, upper
-        lower = self._chain([*self._shared, *branch.stages[: i + 1]], None)
-        return lower, self._chain(branch.stages[i + 1 :], branch.head)
+            lower = _Chain(self._shared[: i + 1], None, self)
+            return lower, _Chain(self._shared[i + 1 :], self._heads, self)
+        lower = _Chain([*self._shared, *branch.stages[: i + 1]], None, self)
+        return lower, _Chain(branch.stages[i + 1 :], branch.head, self)
 
     def split_pool(self, layer: str) -> tuple[L2Pool2d, Upper] | None:
         """(the L2 pooling that follows ``layer``, the rest of ``split(layer)``'s upper part),
@@ -247,8 +240,8 @@ class Inspectable:
         above = self._shared[i + 1 :] if branch is None else branch.stages[i + 1 :]
         if not above or not isinstance(above[0].module, L2Pool2d):
             return None
-        head = branch.head if branch is not None else partial(run_branches, self._branches)
-        return above[0].module, self._chain(above[1:], head)
+        head = branch.head if branch is not None else self._heads
+        return above[0].module, _Chain(above[1:], head, self)
 
     def split_is_complete(self, layer: str) -> bool:
         """True for a shared trunk's layer, False for a branch's (an MLP's policy or value
@@ -308,8 +301,7 @@ class Inspectable:
         Nothing pickled in the source file passes through: the copy keeps only what is read
         safely (`agents.sb3_zip.write_sb3_zip` with ``sanitize``); what it drops is listed in
         the record's ``"not_copied"``."""
-        from agents.fileio import atomic_path
-        from agents.sb3_zip import add_extra, write_sb3_zip
+        from agents.sb3_zip import save_model, write_sb3_zip
 
         path = Path(path)
         extra = {**self.metadata, **(metadata or {})}
@@ -318,9 +310,7 @@ class Inspectable:
             state = {"policy": self.module.state_dict()}
             write_sb3_zip(self.source, path, state, extra=extra, sanitize=True)
         elif self._sb3_model is not None:
-            with atomic_path(path, ".zip") as tmp:
-                self._sb3_model.save(tmp)
-                add_extra(tmp, extra)
+            save_model(self._sb3_model, path, extra)
         else:
             raise ValueError("this policy has no source model to save from")
         return path

@@ -42,9 +42,7 @@ class DirLockedError(OutputError):
 
 def _nearest_existing(path: Path) -> Path:
     path = Path(os.path.abspath(path))
-    while not path.exists() and path != path.parent:
-        path = path.parent
-    return path
+    return next(p for p in (path, *path.parents) if p.exists())  # "/" exists
 
 
 def is_vacant(path: Path) -> bool:
@@ -139,11 +137,8 @@ def lock_dir(path: str | Path, *, create: bool = True) -> Iterator[Path]:
 
 
 def _make_dirs(path: Path) -> list[Path]:
-    missing = []
     probe = Path(os.path.abspath(path))
-    while not probe.exists() and probe != probe.parent:
-        missing.append(probe)
-        probe = probe.parent
+    missing = [p for p in (probe, *probe.parents) if not p.exists()]
     try:
         path.mkdir(parents=True, exist_ok=True)
     except FileExistsError:

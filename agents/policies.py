@@ -58,8 +58,6 @@ class HWCActorCriticPolicy(_HWCPolicy, ActorCriticPolicy):
     """Actor-critic policy whose shared trunk is ``HWCFeatures(arch)``; heads are single
     linear layers (value: 1 unit, policy: one logit per action)."""
 
-    default_arch = "interpretable"
-
 
 class HWCDQNPolicy(_HWCPolicy, DQNPolicy):
     """DQN policy (online and target Q-networks) whose trunk is ``HWCFeatures(arch)``."""

@@ -60,8 +60,8 @@ class Actor(Protocol):
         ...
 
 
-class PolicyView(Protocol):
-    """What every interpreter may ask of a trained policy.
+class PolicyView(Actor, Protocol):
+    """What every interpreter may ask of a trained policy (and an ``Actor``: it plays).
 
     Attributes:
         algo: a label for records and reports ("ppo", "dqn", "worldmodel"); never branched on.
@@ -86,9 +86,6 @@ class PolicyView(Protocol):
 
     @property
     def action_space(self) -> gym.Space: ...
-
-    @property
-    def device(self) -> torch.device: ...
 
     @property
     def recurrent(self) -> bool:

@@ -32,7 +32,7 @@ import tempfile
 import zipfile
 import zlib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -43,10 +43,9 @@ import torch
 DATA_MEMBER = "data"
 POLICY_MEMBER = "policy.pth"
 EXTRA_MEMBER = "rlinterp.json"
-VERSION_MEMBER = "_stable_baselines3_version"
 VARIABLES_MEMBER = "pytorch_variables.pth"
 _NOT_STATE_DICTS = (VARIABLES_MEMBER, "tensors.pth")  # SB3: "tensors.pth" pre-0.9 name
-_TEXT_MEMBERS = (VERSION_MEMBER, "system_info.txt")
+_TEXT_MEMBERS = ("_stable_baselines3_version", "system_info.txt")
 # Modules whose classes a re-saved zip may name (policy, buffer, activation, optimizer classes).
 _CLASS_MODULES = ("stable_baselines3.", "sb3_contrib.", "agents.", "torch.nn.", "torch.optim.")
 # Plain-value classes that a re-saved zip rebuilds from their pickled arguments and attributes
@@ -78,13 +77,13 @@ class _Global:
     name: str
 
 
+@dataclass(eq=False, repr=False)  # inert: identity, no recursive repr
 class _Call:
     """A REDUCE/NEWOBJ in a pickle (``func(*args)``, then ``BUILD state``); never called."""
 
-    __slots__ = ("args", "func", "state")
-
-    def __init__(self, func: Any, args: Any) -> None:
-        self.func, self.args, self.state = func, args, None
+    func: Any
+    args: Any
+    state: Any = None
 
 
 class _Unrecognized(Exception):
@@ -103,13 +102,6 @@ _PUSH_ARG = frozenset(
 _CONSTS = {"NONE": None, "NEWTRUE": True, "NEWFALSE": False}
 
 
-def _memo_index(arg: object) -> int:
-    """The memo slot a PUT/GET opcode names (pickletools decodes it as an int)."""
-    if not isinstance(arg, int):
-        raise _Unrecognized(f"memo index is not an int: {arg!r}")
-    return arg
-
-
 def _static_unpickle(payload: bytes) -> Any:
     """Evaluate a pickle's opcodes symbolically: globals become ``_Global``, calls ``_Call``.
 
@@ -118,7 +110,7 @@ def _static_unpickle(payload: bytes) -> Any:
     """
     stack: list[Any] = []
     marks: list[int] = []
-    memo: dict[int, Any] = {}
+    memo: dict[Any, Any] = {}  # slot (an int: pickletools decodes it) -> value
 
     def pop_mark() -> list[Any]:
         start = marks.pop()
@@ -187,11 +179,11 @@ def _static_unpickle(payload: bytes) -> Any:
         elif name == "DUP":
             stack.append(stack[-1])
         elif name in ("PUT", "BINPUT", "LONG_BINPUT"):
-            memo[_memo_index(arg)] = stack[-1]
+            memo[arg] = stack[-1]
         elif name == "MEMOIZE":
             memo[len(memo)] = stack[-1]
         elif name in ("GET", "BINGET", "LONG_BINGET"):
-            stack.append(memo[_memo_index(arg)])
+            stack.append(memo[arg])
         elif name == "GLOBAL":
             module, _, qualname = str(arg).partition(" ")
             stack.append(_Global(module, qualname))
@@ -216,7 +208,7 @@ def _static_unpickle(payload: bytes) -> Any:
     raise _Unrecognized("pickle without STOP")
 
 
-def _decode_serialized(entry: Mapping[str, Any]) -> Any:
+def _decode_serialized(entry: Any) -> Any:
     """Symbolic value of an entry's ``:serialized:`` payload; raises ``_Unrecognized``."""
     try:
         payload = base64.b64decode(str(entry[":serialized:"]), validate=True)
@@ -295,12 +287,7 @@ def _int_of(value: Any) -> int:
 # Spaces
 # ---------------------------------------------------------------------------------------------
 
-_SPACE_TYPES = {
-    "Box": gym.spaces.Box,
-    "Discrete": gym.spaces.Discrete,
-    "MultiDiscrete": gym.spaces.MultiDiscrete,
-    "MultiBinary": gym.spaces.MultiBinary,
-}
+_SPACE_TYPES = ("Box", "Discrete", "MultiDiscrete", "MultiBinary")
 _TYPE_RE = re.compile(r"<class '([\w.]+)'>")
 _NP_PRINT_PRECISION = 8  # numpy's default; a float printed with this many decimals may be cut
 
@@ -336,7 +323,7 @@ def _space_from_pickle(entry: Mapping[str, Any], name: str) -> gym.Space:
     if name == "MultiDiscrete":
         nvec = _array_of(state["nvec"])
         start = _array_of(state["start"]) if "start" in state else None
-        return _multi_discrete(nvec, _dtype_of(state["dtype"]), start)
+        return gym.spaces.MultiDiscrete(nvec, dtype=_dtype_of(state["dtype"]), start=start)
     n = state["n"]
     n = _int_of(n) if not isinstance(n, tuple | list) else tuple(_int_of(i) for i in n)
     return gym.spaces.MultiBinary(n)
@@ -346,14 +333,6 @@ def _discrete(n: int, start: int, dtype: np.dtype) -> gym.spaces.Discrete:
     if "dtype" in inspect.signature(gym.spaces.Discrete.__init__).parameters:
         return gym.spaces.Discrete(n, start=start, dtype=dtype)
     return gym.spaces.Discrete(n, start=start)  # gymnasium < 1.1: always int64
-
-
-def _multi_discrete(
-    nvec: np.ndarray, dtype: np.dtype, start: np.ndarray | None
-) -> gym.spaces.MultiDiscrete:
-    if start is None:
-        return gym.spaces.MultiDiscrete(nvec, dtype=dtype)
-    return gym.spaces.MultiDiscrete(nvec, dtype=dtype, start=start)
 
 
 def _exact_token(token: str, dtype: np.dtype) -> Any:
@@ -388,16 +367,11 @@ def _parse_printed_array(text: Any, shape: tuple[int, ...], dtype: np.dtype) -> 
 
 
 def _bound_from_fields(entry: Mapping[str, Any], which: str, shape: tuple, dtype: np.dtype):
-    try:
-        return _parse_printed_array(entry.get(which), shape, dtype)
-    except (_Unrecognized, ValueError):
-        pass
     short = entry.get(f"{which}_repr")
-    if isinstance(short, str) and "[" not in short:  # array_short_repr of a constant bound
-        try:
-            return _parse_printed_array(short, shape, dtype)
-        except (_Unrecognized, ValueError):
-            pass
+    constant = short if isinstance(short, str) and "[" not in short else None  # short repr
+    for text in (entry.get(which), constant):  # the full print, or a constant bound's
+        with contextlib.suppress(_Unrecognized, ValueError):
+            return _parse_printed_array(text, shape, dtype)
     raise ModelFileError(
         f"Box {which} bound cannot be recovered exactly from the readable fields "
         f"(abbreviated or rounded numpy repr) and the pickle could not be read statically"
@@ -420,7 +394,7 @@ def _space_from_fields(entry: Mapping[str, Any], name: str) -> gym.Space:
         shape = tuple(int(d) for d in entry["_shape"])
         nvec = _parse_printed_array(entry["nvec"], shape, dtype)
         start = _parse_printed_array(entry["start"], shape, dtype) if "start" in entry else None
-        return _multi_discrete(nvec, dtype, start)
+        return gym.spaces.MultiDiscrete(nvec, dtype=dtype, start=start)
     n = entry["n"]
     return gym.spaces.MultiBinary(tuple(int(i) for i in n) if isinstance(n, list) else int(n))
 
@@ -469,15 +443,12 @@ class SB3Archive:
     ``state_dicts``: every ``<name>.pth`` but pytorch_variables, e.g. ``"policy"`` ->
     {param name: CPU tensor}; optimizer dicts keep torch's nested ``state``/``param_groups``.
     ``extra``: JSON of the optional ``rlinterp.json`` member ({} if absent).
-    ``unpickled``: SB3's ``json_to_data(data)``, only filled with ``trust_pickle=True``.
     """
 
     path: Path
     data: dict[str, Any]
     state_dicts: dict[str, dict[str, Any]]
-    sb3_version: str
     extra: dict[str, Any]
-    unpickled: dict[str, Any] = field(default_factory=dict)
 
     def observation_space(self) -> gym.Space:
         """Observation space as saved (after SB3's wrappers, e.g. (C, H, W) for images)."""
@@ -497,11 +468,8 @@ class SB3Archive:
         return module or None, name
 
     def _policy_class_global(self) -> _Global | None:
-        entry = self.data.get("policy_class")
-        if not isinstance(entry, dict) or not _is_serialized(entry):
-            return None
-        try:
-            value = _decode_serialized(entry)
+        try:  # _Unrecognized too when the entry is missing or not serialized
+            value = _decode_serialized(self.data.get("policy_class"))
         except _Unrecognized:
             return None
         return value if isinstance(value, _Global) else None
@@ -562,13 +530,6 @@ class SB3Archive:
             return {}
         return {k: _readable(v) for k, v in value.items() if not k.startswith(":")}
 
-    def num_timesteps(self) -> int:
-        """Environment steps the model was trained for (SB3's ``num_timesteps``)."""
-        value = self.data.get("num_timesteps")
-        if type(value) is not int:
-            raise ModelFileError(f"{self.path}: num_timesteps is missing or not an int")
-        return value
-
     def get(self, key: str, default: Any = None) -> Any:
         """Plain JSON value of ``data[key]``; ``default`` if absent or serialized (pickled)."""
         value = self.data.get(key, default)
@@ -613,6 +574,12 @@ def _read_json(archive: zipfile.ZipFile, member: str, path: Path) -> dict[str, A
     return value
 
 
+def _read_extra(archive: zipfile.ZipFile, path: Path) -> dict[str, Any]:
+    """Our ``rlinterp.json`` record; {} if the zip has none."""
+    names = archive.namelist()
+    return _read_json(archive, EXTRA_MEMBER, path) if EXTRA_MEMBER in names else {}
+
+
 def _state_dict_members(archive: zipfile.ZipFile) -> list[str]:
     return [n for n in archive.namelist() if n.endswith(".pth") and n not in _NOT_STATE_DICTS]
 
@@ -628,12 +595,8 @@ def _load_pth(archive: zipfile.ZipFile, member: str, path: Path) -> dict[str, An
     return value
 
 
-def read_sb3_zip(path: str | Path, trust_pickle: bool = False) -> SB3Archive:
-    """Read an SB3 model zip; nothing from the file is unpickled unless ``trust_pickle``.
-
-    With ``trust_pickle=True`` SB3's own ``json_to_data`` (cloudpickle) additionally fills
-    ``archive.unpickled`` -- only for files you trust, as it can run arbitrary code.
-    """
+def read_sb3_zip(path: str | Path) -> SB3Archive:
+    """Read an SB3 model zip; nothing from the file is unpickled."""
     path, archive = _open_zip(path)
     with archive:
         data = _read_json(archive, DATA_MEMBER, path)
@@ -641,18 +604,7 @@ def read_sb3_zip(path: str | Path, trust_pickle: bool = False) -> SB3Archive:
             member[: -len(".pth")]: _load_pth(archive, member, path)
             for member in _state_dict_members(archive)
         }
-        names = set(archive.namelist())
-        version = ""
-        if VERSION_MEMBER in names:
-            version = _read_member(archive, VERSION_MEMBER, path).decode("utf-8", "replace")
-            version = version.strip()
-        extra = _read_json(archive, EXTRA_MEMBER, path) if EXTRA_MEMBER in names else {}
-        result = SB3Archive(path, data, state_dicts, version, extra)
-        if trust_pickle:
-            from stable_baselines3.common.save_util import json_to_data
-
-            result.unpickled = json_to_data(archive.read(DATA_MEMBER).decode("utf-8"))
-    return result
+        return SB3Archive(path, data, state_dicts, _read_extra(archive, path))
 
 
 def _check_state_dict(name: str, new: Any, old: dict[str, Any]) -> dict[str, Any]:
@@ -708,9 +660,8 @@ def write_sb3_zip(
     src_path, archive = _open_zip(src)
     dst = Path(dst)
     with archive:
-        names = set(archive.namelist())
         if extra is None and sanitize:
-            extra = _read_json(archive, EXTRA_MEMBER, src_path) if EXTRA_MEMBER in names else {}
+            extra = _read_extra(archive, src_path)
         members = set(_state_dict_members(archive))
         payloads: dict[str, bytes] = {}
         for name, new in state_dicts.items():
@@ -866,10 +817,17 @@ def add_extra(path: str | Path, extra: dict[str, Any]) -> None:
     """Merge ``extra`` into the zip's ``rlinterp.json`` in place (atomic)."""
     path, archive = _open_zip(path)
     with archive:
-        names = set(archive.namelist())
-        merged = _read_json(archive, EXTRA_MEMBER, path) if EXTRA_MEMBER in names else {}
-    merged.update(extra)
+        merged = {**_read_extra(archive, path), **extra}
     write_sb3_zip(path, path, extra=merged)
+
+
+def save_model(model: Any, path: str | Path, extra: dict[str, Any]) -> None:
+    """A live SB3 model's zip (loads in plain SB3) with our record ``extra``, atomically."""
+    from agents.fileio import atomic_path
+
+    with atomic_path(path, ".zip") as tmp:
+        model.save(tmp)
+        add_extra(tmp, extra)
 
 
 __all__ = [
@@ -877,5 +835,6 @@ __all__ = [
     "SB3Archive",
     "add_extra",
     "read_sb3_zip",
+    "save_model",
     "write_sb3_zip",
 ]

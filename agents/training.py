@@ -33,7 +33,7 @@ from agents.policies import HWCActorCriticPolicy, HWCDQNPolicy
 from agents.precision import has_bf16_units, set_precision
 from agents.presets import resolve_schedule
 from agents.runtime import keep_freed_memory
-from agents.sb3_zip import add_extra, read_sb3_zip
+from agents.sb3_zip import read_sb3_zip, save_model
 
 CONFIG_FILE = "config.json"
 
@@ -69,8 +69,7 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
-        known = {f for f in cls.__dataclass_fields__}
-        return cls(**{k: v for k, v in data.items() if k in known})
+        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
 
 
 def make_training_env(config: TrainConfig) -> VecEnv:
@@ -263,13 +262,6 @@ def load_normalization(venv: VecEnv, path: Path) -> None:
         venv.ret_rms.count = float(data["ret_count"])
         if data["returns"].shape == venv.returns.shape:
             venv.returns = data["returns"]
-
-
-def save_model(model: Any, path: Path, extra: dict[str, Any]) -> None:
-    """SB3 zip (loads in plain SB3) with our JSON record, written atomically."""
-    with atomic_path(path, ".zip") as tmp:
-        model.save(tmp)
-        add_extra(tmp, extra)
 
 
 def save_checkpoint(model: Any, run_dir: Path, record: dict[str, Any], keep: int = 2) -> Path:

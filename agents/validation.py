@@ -95,8 +95,6 @@ def check_hyperparams(algo: str, hp: dict[str, Any], where: str = "") -> None:
     """`SettingsError` for an unknown keyword of ``algo`` or a value its rule refuses."""
     from agents.algorithms import ALGORITHMS
 
-    if not isinstance(hp, dict):
-        raise SettingsError(f"{where}hyperparams must be a JSON object, got {type(hp).__name__}")
     accepted = _keywords(ALGORITHMS[algo]) - {"self", "policy", "env", "policy_kwargs", "seed"}
     accepted -= {"device", "verbose", "_init_setup_model"}
     for key, value in hp.items():
@@ -109,12 +107,13 @@ def check_hyperparams(algo: str, hp: dict[str, Any], where: str = "") -> None:
             raise SettingsError(f"{where}{key} ({flag}) must be {rule[1]}, got {value!r}")
     if hp.get("separate_value_trunk") and algo != "ppo":
         raise SettingsError(f"{where}separate_value_trunk applies to PPO only")
+    least, note = (2, " for PPO") if algo == "ppo" else (1, "")  # SB3's PPO asserts > 1
+    batch = hp.get("batch_size", least)
+    if not (_integer(batch) and batch >= least):
+        raise SettingsError(
+            f"{where}batch_size (--batch-size) must be an integer >= {least}{note}, got {batch!r}"
+        )
     if algo == "ppo":
-        if "batch_size" in hp and not (_integer(hp["batch_size"]) and hp["batch_size"] >= 2):
-            raise SettingsError(
-                f"{where}batch_size (--batch-size) must be an integer >= 2 for PPO, "
-                f"got {hp['batch_size']!r}"
-            )
         micro, batch = hp.get("micro_batch_size"), hp.get("batch_size", 64)
         if micro is not None and micro > batch:
             raise SettingsError(
@@ -124,10 +123,6 @@ def check_hyperparams(algo: str, hp: dict[str, Any], where: str = "") -> None:
         rollout = hp.get("n_steps", 2048) * hp.get("n_envs", 1)
         if rollout < 2:
             raise SettingsError(f"{where}n_steps x n_envs must be > 1 for PPO, got {rollout}")
-    elif "batch_size" in hp and not (_integer(hp["batch_size"]) and hp["batch_size"] >= 1):
-        raise SettingsError(
-            f"{where}batch_size (--batch-size) must be an integer >= 1, got {hp['batch_size']!r}"
-        )
 
 
 def _keywords(cls: type) -> set[str]:
@@ -146,7 +141,8 @@ def _keywords(cls: type) -> set[str]:
 
 
 def check_config(config: Any, where: str = "") -> None:
-    """The checks of a `agents.training.TrainConfig` that SB3 or the env would make late."""
+    """The checks of a `agents.training.TrainConfig` that SB3 or the env would make late (its
+    field types: `check_field_types`, or the argument parser's)."""
     import envs
     from agents.architectures import ARCHS
 
@@ -172,8 +168,6 @@ def check_config(config: Any, where: str = "") -> None:
         raise SettingsError(
             f"{where}precision must be {' or '.join(PRECISIONS)}, got {config.precision!r}"
         )
-    if not isinstance(config.env_kwargs, dict):
-        raise SettingsError(f"{where}env_kwargs must be a JSON object")
     check_hyperparams(config.algo, config.hyperparams, where)
     if "n_envs" not in config.hyperparams:
         raise SettingsError(f"{where}hyperparams lack n_envs")

@@ -119,3 +119,4 @@ def test_a_resaved_plain_dqn_keeps_its_schedules(tmp_path):
     assert copy.exploration_schedule(0.5) == original.exploration_schedule(0.5)
     with zipfile.ZipFile(tmp_path / "copy.zip") as z:
         assert json.loads(z.read("rlinterp.json"))["not_copied"] == []
+        assert z.read("_stable_baselines3_version").decode().strip() == sb3.__version__

@@ -18,7 +18,7 @@ from interpret.core.errors import InterpretError
 from interpret.core.trajectory import record_trajectories
 
 PROTOCOL_MEMBERS = sorted(
-    name for name in {*PolicyView.__dict__, *PolicyView.__annotations__} if not name.startswith("_")
+    name for name in {*dir(PolicyView), *PolicyView.__annotations__} if not name.startswith("_")
 )
 
 
