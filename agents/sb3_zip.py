@@ -604,6 +604,8 @@ def read_sb3_zip(path: str | Path) -> SB3Archive:
             member[: -len(".pth")]: _load_pth(archive, member, path)
             for member in _state_dict_members(archive)
         }
+        for member in sorted(set(_TEXT_MEMBERS) & set(archive.namelist())):
+            _read_member(archive, member, path)  # damaged: refused here, not by SB3's loader
         return SB3Archive(path, data, state_dicts, _read_extra(archive, path))
 
 

@@ -209,11 +209,14 @@ def _payload_in(member):
     return _edit_checkpoint(change)
 
 
-def _deflated(run, zip_, tmp):
-    copy = zip_.with_suffix(".orig")
-    zip_.rename(copy)
-    corrupt_deflate(copy, zip_, "policy.pth")
-    copy.unlink()
+def _deflated(member):
+    def change(run, zip_, tmp):
+        copy = zip_.with_suffix(".orig")
+        zip_.rename(copy)
+        corrupt_deflate(copy, zip_, member)
+        copy.unlink()
+
+    return change
 
 
 def _normalization(**arrays):
@@ -303,7 +306,9 @@ RESUMES = [
     ("checkpoint with a pickle payload in the optimizer", RESUME,
      "cannot load policy.optimizer.pth", _payload_in("policy.optimizer.pth")),
     ("checkpoint with a corrupt deflate stream (zlib.error)", RESUME, "corrupt",
-     _edit_checkpoint(_deflated)),
+     _edit_checkpoint(_deflated("policy.pth"))),
+    ("checkpoint with a corrupt _stable_baselines3_version", RESUME, "corrupt",
+     _edit_checkpoint(_deflated("_stable_baselines3_version"))),
     ("checkpoint without data", RESUME, "missing data",
      _edit_checkpoint(lambda run, z, tmp: _replace_zip(run, z, {"data": None}))),
     ("normalization.npz with an object array", RESUME, "not a readable normalization file",
