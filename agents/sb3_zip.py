@@ -490,38 +490,13 @@ class SB3Archive:
     def policy_class_name(self) -> str | None:
         """Policy class name (e.g. ``ActorCriticPolicy``, ``CnnPolicy``), or None if unknown.
 
-        Order: ``extra["policy_class"]``; the global named by the (statically read) pickle;
-        a stable_baselines3 class in the recorded module whose docstring matches.
+        Order: ``extra["policy_class"]``; the global named by the (statically read) pickle.
         """
         _, name = self._policy_class_extra()
         if name:
             return name
         ref = self._policy_class_global()
-        if ref is not None:
-            return ref.name
-        return self._policy_class_by_doc()
-
-    def _policy_class_by_doc(self) -> str | None:
-        entry = self.data.get("policy_class")
-        if not isinstance(entry, dict) or not isinstance(entry.get("__doc__"), str):
-            return None
-        module_name = entry.get("__module__")
-        if not isinstance(module_name, str) or not module_name.startswith(
-            ("stable_baselines3.", "sb3_contrib.")
-        ):
-            return None  # only import trusted, installed packages
-        try:
-            module = importlib.import_module(module_name)
-        except ImportError:
-            return None
-        names = {
-            obj.__name__
-            for obj in vars(module).values()
-            if inspect.isclass(obj)
-            and obj.__module__ == module_name
-            and obj.__doc__ == entry["__doc__"]
-        }
-        return names.pop() if len(names) == 1 else None
+        return ref.name if ref is not None else None
 
     def policy_kwargs(self) -> dict[str, Any]:
         """``policy_kwargs`` with pickled values replaced by their readable string form."""
