@@ -790,27 +790,18 @@ def _plain(value: Any) -> Any:
     raise _Unrecognized(f"not a plain value: {type(value).__name__}")
 
 
-def add_extra(path: str | Path, extra: dict[str, Any]) -> None:
-    """Merge ``extra`` into the zip's ``rlinterp.json`` in place (atomic)."""
-    path, archive = _open_zip(path)
-    with archive:
-        merged = {**_read_extra(archive, path), **extra}
-    write_sb3_zip(path, path, extra=merged)
-
-
 def save_model(model: Any, path: str | Path, extra: dict[str, Any]) -> None:
     """A live SB3 model's zip (loads in plain SB3) with our record ``extra``, atomically."""
     from agents.fileio import atomic_path
 
     with atomic_path(path, ".zip") as tmp:
         model.save(tmp)
-        add_extra(tmp, extra)
+        write_sb3_zip(tmp, tmp, extra=extra)  # SB3's zip has no record of ours yet
 
 
 __all__ = [
     "ModelFileError",
     "SB3Archive",
-    "add_extra",
     "read_sb3_zip",
     "save_model",
     "write_sb3_zip",

@@ -21,7 +21,7 @@ from stable_baselines3.common.save_util import data_to_json, json_to_data
 
 import agents
 from agents import sb3_zip
-from agents.sb3_zip import ModelFileError, SB3Archive, add_extra, read_sb3_zip, write_sb3_zip
+from agents.sb3_zip import ModelFileError, SB3Archive, read_sb3_zip, write_sb3_zip
 
 
 class TinyImageEnv(gym.Env):
@@ -241,7 +241,8 @@ def test_write_in_place_and_extra(models: dict, tmp_path: Path) -> None:
     policy = read_sb3_zip(path).state_dicts["policy"]
     policy = {k: v + 1 if k.endswith("bias") else v for k, v in policy.items()}
     write_sb3_zip(path, path, state_dicts={"policy": policy}, extra={"note": "edited"})
-    add_extra(path, {"policy_class": "stable_baselines3.dqn.policies:CnnPolicy", "n": 2})
+    added = {"policy_class": "stable_baselines3.dqn.policies:CnnPolicy", "n": 2}
+    write_sb3_zip(path, path, extra={**read_sb3_zip(path).extra, **added})  # merged in
 
     archive = read_sb3_zip(path)
     assert archive.extra == {
