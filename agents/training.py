@@ -389,11 +389,7 @@ def train(
     after ours (tests use one to kill a run at a chosen step). With ``piece_minutes`` this
     piece stops after about that long at an exact checkpoint, without the final model; the
     returned model's ``num_timesteps`` is then below ``config.timesteps``."""
-    config_path = run_dir / CONFIG_FILE
-    if resume and not config_path.exists():
-        raise RunError(f"nothing to resume: {config_path} does not exist")
-    if not resume and config_path.exists():
-        raise RunError(f"{run_dir} already holds a run; pass --resume to continue it or pick --out")
+    config_path = run_dir / CONFIG_FILE  # train.py checked that it exists exactly on --resume
     keep_freed_memory()
     venv = make_training_env(config)  # env and model first: bad settings write nothing
     try:
