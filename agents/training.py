@@ -186,7 +186,6 @@ class Checkpointer(BaseCallback):
         run_dir: Path,
         every_seconds: float,
         record: dict[str, Any],
-        keep: int = 2,
         elapsed_before: float = 0.0,
         piece_seconds: float | None = None,
         first_save: Callable[[], None] | None = None,
@@ -196,7 +195,6 @@ class Checkpointer(BaseCallback):
         self.run_dir = run_dir
         self.record = record
         self.every_seconds = every_seconds
-        self.keep = keep
         self.elapsed_before = elapsed_before
         self.piece_seconds = piece_seconds
         self.piece_start = self.last = time.monotonic()
@@ -225,7 +223,7 @@ class Checkpointer(BaseCallback):
         if self.first_save is not None:
             self.first_save()
             self.first_save = None
-        save_checkpoint(self.model, self.run_dir, self.record, self.keep)
+        save_checkpoint(self.model, self.run_dir, self.record)
         self.last = time.monotonic()
         self.saved_at_step = self.model.num_timesteps
 
@@ -233,10 +231,6 @@ class Checkpointer(BaseCallback):
 def elapsed_seconds(model: Any) -> float:
     """Training seconds of the run so far (SB3's ``start_time`` is moved back on resume)."""
     return (time.time_ns() - model.start_time) / 1e9
-
-
-def _checkpoint_dir(run_dir: Path) -> Path:
-    return run_dir / "checkpoints"
 
 
 def save_normalization(venv: VecEnv, path: Path) -> None:
@@ -264,10 +258,10 @@ def load_normalization(venv: VecEnv, path: Path) -> None:
             venv.returns = data["returns"]
 
 
-def save_checkpoint(model: Any, run_dir: Path, record: dict[str, Any], keep: int = 2) -> Path:
+def save_checkpoint(model: Any, run_dir: Path, record: dict[str, Any]) -> Path:
     """Write checkpoints/step_<N>.zip, its normalization and its resume state, then point
     latest.json at them (written last, so it always names a complete checkpoint)."""
-    ckpt_dir = _checkpoint_dir(run_dir)
+    ckpt_dir = run_dir / "checkpoints"
     steps = int(model.num_timesteps)
     stem = f"step_{steps:012d}"
     zip_path = ckpt_dir / f"{stem}.zip"
@@ -277,7 +271,7 @@ def save_checkpoint(model: Any, run_dir: Path, record: dict[str, Any], keep: int
     resume_state.save(resume_state.capture(model, elapsed_seconds(model)), state_path)
     latest = {"num_timesteps": steps, "model": zip_path.name, "state": state_path.name}
     write_json(ckpt_dir / LATEST_FILE, latest)
-    for old in sorted(ckpt_dir.glob("step_*.zip"))[:-keep]:
+    for old in sorted(ckpt_dir.glob("step_*.zip"))[:-2]:  # the latest two are kept
         old.unlink()
         old.with_name(old.stem + "." + NORMALIZATION_FILE).unlink(missing_ok=True)
         old.with_name(old.stem + resume_state.STATE_SUFFIX).unlink(missing_ok=True)
@@ -302,7 +296,7 @@ def restore_checkpoint(model: Any, run_dir: Path) -> tuple[int, float | None]:
     Returns (step count, training seconds so far, or None for a checkpoint without a resume
     state: written before exact resume existed; then the envs start new episodes).
     """
-    ckpt_dir = _checkpoint_dir(run_dir)
+    ckpt_dir = run_dir / "checkpoints"
     latest_file = ckpt_dir / LATEST_FILE
     if not latest_file.exists():  # killed before its first checkpoint: start over
         return 0, 0.0
