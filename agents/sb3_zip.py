@@ -25,10 +25,8 @@ import inspect
 import io
 import json
 import math
-import os
 import pickletools
 import re
-import tempfile
 import zipfile
 import zlib
 from collections.abc import Mapping
@@ -627,15 +625,14 @@ def write_sb3_zip(
     schedules, a ``pytorch_variables.pth`` that is not weights-only loadable, unknown members)
     is dropped; the notes are returned and kept in the record as ``"not_copied"``.
 
-    Atomic: written to a temp file beside ``dst`` then ``os.replace``d; on any error ``dst``
-    is untouched and the temp file removed. ``dst`` may equal ``src``. The new file gets the
-    user's umask. Returns the notes on what was dropped ([] without ``sanitize``).
+    Atomic (`agents.fileio.atomic_path`: a temp file beside ``dst``, then ``os.replace``d): on
+    any error ``dst`` is untouched and the temp file removed. ``dst`` may equal ``src``. The
+    new file gets the user's umask. Returns the notes on what was dropped ([] without ``sanitize``).
     """
-    from agents.fileio import umask_mode
+    from agents.fileio import atomic_path
 
     state_dicts = state_dicts or {}
     src_path, archive = _open_zip(src)
-    dst = Path(dst)
     with archive:
         if extra is None and sanitize:
             extra = _read_extra(archive, src_path)
@@ -658,28 +655,19 @@ def write_sb3_zip(
             except (TypeError, ValueError) as e:
                 raise ModelFileError(f"extra is not JSON-serializable ({e})") from e
 
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
-        tmp = Path(tmp_name)
-        try:
-            with os.fdopen(fd, "wb") as handle, zipfile.ZipFile(handle, "w") as out:
-                for info in archive.infolist():
-                    if info.filename == EXTRA_MEMBER and extra_bytes is not None:
-                        continue
-                    if info.filename in payloads:
-                        new_info = zipfile.ZipInfo(info.filename, date_time=info.date_time)
-                        new_info.compress_type = info.compress_type
-                        with out.open(new_info, "w", force_zip64=True) as member_file:
-                            member_file.write(payloads[info.filename])
-                    elif not sanitize:
-                        out.writestr(info, _read_member(archive, info, src_path))
-                if extra_bytes is not None:
-                    out.writestr(EXTRA_MEMBER, extra_bytes)
-            os.chmod(tmp, umask_mode())
-            os.replace(tmp, dst)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                tmp.unlink()
-            raise
+        with atomic_path(dst) as tmp, zipfile.ZipFile(tmp, "w") as out:
+            for info in archive.infolist():
+                if info.filename == EXTRA_MEMBER and extra_bytes is not None:
+                    continue
+                if info.filename in payloads:
+                    new_info = zipfile.ZipInfo(info.filename, date_time=info.date_time)
+                    new_info.compress_type = info.compress_type
+                    with out.open(new_info, "w", force_zip64=True) as member_file:
+                        member_file.write(payloads[info.filename])
+                elif not sanitize:
+                    out.writestr(info, _read_member(archive, info, src_path))
+            if extra_bytes is not None:
+                out.writestr(EXTRA_MEMBER, extra_bytes)
     return notes
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import os
 import pickle
 import shutil
 import zipfile
@@ -20,7 +21,6 @@ from stable_baselines3 import DQN, PPO
 from stable_baselines3.common.save_util import data_to_json, json_to_data
 
 import agents
-from agents import sb3_zip
 from agents.sb3_zip import ModelFileError, SB3Archive, read_sb3_zip, write_sb3_zip
 
 
@@ -281,7 +281,7 @@ def test_failed_write_leaves_destination_untouched(
         monkeypatch.setattr(torch, "save", boom)
         expected = RuntimeError
     elif failure == "os_replace":  # fails after the temp zip has been written
-        monkeypatch.setattr(sb3_zip.os, "replace", boom)
+        monkeypatch.setattr(os, "replace", boom)
         expected = RuntimeError
     else:
         extra = {"bad": object()}
