@@ -99,9 +99,8 @@ class Inspectable:
         self.precision = trunks[0].precision if trunks else "fp32"  # a live model's setting
         self._arch = trunks[0].arch if trunks else None
         policy.set_training_mode(False)
-        parts = decompose(policy)
-        self._shared, self._branches = parts.shared, parts.branches
-        self._heads = partial(run_branches, parts.branches)  # the trunk's output -> outputs
+        self._shared, self._branches = decompose(policy)
+        self._heads = partial(run_branches, self._branches)  # the trunk's output -> outputs
         self.score_kind = next(k for k in ("q", "logits", "mean") if self._outputs_named(k))
 
     @classmethod
