@@ -162,14 +162,11 @@ class Inspectable:
             return DEFAULT_LAYERS[self._arch]
         branch = self._outputs_named("q" if self.score_kind == "q" else "value")
         for chain in (self._shared, branch.stages if branch else []):
-            flatten = _flatten_index(chain)
-            before = [s for s in chain[:flatten] if s.listed]
-            if flatten < len(chain) and before:
+            flatten = [i for i, s in enumerate(chain) if isinstance(s.module, nn.Flatten)]
+            before = [s for s in chain[: flatten[0]] if s.listed] if flatten else []
+            if before:
                 return before[-1].name
-        listed = self.layers()
-        if not listed:
-            raise UnknownLayerError("this policy has no layers to read")
-        return listed[0]
+        return self.layers()[0]  # never empty: every features extractor has a listed stage
 
     def default_target(self) -> str:
         """``"max-q"`` for Q-networks, ``"value"`` for actor-critics."""
@@ -313,8 +310,3 @@ class Inspectable:
         else:
             raise ValueError("this policy has no source model to save from")
         return path
-
-
-def _flatten_index(chain: list[Stage]) -> int:
-    """Index of the first flattening stage in ``chain`` (len(chain) if none)."""
-    return next((i for i, s in enumerate(chain) if isinstance(s.module, nn.Flatten)), len(chain))
