@@ -547,12 +547,6 @@ def _read_json(archive: zipfile.ZipFile, member: str, path: Path) -> dict[str, A
     return value
 
 
-def _read_extra(archive: zipfile.ZipFile, path: Path) -> dict[str, Any]:
-    """Our ``rlinterp.json`` record; {} if the zip has none."""
-    names = archive.namelist()
-    return _read_json(archive, EXTRA_MEMBER, path) if EXTRA_MEMBER in names else {}
-
-
 def _state_dict_members(archive: zipfile.ZipFile) -> list[str]:
     return [n for n in archive.namelist() if n.endswith(".pth") and n not in _NOT_STATE_DICTS]
 
@@ -577,9 +571,11 @@ def read_sb3_zip(path: str | Path) -> SB3Archive:
             member[: -len(".pth")]: _load_pth(archive, member, path)
             for member in _state_dict_members(archive)
         }
-        for member in sorted(set(_TEXT_MEMBERS) & set(archive.namelist())):
+        names = archive.namelist()
+        for member in sorted(set(_TEXT_MEMBERS) & set(names)):
             _read_member(archive, member, path)  # damaged: refused here, not by SB3's loader
-        return SB3Archive(path, data, state_dicts, _read_extra(archive, path))
+        extra = _read_json(archive, EXTRA_MEMBER, path) if EXTRA_MEMBER in names else {}
+        return SB3Archive(path, data, state_dicts, extra)
 
 
 def _check_state_dict(name: str, new: Any, old: dict[str, Any]) -> dict[str, Any]:
@@ -613,7 +609,7 @@ def write_sb3_zip(
     extra: dict[str, Any] | None = None,
     *,
     sanitize: bool = False,
-) -> list[str]:
+) -> None:
     """Copy ``src`` to ``dst``, replacing ``<name>.pth`` for each name in ``state_dicts``
     (``torch.save`` as SB3 does) and (re)writing ``rlinterp.json`` if ``extra`` is given.
 
@@ -621,21 +617,19 @@ def write_sb3_zip(
     copy holds only what this module reads safely, rewritten rather than copied: ``data``'s JSON
     with its spaces and classes (from SB3, sb3_contrib or ``agents``) pickled anew from the
     values read statically, every ``.pth`` re-saved from its weights-only load, the version and
-    system-info texts and our record. Everything else (other pickled ``data`` entries such as
-    schedules, a ``pytorch_variables.pth`` that is not weights-only loadable, unknown members)
-    is dropped; the notes are returned and kept in the record as ``"not_copied"``.
+    system-info texts and the record ``extra``. Everything else (other pickled ``data`` entries
+    such as schedules, a ``pytorch_variables.pth`` that is not weights-only loadable, unknown
+    members) is dropped, with a note for each in the record's ``"not_copied"``.
 
     Atomic (`agents.fileio.atomic_path`: a temp file beside ``dst``, then ``os.replace``d): on
     any error ``dst`` is untouched and the temp file removed. ``dst`` may equal ``src``. The
-    new file gets the user's umask. Returns the notes on what was dropped ([] without ``sanitize``).
+    new file gets the user's umask.
     """
     from agents.fileio import atomic_path
 
     state_dicts = state_dicts or {}
     src_path, archive = _open_zip(src)
     with archive:
-        if extra is None and sanitize:
-            extra = _read_extra(archive, src_path)
         members = set(_state_dict_members(archive))
         payloads: dict[str, bytes] = {}
         for name, new in state_dicts.items():
@@ -668,7 +662,6 @@ def write_sb3_zip(
                     out.writestr(info, _read_member(archive, info, src_path))
             if extra_bytes is not None:
                 out.writestr(EXTRA_MEMBER, extra_bytes)
-    return notes
 
 
 def _safe_pth_bytes(state: dict[str, Any], name: str) -> bytes:
