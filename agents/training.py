@@ -39,6 +39,8 @@ CONFIG_FILE = "config.json"
 
 NORMALIZATION_FILE = "normalization.npz"
 LATEST_FILE = "latest.json"
+# Keys of a run's hyperparameters that are not keyword arguments of the algorithm.
+OWN_KEYS = ("n_envs", "normalize_reward", "separate_value_trunk")
 
 
 class RunError(ValueError):
@@ -84,20 +86,15 @@ def make_training_env(config: TrainConfig) -> VecEnv:
 def build_model(config: TrainConfig, venv: VecEnv) -> sb3.PPO | sb3.DQN:
     """An untrained PPO/DQN for ``venv``; images go to our HWC policies, others to SB3's MLP."""
     algo_cls = ALGORITHMS[config.algo]
-    hp = {k: resolve_schedule(v) for k, v in config.hyperparams.items()}
-    hp.pop("n_envs", None)
-    hp.pop("normalize_reward", None)
-    separate_trunks = bool(hp.pop("separate_value_trunk", False))  # validated: PPO only
-    image = len(venv.observation_space.shape or ()) == 3
-    policy_kwargs: dict[str, Any] | None
-    if image:
-        policy: Any = HWCDQNPolicy if config.algo == "dqn" else HWCActorCriticPolicy
-        policy_kwargs = {"arch": config.arch}
-    else:
-        policy, policy_kwargs = "MlpPolicy", {}
-    if separate_trunks:  # the value head gets its own copy of the trunk (SB3's keyword)
+    hp = {k: resolve_schedule(v) for k, v in config.hyperparams.items() if k not in OWN_KEYS}
+    policy: Any = "MlpPolicy"
+    policy_kwargs: dict[str, Any] = {}  # SB3 takes {} as it takes None
+    if len(venv.observation_space.shape or ()) == 3:
+        policy = HWCDQNPolicy if config.algo == "dqn" else HWCActorCriticPolicy
+        policy_kwargs["arch"] = config.arch
+    if config.hyperparams.get("separate_value_trunk"):  # validated: PPO only
+        # the value head gets its own copy of the trunk (SB3's keyword)
         policy_kwargs["share_features_extractor"] = False
-    policy_kwargs = policy_kwargs or None
     try:
         model = algo_cls(
             policy,
