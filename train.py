@@ -217,12 +217,10 @@ def resumed_config(args: argparse.Namespace) -> Any:
         raise RunError(
             f"{args.out} is a {config.algo} run; resume it with train.py {config.algo} --resume"
         )
-    if args.timesteps is not None:
-        if args.timesteps <= 0:
-            raise RunError(f"--timesteps must be a positive integer, got {args.timesteps}")
-        config.timesteps = args.timesteps
+    if args.timesteps is not None and args.timesteps <= 0:
+        raise RunError(f"--timesteps must be a positive integer, got {args.timesteps}")
     check_device(args.device)
-    for name in ("precision", "checkpoint_minutes", "device", "eval_episodes"):
+    for name in RESUMABLE_FLAGS:
         if getattr(args, name) is not None:
             setattr(config, name, getattr(args, name))
     config.hyperparams.update(overrides)

@@ -49,13 +49,7 @@ class PPO(sb3.PPO):
     iteration_offset = 0
 
     def __init__(self, *args: Any, micro_batch_size: int | None = None, **kwargs: Any) -> None:
-        if micro_batch_size is not None and (
-            not isinstance(micro_batch_size, int)
-            or isinstance(micro_batch_size, bool)
-            or micro_batch_size < 1
-        ):
-            raise ValueError(f"micro_batch_size must be an integer >= 1, got {micro_batch_size!r}")
-        self.micro_batch_size = micro_batch_size
+        self.micro_batch_size = micro_batch_size  # checked with the run's settings (validation)
         super().__init__(*args, **kwargs)
 
     def dump_logs(self, iteration: int = 0) -> None:

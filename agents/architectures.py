@@ -172,8 +172,7 @@ def build_trunk(arch: str, observation_space: gym.spaces.Box) -> tuple[nn.Sequen
     elif arch in _BUILDERS:
         stages = _BUILDERS[arch](chw)
         last = next(reversed(stages.values()))
-        if not isinstance(last, LinearReLU):
-            raise TypeError(f"arch {arch!r}: last stage is {type(last).__name__}, not LinearReLU")
+        assert isinstance(last, LinearReLU)  # every builder ends with its dense layer
         features_dim = last.linear.out_features
     else:
         raise ValueError(f"unknown arch {arch!r}; valid: {', '.join(ARCHS)}")

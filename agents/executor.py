@@ -68,19 +68,16 @@ class SerialExecutor(Executor):
 class LocalExecutor(Executor):
     """A pool of ``max_workers`` processes on this machine, started on first use and kept.
 
-    :param context: multiprocessing start method; ``forkserver`` (default where available) or
-        ``spawn``; never ``fork``, which is unsafe after torch or procgen started threads
+    Started by ``forkserver`` where available, else ``spawn``; never ``fork``, which is unsafe
+    after torch or procgen started threads.
     """
 
-    def __init__(self, max_workers: int = 2, context: str | None = None) -> None:
+    def __init__(self, max_workers: int = 2) -> None:
         if isinstance(max_workers, bool) or not isinstance(max_workers, int) or max_workers < 1:
             raise ExecutorError(f"workers must be a positive integer, got {max_workers!r}")
         methods = multiprocessing.get_all_start_methods()
-        context = context or ("forkserver" if "forkserver" in methods else "spawn")
-        if context not in ("forkserver", "spawn") or context not in methods:
-            raise ExecutorError(f"start method must be forkserver or spawn, got {context!r}")
         self.workers = max_workers
-        self.context = context
+        self.context = "forkserver" if "forkserver" in methods else "spawn"
         self._pool: ProcessPoolExecutor | None = None
 
     def map(self, fn: Callable[[Any], Any], items: Iterable[Any]) -> list[Any]:

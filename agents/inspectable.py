@@ -99,9 +99,8 @@ class Inspectable:
         self.precision = trunks[0].precision if trunks else "fp32"  # a live model's setting
         self._arch = trunks[0].arch if trunks else None
         policy.set_training_mode(False)
-        parts = decompose(policy)
-        self._shared, self._branches = parts.shared, parts.branches
-        self._heads = partial(run_branches, parts.branches)  # the trunk's output -> outputs
+        self._shared, self._branches = decompose(policy)
+        self._heads = partial(run_branches, self._branches)  # the trunk's output -> outputs
         self.score_kind = next(k for k in ("q", "logits", "mean") if self._outputs_named(k))
 
     @classmethod
@@ -163,14 +162,11 @@ class Inspectable:
             return DEFAULT_LAYERS[self._arch]
         branch = self._outputs_named("q" if self.score_kind == "q" else "value")
         for chain in (self._shared, branch.stages if branch else []):
-            flatten = _flatten_index(chain)
-            before = [s for s in chain[:flatten] if s.listed]
-            if flatten < len(chain) and before:
+            flatten = [i for i, s in enumerate(chain) if isinstance(s.module, nn.Flatten)]
+            before = [s for s in chain[: flatten[0]] if s.listed] if flatten else []
+            if before:
                 return before[-1].name
-        listed = self.layers()
-        if not listed:
-            raise UnknownLayerError("this policy has no layers to read")
-        return listed[0]
+        return self.layers()[0]  # never empty: every features extractor has a listed stage
 
     def default_target(self) -> str:
         """``"max-q"`` for Q-networks, ``"value"`` for actor-critics."""
@@ -314,8 +310,3 @@ class Inspectable:
         else:
             raise ValueError("this policy has no source model to save from")
         return path
-
-
-def _flatten_index(chain: list[Stage]) -> int:
-    """Index of the first flattening stage in ``chain`` (len(chain) if none)."""
-    return next((i for i, s in enumerate(chain) if isinstance(s.module, nn.Flatten)), len(chain))

@@ -13,7 +13,7 @@ import torch
 from stable_baselines3.common.policies import ActorCriticPolicy, BasePolicy
 from stable_baselines3.dqn.policies import DQNPolicy
 
-from agents.architectures import ARCHS, HWCFeatures
+from agents.architectures import HWCFeatures
 
 
 class _HWCPolicy(BasePolicy):
@@ -32,9 +32,7 @@ class _HWCPolicy(BasePolicy):
         channels_last: bool = True,
         **kwargs: Any,
     ) -> None:
-        arch = arch or self.default_arch
-        if arch not in ARCHS:
-            raise ValueError(f"unknown arch {arch!r}; valid: {', '.join(ARCHS)}")
+        arch = arch or self.default_arch  # HWCFeatures refuses an unknown one
         self.arch = arch
         self.channels_last = channels_last
         kwargs.setdefault("net_arch", [])

@@ -27,20 +27,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
 
 from agents.fileio import atomic_path
 from envs.procgen_vec import ProcgenVecEnv
 
 STATE_SUFFIX = ".state.npz"
 _ENV_PREFIX = "env_"
-
-
-def base_env(venv: VecEnv) -> VecEnv:
-    """The innermost VecEnv under SB3's wrappers (VecNormalize, VecFrameStack, ...)."""
-    while isinstance(venv, VecEnvWrapper):
-        venv = venv.venv
-    return venv
 
 
 def capture(model: Any, elapsed_seconds: float) -> dict[str, np.ndarray]:
@@ -68,7 +60,7 @@ def capture(model: Any, elapsed_seconds: float) -> dict[str, np.ndarray]:
     if torch.cuda.is_available():
         for i, cuda_state in enumerate(torch.cuda.get_rng_state_all()):
             arrays[f"cuda_rng_{i}"] = cuda_state.numpy()
-    env = base_env(model.get_env())
+    env = model.get_env().unwrapped  # under SB3's wrappers (VecNormalize, ...)
     if isinstance(env, ProcgenVecEnv):
         arrays.update({_ENV_PREFIX + k: v for k, v in env.save_state().items()})
     return arrays
@@ -93,7 +85,7 @@ def restore(model: Any, arrays: dict[str, np.ndarray]) -> float:
     if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
         torch.cuda.set_rng_state_all([torch.from_numpy(np.array(arrays[k])) for k in cuda])
     model.action_space.np_random.bit_generator.state = record["action_space_random"]
-    env = base_env(model.get_env())
+    env = model.get_env().unwrapped
     env_state = {k[len(_ENV_PREFIX) :]: arrays[k] for k in arrays if k.startswith(_ENV_PREFIX)}
     if env_state and isinstance(env, ProcgenVecEnv):  # else learn() resets the envs
         env.load_state(env_state)

@@ -1,7 +1,7 @@
 """An SB3 policy as named stages: a shared trunk, then one branch per group of outputs.
 
-``decompose(policy)`` -> ``Decomposition``: the ``shared`` stages every output depends on,
-then ``branches``, each a chain of stages and a head mapping its last activation to its
+``decompose(policy)`` -> ``(shared, branches)``: the stages every output depends on, then
+the branches, each a chain of stages and a head mapping its last activation to its
 outputs. An actor-critic with one MLP per output has two branches (``logits``/``mean`` from
 the policy network, ``value`` from the value network); with separate features extractors the
 extractors belong to the branches too; a DQN has one branch (``q``). A stage's ``name`` is the
@@ -15,7 +15,7 @@ channel-wise modules only (what a weight edit at that layer projects).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import gymnasium as gym
 import torch
@@ -61,12 +61,6 @@ class Branch:
     head: Callable[[torch.Tensor], Outputs]
     outputs: tuple[str, ...]
     head_kernel: tuple[str, nn.Module]
-
-
-@dataclass(frozen=True)
-class Decomposition:
-    shared: list[Stage]
-    branches: list[Branch] = field(default_factory=list)
 
 
 def run_stages(stages: list[Stage], x: torch.Tensor) -> torch.Tensor:
@@ -123,22 +117,20 @@ def _mlp_stages(net: nn.Module, path: str) -> list[Stage]:
     return [Stage(f"{path}.{name}", f"{path}.{name}", m) for name, m in _sequential_leaves(net, "")]
 
 
-def decompose(policy: BasePolicy) -> Decomposition:
-    """Shared stages and branches of an SB3 actor-critic or DQN policy."""
+def decompose(policy: BasePolicy) -> tuple[list[Stage], list[Branch]]:
+    """(shared stages, branches) of an SB3 actor-critic or DQN policy."""
     if isinstance(policy, DQNPolicy):
         q_layers = list(_sequential_leaves(policy.q_net.q_net, "q_net.q_net"))
         shared = _trunk(policy.q_net.features_extractor, "q_net.features_extractor")
         shared += [Stage(name, name, m) for name, m in q_layers[:-1]]
         last_name, last = q_layers[-1]
-        return Decomposition(
-            shared, [Branch([], lambda h: {"q": last(h)}, ("q",), (last_name, last))]
-        )
+        return shared, [Branch([], lambda h: {"q": last(h)}, ("q",), (last_name, last))]
     if isinstance(policy, ActorCriticPolicy):
         return _actor_critic(policy)
     raise TypeError(f"unsupported policy class {type(policy).__name__}")
 
 
-def _actor_critic(policy: ActorCriticPolicy) -> Decomposition:
+def _actor_critic(policy: ActorCriticPolicy) -> tuple[list[Stage], list[Branch]]:
     discrete = isinstance(policy.action_space, gym.spaces.Discrete)
     action_key = "logits" if discrete else "mean"
 
@@ -160,13 +152,10 @@ def _actor_critic(policy: ActorCriticPolicy) -> Decomposition:
         shared = []
         pi = _trunk(policy.pi_features_extractor, "pi_features_extractor", False) + pi
         vf = _trunk(policy.vf_features_extractor, "vf_features_extractor", False) + vf
-    return Decomposition(
-        shared,
-        [
-            Branch(pi, action_head, (action_key,), ("action_net", policy.action_net)),
-            Branch(vf, value_head, ("value",), ("value_net", policy.value_net)),
-        ],
-    )
+    return shared, [
+        Branch(pi, action_head, (action_key,), ("action_net", policy.action_net)),
+        Branch(vf, value_head, ("value",), ("value_net", policy.value_net)),
+    ]
 
 
 def _kernel_of(module: nn.Module) -> tuple[str, nn.Module] | None:

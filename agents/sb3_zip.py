@@ -25,10 +25,8 @@ import inspect
 import io
 import json
 import math
-import os
 import pickletools
 import re
-import tempfile
 import zipfile
 import zlib
 from collections.abc import Mapping
@@ -490,38 +488,13 @@ class SB3Archive:
     def policy_class_name(self) -> str | None:
         """Policy class name (e.g. ``ActorCriticPolicy``, ``CnnPolicy``), or None if unknown.
 
-        Order: ``extra["policy_class"]``; the global named by the (statically read) pickle;
-        a stable_baselines3 class in the recorded module whose docstring matches.
+        Order: ``extra["policy_class"]``; the global named by the (statically read) pickle.
         """
         _, name = self._policy_class_extra()
         if name:
             return name
         ref = self._policy_class_global()
-        if ref is not None:
-            return ref.name
-        return self._policy_class_by_doc()
-
-    def _policy_class_by_doc(self) -> str | None:
-        entry = self.data.get("policy_class")
-        if not isinstance(entry, dict) or not isinstance(entry.get("__doc__"), str):
-            return None
-        module_name = entry.get("__module__")
-        if not isinstance(module_name, str) or not module_name.startswith(
-            ("stable_baselines3.", "sb3_contrib.")
-        ):
-            return None  # only import trusted, installed packages
-        try:
-            module = importlib.import_module(module_name)
-        except ImportError:
-            return None
-        names = {
-            obj.__name__
-            for obj in vars(module).values()
-            if inspect.isclass(obj)
-            and obj.__module__ == module_name
-            and obj.__doc__ == entry["__doc__"]
-        }
-        return names.pop() if len(names) == 1 else None
+        return ref.name if ref is not None else None
 
     def policy_kwargs(self) -> dict[str, Any]:
         """``policy_kwargs`` with pickled values replaced by their readable string form."""
@@ -574,12 +547,6 @@ def _read_json(archive: zipfile.ZipFile, member: str, path: Path) -> dict[str, A
     return value
 
 
-def _read_extra(archive: zipfile.ZipFile, path: Path) -> dict[str, Any]:
-    """Our ``rlinterp.json`` record; {} if the zip has none."""
-    names = archive.namelist()
-    return _read_json(archive, EXTRA_MEMBER, path) if EXTRA_MEMBER in names else {}
-
-
 def _state_dict_members(archive: zipfile.ZipFile) -> list[str]:
     return [n for n in archive.namelist() if n.endswith(".pth") and n not in _NOT_STATE_DICTS]
 
@@ -604,9 +571,11 @@ def read_sb3_zip(path: str | Path) -> SB3Archive:
             member[: -len(".pth")]: _load_pth(archive, member, path)
             for member in _state_dict_members(archive)
         }
-        for member in sorted(set(_TEXT_MEMBERS) & set(archive.namelist())):
+        names = archive.namelist()
+        for member in sorted(set(_TEXT_MEMBERS) & set(names)):
             _read_member(archive, member, path)  # damaged: refused here, not by SB3's loader
-        return SB3Archive(path, data, state_dicts, _read_extra(archive, path))
+        extra = _read_json(archive, EXTRA_MEMBER, path) if EXTRA_MEMBER in names else {}
+        return SB3Archive(path, data, state_dicts, extra)
 
 
 def _check_state_dict(name: str, new: Any, old: dict[str, Any]) -> dict[str, Any]:
@@ -640,7 +609,7 @@ def write_sb3_zip(
     extra: dict[str, Any] | None = None,
     *,
     sanitize: bool = False,
-) -> list[str]:
+) -> None:
     """Copy ``src`` to ``dst``, replacing ``<name>.pth`` for each name in ``state_dicts``
     (``torch.save`` as SB3 does) and (re)writing ``rlinterp.json`` if ``extra`` is given.
 
@@ -648,22 +617,19 @@ def write_sb3_zip(
     copy holds only what this module reads safely, rewritten rather than copied: ``data``'s JSON
     with its spaces and classes (from SB3, sb3_contrib or ``agents``) pickled anew from the
     values read statically, every ``.pth`` re-saved from its weights-only load, the version and
-    system-info texts and our record. Everything else (other pickled ``data`` entries such as
-    schedules, a ``pytorch_variables.pth`` that is not weights-only loadable, unknown members)
-    is dropped; the notes are returned and kept in the record as ``"not_copied"``.
+    system-info texts and the record ``extra``. Everything else (other pickled ``data`` entries
+    such as schedules, a ``pytorch_variables.pth`` that is not weights-only loadable, unknown
+    members) is dropped, with a note for each in the record's ``"not_copied"``.
 
-    Atomic: written to a temp file beside ``dst`` then ``os.replace``d; on any error ``dst``
-    is untouched and the temp file removed. ``dst`` may equal ``src``. The new file gets the
-    user's umask. Returns the notes on what was dropped ([] without ``sanitize``).
+    Atomic (`agents.fileio.atomic_path`: a temp file beside ``dst``, then ``os.replace``d): on
+    any error ``dst`` is untouched and the temp file removed. ``dst`` may equal ``src``. The
+    new file gets the user's umask.
     """
-    from agents.fileio import umask_mode
+    from agents.fileio import atomic_path
 
     state_dicts = state_dicts or {}
     src_path, archive = _open_zip(src)
-    dst = Path(dst)
     with archive:
-        if extra is None and sanitize:
-            extra = _read_extra(archive, src_path)
         members = set(_state_dict_members(archive))
         payloads: dict[str, bytes] = {}
         for name, new in state_dicts.items():
@@ -683,29 +649,19 @@ def write_sb3_zip(
             except (TypeError, ValueError) as e:
                 raise ModelFileError(f"extra is not JSON-serializable ({e})") from e
 
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
-        tmp = Path(tmp_name)
-        try:
-            with os.fdopen(fd, "wb") as handle, zipfile.ZipFile(handle, "w") as out:
-                for info in archive.infolist():
-                    if info.filename == EXTRA_MEMBER and extra_bytes is not None:
-                        continue
-                    if info.filename in payloads:
-                        new_info = zipfile.ZipInfo(info.filename, date_time=info.date_time)
-                        new_info.compress_type = info.compress_type
-                        with out.open(new_info, "w", force_zip64=True) as member_file:
-                            member_file.write(payloads[info.filename])
-                    elif not sanitize:
-                        out.writestr(info, _read_member(archive, info, src_path))
-                if extra_bytes is not None:
-                    out.writestr(EXTRA_MEMBER, extra_bytes)
-            os.chmod(tmp, umask_mode())
-            os.replace(tmp, dst)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                tmp.unlink()
-            raise
-    return notes
+        with atomic_path(dst) as tmp, zipfile.ZipFile(tmp, "w") as out:
+            for info in archive.infolist():
+                if info.filename == EXTRA_MEMBER and extra_bytes is not None:
+                    continue
+                if info.filename in payloads:
+                    new_info = zipfile.ZipInfo(info.filename, date_time=info.date_time)
+                    new_info.compress_type = info.compress_type
+                    with out.open(new_info, "w", force_zip64=True) as member_file:
+                        member_file.write(payloads[info.filename])
+                elif not sanitize:
+                    out.writestr(info, _read_member(archive, info, src_path))
+            if extra_bytes is not None:
+                out.writestr(EXTRA_MEMBER, extra_bytes)
 
 
 def _safe_pth_bytes(state: dict[str, Any], name: str) -> bytes:
@@ -815,27 +771,18 @@ def _plain(value: Any) -> Any:
     raise _Unrecognized(f"not a plain value: {type(value).__name__}")
 
 
-def add_extra(path: str | Path, extra: dict[str, Any]) -> None:
-    """Merge ``extra`` into the zip's ``rlinterp.json`` in place (atomic)."""
-    path, archive = _open_zip(path)
-    with archive:
-        merged = {**_read_extra(archive, path), **extra}
-    write_sb3_zip(path, path, extra=merged)
-
-
 def save_model(model: Any, path: str | Path, extra: dict[str, Any]) -> None:
     """A live SB3 model's zip (loads in plain SB3) with our record ``extra``, atomically."""
     from agents.fileio import atomic_path
 
     with atomic_path(path, ".zip") as tmp:
         model.save(tmp)
-        add_extra(tmp, extra)
+        write_sb3_zip(tmp, tmp, extra=extra)  # SB3's zip has no record of ours yet
 
 
 __all__ = [
     "ModelFileError",
     "SB3Archive",
-    "add_extra",
     "read_sb3_zip",
     "save_model",
     "write_sb3_zip",

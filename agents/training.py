@@ -39,6 +39,8 @@ CONFIG_FILE = "config.json"
 
 NORMALIZATION_FILE = "normalization.npz"
 LATEST_FILE = "latest.json"
+# Keys of a run's hyperparameters that are not keyword arguments of the algorithm.
+OWN_KEYS = ("n_envs", "normalize_reward", "separate_value_trunk")
 
 
 class RunError(ValueError):
@@ -84,20 +86,15 @@ def make_training_env(config: TrainConfig) -> VecEnv:
 def build_model(config: TrainConfig, venv: VecEnv) -> sb3.PPO | sb3.DQN:
     """An untrained PPO/DQN for ``venv``; images go to our HWC policies, others to SB3's MLP."""
     algo_cls = ALGORITHMS[config.algo]
-    hp = {k: resolve_schedule(v) for k, v in config.hyperparams.items()}
-    hp.pop("n_envs", None)
-    hp.pop("normalize_reward", None)
-    separate_trunks = bool(hp.pop("separate_value_trunk", False))  # validated: PPO only
-    image = len(venv.observation_space.shape or ()) == 3
-    policy_kwargs: dict[str, Any] | None
-    if image:
-        policy: Any = HWCDQNPolicy if config.algo == "dqn" else HWCActorCriticPolicy
-        policy_kwargs = {"arch": config.arch}
-    else:
-        policy, policy_kwargs = "MlpPolicy", {}
-    if separate_trunks:  # the value head gets its own copy of the trunk (SB3's keyword)
+    hp = {k: resolve_schedule(v) for k, v in config.hyperparams.items() if k not in OWN_KEYS}
+    policy: Any = "MlpPolicy"
+    policy_kwargs: dict[str, Any] = {}  # SB3 takes {} as it takes None
+    if len(venv.observation_space.shape or ()) == 3:
+        policy = HWCDQNPolicy if config.algo == "dqn" else HWCActorCriticPolicy
+        policy_kwargs["arch"] = config.arch
+    if config.hyperparams.get("separate_value_trunk"):  # validated: PPO only
+        # the value head gets its own copy of the trunk (SB3's keyword)
         policy_kwargs["share_features_extractor"] = False
-    policy_kwargs = policy_kwargs or None
     try:
         model = algo_cls(
             policy,
@@ -186,7 +183,6 @@ class Checkpointer(BaseCallback):
         run_dir: Path,
         every_seconds: float,
         record: dict[str, Any],
-        keep: int = 2,
         elapsed_before: float = 0.0,
         piece_seconds: float | None = None,
         first_save: Callable[[], None] | None = None,
@@ -196,7 +192,6 @@ class Checkpointer(BaseCallback):
         self.run_dir = run_dir
         self.record = record
         self.every_seconds = every_seconds
-        self.keep = keep
         self.elapsed_before = elapsed_before
         self.piece_seconds = piece_seconds
         self.piece_start = self.last = time.monotonic()
@@ -225,7 +220,7 @@ class Checkpointer(BaseCallback):
         if self.first_save is not None:
             self.first_save()
             self.first_save = None
-        save_checkpoint(self.model, self.run_dir, self.record, self.keep)
+        save_checkpoint(self.model, self.run_dir, self.record)
         self.last = time.monotonic()
         self.saved_at_step = self.model.num_timesteps
 
@@ -233,10 +228,6 @@ class Checkpointer(BaseCallback):
 def elapsed_seconds(model: Any) -> float:
     """Training seconds of the run so far (SB3's ``start_time`` is moved back on resume)."""
     return (time.time_ns() - model.start_time) / 1e9
-
-
-def _checkpoint_dir(run_dir: Path) -> Path:
-    return run_dir / "checkpoints"
 
 
 def save_normalization(venv: VecEnv, path: Path) -> None:
@@ -264,10 +255,10 @@ def load_normalization(venv: VecEnv, path: Path) -> None:
             venv.returns = data["returns"]
 
 
-def save_checkpoint(model: Any, run_dir: Path, record: dict[str, Any], keep: int = 2) -> Path:
+def save_checkpoint(model: Any, run_dir: Path, record: dict[str, Any]) -> Path:
     """Write checkpoints/step_<N>.zip, its normalization and its resume state, then point
     latest.json at them (written last, so it always names a complete checkpoint)."""
-    ckpt_dir = _checkpoint_dir(run_dir)
+    ckpt_dir = run_dir / "checkpoints"
     steps = int(model.num_timesteps)
     stem = f"step_{steps:012d}"
     zip_path = ckpt_dir / f"{stem}.zip"
@@ -277,7 +268,7 @@ def save_checkpoint(model: Any, run_dir: Path, record: dict[str, Any], keep: int
     resume_state.save(resume_state.capture(model, elapsed_seconds(model)), state_path)
     latest = {"num_timesteps": steps, "model": zip_path.name, "state": state_path.name}
     write_json(ckpt_dir / LATEST_FILE, latest)
-    for old in sorted(ckpt_dir.glob("step_*.zip"))[:-keep]:
+    for old in sorted(ckpt_dir.glob("step_*.zip"))[:-2]:  # the latest two are kept
         old.unlink()
         old.with_name(old.stem + "." + NORMALIZATION_FILE).unlink(missing_ok=True)
         old.with_name(old.stem + resume_state.STATE_SUFFIX).unlink(missing_ok=True)
@@ -302,7 +293,7 @@ def restore_checkpoint(model: Any, run_dir: Path) -> tuple[int, float | None]:
     Returns (step count, training seconds so far, or None for a checkpoint without a resume
     state: written before exact resume existed; then the envs start new episodes).
     """
-    ckpt_dir = _checkpoint_dir(run_dir)
+    ckpt_dir = run_dir / "checkpoints"
     latest_file = ckpt_dir / LATEST_FILE
     if not latest_file.exists():  # killed before its first checkpoint: start over
         return 0, 0.0
@@ -389,11 +380,7 @@ def train(
     after ours (tests use one to kill a run at a chosen step). With ``piece_minutes`` this
     piece stops after about that long at an exact checkpoint, without the final model; the
     returned model's ``num_timesteps`` is then below ``config.timesteps``."""
-    config_path = run_dir / CONFIG_FILE
-    if resume and not config_path.exists():
-        raise RunError(f"nothing to resume: {config_path} does not exist")
-    if not resume and config_path.exists():
-        raise RunError(f"{run_dir} already holds a run; pass --resume to continue it or pick --out")
+    config_path = run_dir / CONFIG_FILE  # train.py checked that it exists exactly on --resume
     keep_freed_memory()
     venv = make_training_env(config)  # env and model first: bad settings write nothing
     try:

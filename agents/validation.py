@@ -87,13 +87,12 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "exploration_final_eps": (lambda v: _number(v) and 0 <= v <= 1, "a number in [0, 1]"),
     "tau": (lambda v: _number(v) and 0 < v <= 1, "a number in (0, 1]"),
 }
-# Keys of a run's hyperparameters that are not keyword arguments of the algorithm.
-OWN_KEYS = ("n_envs", "normalize_reward", "separate_value_trunk")
 
 
 def check_hyperparams(algo: str, hp: dict[str, Any], where: str = "") -> None:
     """`SettingsError` for an unknown keyword of ``algo`` or a value its rule refuses."""
     from agents.algorithms import ALGORITHMS
+    from agents.training import OWN_KEYS
 
     accepted = _keywords(ALGORITHMS[algo]) - {"self", "policy", "env", "policy_kwargs", "seed"}
     accepted -= {"device", "verbose", "_init_setup_model"}

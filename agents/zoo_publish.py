@@ -194,18 +194,12 @@ def publish(
     if (dst / "model.zip").exists() and not force:
         raise PublishError(f"{dst} already holds a model.zip; pass --force to replace it")
     source = model_source(run_dir, checkpoint)
-    dst.mkdir(parents=True, exist_ok=True)
-    staged = dst / ".staged-model.zip"
-    write_weights_only(source, staged)
-    try:
+    with atomic_path(dst / "model.zip", ".zip") as staged:  # in place once evaluated
+        write_weights_only(source, staged)
         evaluation = evaluate_entry(staged, episodes, parallel)
-    except BaseException:
-        staged.unlink(missing_ok=True)
-        raise
-    evaluation["model_from"] = _relative(source, run_dir)
-    evaluation["num_timesteps"] = int(read_sb3_zip(staged).data.get("num_timesteps", 0))
-    evaluation["torch_threads"] = torch.get_num_threads()
-    staged.replace(dst / "model.zip")
+        evaluation["model_from"] = _relative(source, run_dir)
+        evaluation["num_timesteps"] = int(read_sb3_zip(staged).data.get("num_timesteps", 0))
+        evaluation["torch_threads"] = torch.get_num_threads()
     with atomic_path(dst / "config.json", ".json") as tmp:
         shutil.copyfile(run_dir / "config.json", tmp)
     steps = evaluation["num_timesteps"]

@@ -63,7 +63,7 @@ class Workspace:
     def __init__(self, root: Path) -> None:
         from tiny_models import MODELS
 
-        from agents.sb3_zip import add_extra
+        from agents.sb3_zip import write_sb3_zip
 
         self.root = root
         self.coinrun = root / "coinrun"
@@ -71,7 +71,8 @@ class Workspace:
         self.coinrun_zip = self.coinrun / "model.zip"
         MODELS["ours-ppo-interpretable"]().save(self.coinrun_zip)
         record = {"algo": "ppo", "env_id": COINRUN, "env_kwargs": {"distribution_mode": "easy"}}
-        add_extra(self.coinrun_zip, {**record, "arch": "interpretable"})
+        extra = {**record, "arch": "interpretable"}
+        write_sb3_zip(self.coinrun_zip, self.coinrun_zip, extra=extra)
         (self.coinrun / "config.json").write_text(json.dumps(record))
         self.pong = root / "pong.zip"
         MODELS["ours-dqn-nature"]().save(self.pong)

@@ -116,3 +116,5 @@ def test_input_stage_reads_hwc_and_is_channels_last():
 def test_unknown_arch_is_a_clear_error():
     with pytest.raises(ValueError, match="valid: interpretable, impala, nature"):
         HWCFeatures(IMAGE_64, "resnet")
+    with pytest.raises(ValueError, match="unknown arch 'resnet'; valid: interpretable, impala"):
+        HWCActorCriticPolicy(IMAGE_64, gym.spaces.Discrete(15), lambda _: 5e-4, arch="resnet")
