@@ -44,11 +44,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+import agents
 from agents.evaluate import wilson_interval
 from agents.precision import autocast, check_precision
 from agents.rollout import LEVEL_OPTIONS, Act, Step, level_env, level_rng, play, sample_uniforms
 from envs.coinrun_state import ENEMY, SAW, invisible_buzzsaws, without_hazards
-from interpret.audit.causes import CAUSES, TABLE_COLUMNS, FailureCause
+from interpret.audit.causes import CAUSES, TABLE_COLUMNS, FailureCause, FailureLabeler
 from interpret.core.trajectory import GAE_LAMBDA, GAMMA, Trajectory, gae_advantages
 
 if TYPE_CHECKING:
@@ -187,18 +188,8 @@ def _rate(count: int, n: int) -> dict[str, Any]:
 
 
 # ---- one worker -----------------------------------------------------------------------------
-@functools.cache
-def _cached_view(model: str, trust_pickle: bool) -> Any:
-    import agents
-
-    return agents.load(model, trust_pickle=trust_pickle)
-
-
-@functools.cache
-def _cached_labeler() -> Any:
-    from interpret.audit.causes import FailureLabeler
-
-    return FailureLabeler()
+_cached_view = functools.cache(agents.load)  # one view and one labeler per worker process
+_cached_labeler = functools.cache(FailureLabeler)
 
 
 class _Policy:
@@ -267,8 +258,8 @@ class _Chunk:
             torch.set_num_threads(task.threads)
         self.task, self.levels = task, list(task.levels)
         self.seeds = [s for _, s in self.levels]
-        self.policy = _Policy(_cached_view(task.model, task.trust_pickle), task.deterministic,
-                              task.precision)  # fmt: skip
+        view = _cached_view(task.model, trust_pickle=task.trust_pickle)
+        self.policy = _Policy(view, task.deterministic, task.precision)
         self.labeler = _cached_labeler()
         self.edit = level_edit(task.level_edit)
         self.options = {k: v for k, v in task.env_options.items() if k not in LEVEL_OPTIONS}
@@ -304,6 +295,7 @@ class _Chunk:
         self.returns[k] = info["episode"]["r"]
         self.lengths[k] = info["episode"]["l"]
         if not self.completed[k]:
+            assert state is not None  # both engines hold the state before a failure's last step
             clock = time.perf_counter()
             self.causes[k] = self.labeler.cause(state, action)
             self.times["label_s"] += time.perf_counter() - clock
@@ -374,7 +366,7 @@ def _play_stepwise(task: AuditTask) -> ChunkResult:
             assert episode is not None
             done = chunk.outcome(end.k, end.info, episode.state, episode.actions[-1])
             advantages = _finish(episode, done, task, chunk.negative, chunk.positive)
-            if not done:
+            if not done and _would_keep(chunk.failures, episode.index, task):
                 _keep_lowest(chunk.failures, episode, advantages, task)
             running[end.slot] = None
     return chunk.result()
@@ -593,9 +585,8 @@ def _keep_lowest(
 ) -> None:
     """Keep the `task.keep_failures` failed episodes of lowest level index seen so far (so the
     merged audit keeps the first ones by level order, however the levels were split).
-    `observations`: those of the kept steps, when the episode does not hold its frames."""
-    if not _would_keep(kept, episode.index, task):
-        return
+    `observations`: those of the kept steps, when the episode does not hold its frames.
+    Called for an episode `_would_keep` keeps."""
     if len(kept) >= task.keep_failures:
         del kept[max(range(len(kept)), key=lambda i: kept[i][0])]
     kept.append((episode.index, _trajectory(episode, advantages, task, observations)))
