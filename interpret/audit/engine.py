@@ -64,15 +64,6 @@ LEVEL_EDITS: dict[str, Callable[[bytes], bytes]] = {
 }
 
 
-def level_edit(name: str | None) -> Callable[[bytes], bytes] | None:
-    """The state edit called `name` (a key of `LEVEL_EDITS`), or None for None."""
-    if name is None:
-        return None
-    if name not in LEVEL_EDITS:
-        raise ValueError(f"unknown level edit {name!r}; valid: {', '.join(LEVEL_EDITS)}")
-    return LEVEL_EDITS[name]
-
-
 @dataclass(frozen=True)
 class AuditTask:
     """One chunk of levels for one worker (picklable)."""
@@ -261,7 +252,7 @@ class _Chunk:
         view = _cached_view(task.model, trust_pickle=task.trust_pickle)
         self.policy = _Policy(view, task.deterministic, task.precision)
         self.labeler = _cached_labeler()
-        self.edit = level_edit(task.level_edit)
+        self.edit = LEVEL_EDITS[task.level_edit] if task.level_edit is not None else None
         self.options = {k: v for k, v in task.env_options.items() if k not in LEVEL_OPTIONS}
         self.venv = level_env(task.env_id, self.seeds, task.n_envs, task.seed, **self.options)
         n = len(self.levels)
@@ -679,6 +670,8 @@ def run_audit(
         raise ValueError("no levels to audit")
     if engine not in ENGINES:
         raise ValueError(f"unknown audit engine {engine!r}; valid: {', '.join(ENGINES)}")
+    if level_edit is not None and level_edit not in LEVEL_EDITS:
+        raise ValueError(f"unknown level edit {level_edit!r}; valid: {', '.join(LEVEL_EDITS)}")
     check_precision(precision)
     executor = executor or SerialExecutor()
     workers = max(1, executor.workers)
