@@ -56,7 +56,7 @@ def test_report_files(report):
     report_features = read_features_report(report)
     for i, label in enumerate(objects["labels"]):  # what `edit --feature LABEL` resolves
         if label:
-            assert report_features.select([label]) == [i]
+            assert report_features.index(label) == i
     assert summary["completeness"]["max_abs_error"] >= 0
     for mark in summary["bookmarks"]:
         assert (mark["advantage"] < 0) == (mark["kind"] == "failure")

@@ -19,11 +19,11 @@ from agents.executor import LocalExecutor
 from interpret.audit.causes import TABLE_COLUMNS
 from interpret.audit.comparison import comparison_rows, two_proportion_p
 from interpret.audit.engine import (
+    LEVEL_EDITS,
     ReplayDivergedError,
     _Policy,
     _Replayer,
     chunk_levels,
-    level_edit,
     run_audit,
 )
 from interpret.cli import main
@@ -111,7 +111,7 @@ def test_replay_engine_grows_its_buffers(model, stepwise, monkeypatch):
 def test_replayed_state_equals_the_state_read_live(edit):
     """Play a level with random actions reading every state; a fresh game fed the same
     actions passes through the same state bytes and frames (also after another level)."""
-    change = level_edit(edit)
+    change = LEVEL_EDITS[edit] if edit is not None else None
     rng = np.random.default_rng(1)
 
     def live(level):
@@ -205,6 +205,8 @@ def test_bf16_audit_and_bad_options(model):
         run_audit(model, COINRUN, LEVELS[:1], env_options=HARD, engine="nope")
     with pytest.raises(ValueError, match="precision"):
         run_audit(model, COINRUN, LEVELS[:1], env_options=HARD, precision="fp16")
+    with pytest.raises(ValueError, match="unknown level edit 'no-coins'; valid: invisible-"):
+        run_audit(model, COINRUN, LEVELS[:1], env_options=HARD, level_edit="no-coins")
 
 
 def test_every_failure_is_labelled_and_counted_once(audit):

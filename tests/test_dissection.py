@@ -13,7 +13,6 @@ from torch import nn
 
 import agents
 from interpret.dissection.interventions import (
-    forced,
     intervene,
     output_change,
     rank_units,
@@ -149,7 +148,8 @@ def test_hooks_change_outputs_and_restore_the_model_exactly(ppo_view, frames):
         alive = [u for u in range(stats.units) if not stats.dead[u]][:4]
         with zeroed(ppo_view, "2b", alive):
             inside = ppo_view.outputs(x)
-        with forced(ppo_view, "2b", alive, stats.threshold + 1.0):
+        forced = {u: float(stats.threshold[u]) + 1.0 for u in alive}  # a_u(x, p) = t_u + 1
+        with intervene(ppo_view, "2b", forced):
             forced_out = ppo_view.outputs(x)
         after = ppo_view.outputs(x)
     assert not torch.equal(inside["value"], before["value"])

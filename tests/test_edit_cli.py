@@ -129,7 +129,8 @@ def test_edit_by_label_end_to_end(setup, capsys):
 def test_several_features_project_out_their_span(setup, capsys):
     root, run, report, directions = setup
     out = root / "span"
-    assert edit(run, "--features", report, "--feature", "0", "enemy right", "--out", out) == 0
+    keys = ["0", "enemy right", "buzzsaw"]  # a feature named twice (buzzsaw is 0) counts once
+    assert edit(run, "--features", report, "--feature", *keys, "--out", out) == 0
     view = agents.load(out)
     record = view.metadata["edit"]
     assert record["rank"] == 2 and record["feature_indices"] == [0, 3]
@@ -245,12 +246,12 @@ def test_label_selection_rules(tmp_path):
     directions = np.eye(4, 8, dtype=np.float32)
     path = write_report(tmp_path / "r", directions, ["enemy", "enemy left", "", "Buzzsaw"], "x")
     report = read_features_report(path)
-    assert report.select(["enemy"]) == [0]  # an exact label wins over containing ones
-    assert report.select(["LEFT", "buzzsaw", "2", "1"]) == [1, 3, 2]  # duplicates once
+    assert report.index("enemy") == 0  # an exact label wins over containing ones
+    assert [report.index(key) for key in ["LEFT", " buzzsaw", "2", "1"]] == [1, 3, 2, 1]
     assert [report.name(i) for i in range(4)] == ["enemy", "enemy left", "feature 2", "Buzzsaw"]
     np.testing.assert_array_equal(report.features.directions, directions)
     assert report.target == "value" and report.layer_shape == (32, 32, 32)
     with pytest.raises(InterpretError, match="matches several"):
-        report.select(["en"])
+        report.index("en")
     with pytest.raises(InterpretError, match="out of range"):
-        report.select(["-1"])
+        report.index("-1")

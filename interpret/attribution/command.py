@@ -68,11 +68,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--force", action="store_true", help="replace an existing --out")
 
 
-def _check(args: argparse.Namespace) -> None:
-    positive = ("features", "steps", "sample_envs", "sample_steps", "sample_every")
-    check_counts(args, (*positive, "trajectories", "trajectory_steps", "batch_size"), ("smooth",))
-
-
 def run(args: argparse.Namespace) -> Path:
     import agents
     import envs
@@ -85,7 +80,8 @@ def run(args: argparse.Namespace) -> Path:
     from interpret.core.report import write_files
     from interpret.core.trajectory import record_trajectories
 
-    _check(args)
+    positive = ("features", "steps", "sample_envs", "sample_steps", "sample_every")
+    check_counts(args, (*positive, "trajectories", "trajectory_steps", "batch_size"), ("smooth",))
     torch.manual_seed(args.seed)
     view = agents.load(args.model, trust_pickle=args.trust_pickle)
     env_id, env_options = resolve_env(view, args.env, args.env_kwargs)

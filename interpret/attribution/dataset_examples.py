@@ -19,11 +19,6 @@ from dataclasses import dataclass
 import numpy as np
 
 
-def responses(activations: np.ndarray, directions: np.ndarray) -> np.ndarray:
-    """(N, C, H, W) activations, (k, C) directions -> (N, k, H, W) responses."""
-    return np.einsum("nchw,kc->nkhw", activations, directions, optimize=True)
-
-
 @dataclass
 class Example:
     """One dataset example: observation ``index``, layer position (``y``, ``x``), ``score``."""

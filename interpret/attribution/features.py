@@ -11,7 +11,6 @@ names or renames features by editing the ``labels`` list in ``summary.json`` (e.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -65,18 +64,11 @@ class FeaturesReport:
         """The feature's label, or ``"feature i"`` when it has none (as the report shows it)."""
         return self.features.labels[index] or f"feature {index}"
 
-    def select(self, keys: Sequence[str | int]) -> list[int]:
-        """Feature indices for ``keys``: each an index (``"3"``) or a label, matched without
-        regard to case, exactly or else as the only label containing it. Duplicates are kept
-        once, in the given order; a key that matches nothing or several raises."""
-        chosen: list[int] = []
-        for key in keys:
-            index = self._one(str(key).strip())
-            if index not in chosen:
-                chosen.append(index)
-        return chosen
-
-    def _one(self, key: str) -> int:
+    def index(self, key: str) -> int:
+        """The feature index for `key`: an index (``"3"``) or a label, matched without regard
+        to case, exactly or else as the only label containing it; a key that matches nothing
+        or several raises."""
+        key = key.strip()
         k = self.features.k
         if key.lstrip("-").isdigit():
             index = int(key)

@@ -12,6 +12,7 @@ a sample of states with a hazard in view. The most negative score marks the haza
 
 from __future__ import annotations
 
+import functools
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -36,12 +37,7 @@ def hazard_remover(kinds: Iterable[str] = HAZARD_KINDS) -> Callable[[bytes], byt
     if unknown or not kinds:
         raise InterpretError(f"hazard kinds must be among {', '.join(HAZARD_KINDS)}; got {kinds}")
     types = tuple(t for kind, t in (("buzzsaw", SAW), ("enemy", ENEMY)) if kind in kinds)
-    lava = "lava" in kinds
-
-    def remove(state: bytes) -> bytes:
-        return without_hazards(state, types, lava=lava)
-
-    return remove
+    return functools.partial(without_hazards, types=types, lava="lava" in kinds)
 
 
 def hazard_masks(
@@ -187,18 +183,11 @@ def measure_hazard_attribution(
     family, game = envs.parse_env_id(env_id)
     if (family, game) != ("procgen", "coinrun"):
         raise InterpretError(f"hazard features need CoinRun ({COINRUN}), not {env_id}")
-    if n_observations < 1:
-        raise InterpretError(f"n_observations must be positive, got {n_observations}")
     ig = HiddenLayerIntegratedGradients(view, features.layer, target=target, n_steps=n_steps)
     observations, masks, played = sample_hazard_frames(
         view, env_id, env_options, n_observations, seed, kinds,
         n_envs=n_envs, steps_per_round=steps_per_round,
     )  # fmt: skip
     attribution = ig.attribute(observations, batch_size=batch_size)
-    if attribution.attributions.shape[1] != features.directions.shape[1]:
-        raise InterpretError(
-            f"layer {features.layer!r} has {attribution.attributions.shape[1]} channels, the "
-            f"features {features.directions.shape[1]}"
-        )
     scores, shares = hazard_scores(features, attribution.attributions, masks)
     return HazardAttribution(scores, shares, observations, masks, played)

@@ -250,13 +250,9 @@ class HiddenLayerIntegratedGradients:
         (grads,) = torch.autograd.grad(values.sum(), points)
         grads = grads.view(n, count, *a.shape[1:])
         with torch.no_grad():
-            if len(set(step_sizes)) == 1:  # riemann_right: every weight 1/n
-                total = grads.sum(0).mul_(step_sizes[0])
-            else:
-                weights = torch.tensor(step_sizes, dtype=grads.dtype, device=grads.device)
-                total = (grads * weights.view(n, *[1] * a.dim())).sum(0)
+            total = grads.sum(0).mul_(step_sizes[0])  # riemann_right: every weight 1/n
             attributions = total.mul_(delta)
-        return attributions.contiguous(), self._end_outputs(values, alphas, a)
+        return attributions.contiguous(), _end_outputs(values, n, count)
 
     def _integrate_through_pool(
         self, a: torch.Tensor, baseline: torch.Tensor | None, pool: L2Pool, rest: Callable
@@ -303,7 +299,7 @@ class HiddenLayerIntegratedGradients:
                 total = per_window[0] * coefficients[0]
                 for i in range(1, n):
                     total.add_(per_window[i], alpha=coefficients[i])
-                return _upsample(total, k)
+                return nn.functional.interpolate(total, scale_factor=k, mode="nearest")
 
             total = a * weighted([w * alpha for w, alpha in zip(step_sizes, alphas, strict=True)])
             if baseline is not None:
@@ -312,20 +308,12 @@ class HiddenLayerIntegratedGradients:
                 ]
                 total.add_(baseline * weighted(coefficients))
             attributions = total.mul_(a if baseline is None else a - baseline)
-        return attributions.contiguous(), self._end_outputs(values, alphas, a)
-
-    def _end_outputs(
-        self, values: torch.Tensor, alphas: list[float], a: torch.Tensor
-    ) -> torch.Tensor:
-        """F(a), (N,): the path's values at alpha = 1 (where the point is `a` itself)."""
-        if 1.0 in alphas:
-            return values.detach().view(len(alphas), len(a))[alphas.index(1.0)]
-        with torch.no_grad():
-            return self._forward(a)
+        return attributions.contiguous(), _end_outputs(values, n, count)
 
 
-def _upsample(x: torch.Tensor, k: int) -> torch.Tensor:
-    return nn.functional.interpolate(x, scale_factor=k, mode="nearest")
+def _end_outputs(values: torch.Tensor, n: int, count: int) -> torch.Tensor:
+    """F(a), (N,): the path's (n N,) values at its last point, alpha = 1 (`a` itself)."""
+    return values.detach().view(n, count)[-1]
 
 
 def _riemann(n_steps: int) -> tuple[list[float], list[float]]:

@@ -26,6 +26,9 @@ from sklearn.exceptions import ConvergenceWarning
 
 from interpret.core.errors import InterpretError
 
+MAX_ROWS = 400_000  # rows of the matrix `fit_nmf` factorizes, at most
+MAX_ITER = 400  # iterations of scikit-learn's NMF solver (fit and coefficients)
+
 
 @dataclass
 class FeatureMaps:
@@ -98,7 +101,7 @@ class NMFFeatures:
                     n_components=self.k,
                     init="custom",
                     update_H=False,
-                    max_iter=400,
+                    max_iter=MAX_ITER,
                 )
             coeffs[nonzero] = fitted
         return coeffs.reshape(n, h, w, self.k).transpose(0, 3, 1, 2)
@@ -122,16 +125,13 @@ def fit_nmf(
     k: int = 8,
     *,
     source: str = "attribution",
-    max_rows: int | None = 400_000,
-    seed: int = 0,
-    max_iter: int = 400,
 ) -> NMFFeatures:
     """Fit k NMF directions on (N, C, H, W) (or (N, C)) attributions or activations of a sample.
 
     Attributions are split into positive and negative parts, stacked along the batch
     dimension; positions are flattened into it: a (2 N H W, C) matrix (N H W for activations).
     All-zero rows are dropped (their optimal coefficients are zero, so this changes nothing),
-    and at most ``max_rows`` of the rest, drawn at random, are used for the fit.
+    and at most `MAX_ROWS` of the rest, drawn at random (seed 0), are used for the fit.
     """
     values = as_channels(values)
     if source not in ("attribution", "activation"):
@@ -148,10 +148,9 @@ def fit_nmf(
     rows = rows[rows.max(axis=1) > 0]
     if len(rows) < k:
         raise InterpretError(f"only {len(rows)} non-zero rows to factorize into {k} features")
-    rng = np.random.default_rng(seed)
-    if max_rows is not None and len(rows) > max_rows:
-        rows = rows[rng.choice(len(rows), max_rows, replace=False)]
-    model = NMF(n_components=k, init="nndsvda", max_iter=max_iter, random_state=seed)
+    if len(rows) > MAX_ROWS:
+        rows = rows[np.random.default_rng(0).choice(len(rows), MAX_ROWS, replace=False)]
+    model = NMF(n_components=k, init="nndsvda", max_iter=MAX_ITER, random_state=0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         weights = model.fit_transform(rows)

@@ -168,16 +168,13 @@ def dominant_labels(shares: np.ndarray, contrast: np.ndarray, classes: Sequence[
 
 
 def score_objects(
-    features: NMFFeatures,
-    attributions: np.ndarray,
-    masks: np.ndarray,
-    classes: Sequence[str] = OBJECT_CLASSES,
+    features: NMFFeatures, attributions: np.ndarray, masks: np.ndarray
 ) -> ObjectLabels:
     """Split each feature's attribution by object class and label the features.
 
     :param attributions: (N, C, H, W) attributions at ``features.layer``
-    :param masks: (N, M, h, w) bool, a partition of each observation's pixels into `classes`
-        (`object_masks`; any resolution, averaged down to (H, W))
+    :param masks: (N, M, h, w) bool, a partition of each observation's pixels into the
+        `OBJECT_CLASSES` (`object_masks`; any resolution, averaged down to (H, W))
     """
     if attributions.ndim != 4:
         raise InterpretError(
@@ -185,10 +182,10 @@ def score_objects(
             f"{attributions.shape}"
         )
     n, m = masks.shape[:2]
-    if len(attributions) != n or n == 0 or m != len(classes):
+    if len(attributions) != n or n == 0 or m != len(OBJECT_CLASSES):
         raise InterpretError(
             f"{len(attributions)} attributions for {n} frames of masks over {m} classes "
-            f"({len(classes)} named)"
+            f"({len(OBJECT_CLASSES)} named)"
         )
     height, width = attributions.shape[2:]
     areas = area_fractions(masks.reshape(n * m, *masks.shape[2:]), (height, width))
@@ -207,7 +204,7 @@ def score_objects(
     with np.errstate(divide="ignore"):  # all on one class: infinite contrast
         contrast = np.where(lift > 0, lift / np.maximum(elsewhere, 0.0), 0.0)
     return ObjectLabels(
-        classes=list(classes),
+        classes=list(OBJECT_CLASSES),
         area=area,
         frames=masks.any(axis=(2, 3)).sum(axis=0),
         positive_shares=_normalised(positive),
@@ -216,7 +213,7 @@ def score_objects(
         fit_r2=fit_r2,
         lift=lift,
         contrast=contrast,
-        labels=dominant_labels(shares, contrast, list(classes)),
+        labels=dominant_labels(shares, contrast, OBJECT_CLASSES),
     )
 
 
@@ -225,8 +222,6 @@ def label_by_objects(
 ) -> ObjectLabels:
     """`score_objects` on the CoinRun states (``get_state()`` bytes) the (N, C, H, W)
     `attributions` were computed for, with masks from the game's renderer."""
-    if len(states) != len(attributions):
-        raise InterpretError(f"{len(states)} states for {len(attributions)} attributions")
     return score_objects(features, attributions, object_masks(states, batch_size))
 
 

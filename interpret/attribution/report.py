@@ -22,11 +22,11 @@ from typing import Any
 import numpy as np
 from scipy.ndimage import gaussian_filter
 
-from interpret.attribution.dataset_examples import patch, responses, spatial_examples, top_examples
+from interpret.attribution.dataset_examples import patch, spatial_examples, top_examples
 from interpret.attribution.integrated_gradients import LayerAttribution
 from interpret.attribution.nmf import FeatureMaps, NMFFeatures, as_channels
 from interpret.attribution.object_labels import RULE, ObjectLabels
-from interpret.core.report import png_data_uri, read_static, report_files, script_json
+from interpret.core.report import page, png_data_uri, read_static, report_files, script_json
 from interpret.core.trajectory import Trajectory
 
 PALETTE = [
@@ -131,7 +131,8 @@ def _feature_examples(
     """Per feature: top patches (data URIs) and the spatially-aware mosaic."""
     frames = display_frames(observations)
     activations = as_channels(activations)
-    response = responses(activations, features.directions)
+    # each feature's response: the activations projected on its direction, (N, k, H, W)
+    response = np.einsum("nchw,kc->nkhw", activations, features.directions, optimize=True)
     stride = max(1, frames.shape[1] // activations.shape[2])
     size = min(frames.shape[1], max(16, 12 * stride))
     cell = max(1, activations.shape[2] // 8)
@@ -381,8 +382,6 @@ SCRIPT = read_static("attribution.js")
 
 
 def _page(settings: dict[str, Any], body: str, data: dict[str, Any]) -> str:
-    from interpret.core.report import page
-
     script = f"const DATA = {script_json(data)};\n{SCRIPT}"
     return page(f"attribution: {settings['layer']} ({settings['model']})", body, css=CSS,
                 script=script)  # fmt: skip

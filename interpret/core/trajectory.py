@@ -174,8 +174,6 @@ def record_trajectories(
     deterministic: bool = False,
     epsilon: float = 0.0,
     record_states: bool = False,
-    gamma: float = GAMMA,
-    lam: float = GAE_LAMBDA,
     **env_options: Any,
 ) -> list[Trajectory]:
     """Play ``view`` for ``n_steps`` in ``n_envs`` envs; one ``Trajectory`` per env.
@@ -229,8 +227,8 @@ def record_trajectories(
         "seed": seed,
         "epsilon": epsilon,
         "deterministic": deterministic,
-        "gamma": gamma,
-        "gae_lambda": lam,
+        "gamma": GAMMA,
+        "gae_lambda": GAE_LAMBDA,
         "scores": view.score_kind,
     }
     trajectories = []
@@ -249,7 +247,7 @@ def record_trajectories(
                 logits=np.stack([sc[i] for sc, _, _ in scored]).astype(np.float32),
                 level_seeds=np.array([seeds[i] for _, _, seeds in scored], dtype=np.int64),
                 level_complete=np.array([bool(f.get("level_complete", False)) for f in infos]),
-                advantages=gae_advantages(rewards, values, dones, last_values[i], gamma, lam),
+                advantages=gae_advantages(rewards, values, dones, last_values[i]),
                 states=[step.states[i] for step in steps if step.states] if record_states else None,
                 metadata={**metadata, "env_index": i},
             )

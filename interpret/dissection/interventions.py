@@ -51,13 +51,6 @@ def zeroed(view: PolicyView, layer: str, units: Sequence[int]) -> ContextManager
     return intervene(view, layer, {int(u): 0.0 for u in units})
 
 
-def forced(
-    view: PolicyView, layer: str, units: Sequence[int], thresholds: np.ndarray
-) -> ContextManager[None]:
-    """Node activation: a_u(x, p) = t_u."""
-    return intervene(view, layer, {int(u): float(thresholds[u]) for u in units})
-
-
 def output_change(view: PolicyView, before: Outputs, after: Outputs) -> dict[str, torch.Tensor]:
     """Per-observation (N,) effect of an intervention on each output, by ``view.output_roles``.
 
@@ -86,14 +79,6 @@ def output_change(view: PolicyView, before: Outputs, after: Outputs) -> dict[str
         else:
             effects[f"{key}_abs_change"] = (new - old).abs().reshape(len(new), -1).mean(dim=1)
     return effects
-
-
-def ranking_key(effects: Mapping[str, object]) -> str:
-    """The effect that ranks units: policy KL, else mean |dQ|, else the first output's change."""
-    for key in ("policy_kl", "q_change"):
-        if key in effects:
-            return key
-    return next(k for k in effects if k.endswith("abs_change"))
 
 
 @torch.no_grad()
@@ -140,6 +125,8 @@ def zeroing_effects(
 
 def rank_units(effects: Mapping[str, np.ndarray]) -> tuple[str, np.ndarray]:
     """(ranking key, unit positions ordered from the largest effect of zeroing to the least);
-    a signed effect ranks by its magnitude."""
-    key = ranking_key(effects)
+    the key is the policy KL, else mean |dQ|, else the first output's change; a signed effect
+    ranks by its magnitude."""
+    changes = [key for key in effects if key.endswith("abs_change")]
+    key = next(key for key in ("policy_kl", "q_change", *changes) if key in effects)
     return key, np.argsort(-np.abs(effects[key]), kind="stable")

@@ -8,7 +8,6 @@ from typing import Any
 
 import numpy as np
 
-from interpret.core.errors import InterpretError
 from interpret.core.report import page, png_data_uri, read_static
 from interpret.dissection.interventions import rank_units
 from interpret.dissection.units import UnitStatistics, observation_image
@@ -70,8 +69,7 @@ def layer_arrays(stats: UnitStatistics, top, maps, effects) -> dict[str, np.ndar
 def _overlay(obs: np.ndarray, mask: np.ndarray, scale: int = 2) -> str:
     """The frame, dimmed outside the activation map, as a data URI."""
     frame = observation_image(obs)
-    if frame is None:
-        raise InterpretError(f"observation of shape {obs.shape} is not an image to overlay")
+    assert frame is not None  # the command draws maps only when observations are images
     image = frame.astype(np.float32)
     shown = np.where(mask[:, :, None], image, image * 0.25 + 40).astype(np.uint8)
     return png_data_uri(np.kron(shown, np.ones((scale, scale, 1), dtype=np.uint8)))

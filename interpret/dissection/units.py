@@ -21,8 +21,6 @@ import torch.nn.functional as F
 
 from interpret.core.errors import InterpretError
 
-QUANTILES = (0.01, 0.05)  # "top 1 or top 5% of activations"
-
 
 def as_units(activation: torch.Tensor) -> torch.Tensor:
     """Layer output -> (N, U, h, w): conv maps as they are, (N, D) as D units of size 1x1, a
@@ -118,8 +116,6 @@ def unit_statistics(
     """Statistics of ``layer``'s units over ``observations`` (N, *obs_shape) uint8, streamed in
     batches: the threshold keeps each unit's running top (k+1) values, so it is exact without
     holding all N*h*w activations."""
-    if not 0.0 < quantile < 0.5:
-        raise InterpretError(f"quantile must be in (0, 0.5), e.g. 0.01 or 0.05; got {quantile}")
     n = len(observations)
     if n == 0:
         raise InterpretError("no observations to dissect")

@@ -133,7 +133,7 @@ def _from_report(view: Any, args: argparse.Namespace) -> tuple[str, np.ndarray, 
     measured: dict[str, int] = {}  # features found by measuring (HAZARDS), not by name
     if HAZARDS in keys:
         measured[HAZARDS], record["hazard_attribution"] = _hazard_feature(view, report, args)
-    indices = [measured[key] if key in measured else report.select([key])[0] for key in keys]
+    indices = [measured[key] if key in measured else report.index(key) for key in keys]
     indices = list(dict.fromkeys(indices))
     record["feature_indices"] = indices
     record["feature_labels"] = [report.name(i) for i in indices]
