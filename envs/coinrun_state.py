@@ -200,10 +200,7 @@ class CoinRunState:
 
     def hide_agent(self) -> CoinRunState:
         """Draw the agent with opacity 0 (it stays where it is and plays on)."""
-        for entity in self.entities:
-            if entity.type == PLAYER:
-                entity.alpha = 0.0
-        return self
+        return self.make_invisible((PLAYER,))
 
     def hide_background(self) -> CoinRunState:
         """Render a black backdrop instead of the background image (`use_backgrounds` off)."""

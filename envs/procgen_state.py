@@ -306,15 +306,10 @@ class ProcgenState:
     @property
     def agent(self) -> Entity:
         """The agent's entity (the last entity of type PLAYER, as the game looks it up)."""
-        index = self.agent_index
-        if index < 0:
+        players = [e for e in self.entities if e.type == PLAYER]
+        if not players:
             raise StateFormatError("state has no PLAYER entity")
-        return self.entities[index]
-
-    @property
-    def agent_index(self) -> int:
-        indices = [i for i, e in enumerate(self.entities) if e.type == PLAYER]
-        return indices[-1] if indices else -1
+        return players[-1]
 
     def cell(self, x: int, y: int) -> int:
         """The grid object at integer cell (x, y), or the game's out-of-bounds object."""
