@@ -64,9 +64,8 @@ def _make_ale(game: str, **ale_kwargs: Any) -> gymnasium.Env:
 
 def make_atari_vec_env(game: str, n_envs: int, seed: int | None, **options: Any) -> VecEnv:
     """SB3 `make_atari_env` + `VecFrameStack`: obs uint8 (n, 84, 84, frame_stack)."""
-    atari_options(game, options, extra=("vec_env",))
+    wrapper_kwargs, ale_kwargs, frame_stack = atari_options(game, options, extra=("vec_env",))
     vec_cls = vec_env_class(f"atari:{game}", options)
-    wrapper_kwargs, ale_kwargs, frame_stack = atari_options(game, options)
     venv = make_atari_env(
         functools.partial(_make_ale, game),
         n_envs=n_envs,
@@ -76,11 +75,6 @@ def make_atari_vec_env(game: str, n_envs: int, seed: int | None, **options: Any)
         vec_env_cls=vec_cls,
     )
     return VecFrameStack(venv, frame_stack) if frame_stack > 1 else venv
-
-
-def _stack_last(frames: np.ndarray) -> np.ndarray:
-    """(k, H, W, C) oldest first -> (H, W, k*C), the layout of SB3's VecFrameStack."""
-    return np.concatenate(frames, axis=-1)
 
 
 def make_atari_single_env(game: str, seed: int | None, **options: Any) -> gymnasium.Env:
@@ -93,5 +87,6 @@ def make_atari_single_env(game: str, seed: int | None, **options: Any) -> gymnas
         env = FrameStackObservation(
             env, frame_stack, padding_type="zero"
         )  # zeros, like VecFrameStack
-        env = TransformObservation(env, _stack_last, stacked)
+        # (k, H, W, C) oldest first -> (H, W, k*C), the layout of SB3's VecFrameStack
+        env = TransformObservation(env, functools.partial(np.concatenate, axis=-1), stacked)
     return SeedFirstReset(env, seed)

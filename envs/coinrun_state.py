@@ -21,7 +21,6 @@ from envs.procgen_state import (
     PLAYER,
     SPACE,
     BufferReader,
-    BufferWriter,
     Entity,
     ProcgenState,
     Record,
@@ -100,9 +99,7 @@ class CoinRunState:
 
     def to_bytes(self) -> bytes:
         """The state as bytes `set_state()` accepts (CoinRun's fields re-encoded)."""
-        writer = BufferWriter()
-        self.coinrun.write(writer)
-        self.game.game_fields = writer.getvalue()
+        self.game.game_fields = self.coinrun.to_bytes()
         return write_state(self.game)
 
     def copy(self) -> CoinRunState:
@@ -203,10 +200,7 @@ class CoinRunState:
 
     def hide_agent(self) -> CoinRunState:
         """Draw the agent with opacity 0 (it stays where it is and plays on)."""
-        for entity in self.entities:
-            if entity.type == PLAYER:
-                entity.alpha = 0.0
-        return self
+        return self.make_invisible((PLAYER,))
 
     def hide_background(self) -> CoinRunState:
         """Render a black backdrop instead of the background image (`use_backgrounds` off)."""

@@ -33,74 +33,39 @@ class StateFormatError(ValueError):
 
 
 class BufferReader:
-    """Sequential reads of int32 / float32 / length-prefixed strings from a bytes object."""
+    """Sequential reads of int32s and length-prefixed strings or vectors from a bytes object."""
 
     def __init__(self, data: bytes) -> None:
         self.data = data
         self.offset = 0
 
-    def _take(self, fmt: str) -> Any:
-        size = struct.calcsize(fmt)
-        if self.offset + size > len(self.data):
-            raise StateFormatError(f"state ends at byte {len(self.data)}, needed {fmt!r}")
-        (value,) = struct.unpack_from(fmt, self.data, self.offset)
-        self.offset += size
+    def read_int(self) -> int:
+        if self.offset + 4 > len(self.data):
+            raise StateFormatError(f"state ends at byte {len(self.data)}, needed '<i'")
+        (value,) = struct.unpack_from("<i", self.data, self.offset)
+        self.offset += 4
         return value
 
-    def read(self, kind: str) -> Any:
-        if kind == "int":
-            return self._take("<i")
-        if kind == "float":
-            return self._take("<f")
-        if kind == "bool":
-            return self._take("<i") > 0
-        if kind == "bytes":
-            size = self._take("<i")
-            if size < 0 or self.offset + size > len(self.data):
-                raise StateFormatError(f"bad string length {size} at byte {self.offset - 4}")
-            value = self.data[self.offset : self.offset + size]
-            self.offset += size
-            return value
-        raise AssertionError(kind)
+    def _sized(self, item_size: int, what: str) -> bytes:
+        """A length-prefixed run of items of ``item_size`` bytes each, as raw bytes."""
+        size = self.read_int()
+        end = self.offset + item_size * size
+        if size < 0 or end > len(self.data):
+            raise StateFormatError(f"bad {what} length {size} at byte {self.offset - 4}")
+        value = self.data[self.offset : end]
+        self.offset = end
+        return value
+
+    def read_bytes(self) -> bytes:
+        return self._sized(1, "string")
 
     def int_array(self) -> np.ndarray:
-        size = self._take("<i")
-        end = self.offset + 4 * size
-        if size < 0 or end > len(self.data):
-            raise StateFormatError(f"bad vector length {size} at byte {self.offset - 4}")
-        values = np.frombuffer(self.data, dtype="<i4", count=size, offset=self.offset)
-        self.offset = end
-        return values.astype(np.int32)
+        return np.frombuffer(self._sized(4, "vector"), dtype="<i4").astype(np.int32)
 
     def rest(self) -> bytes:
         value = self.data[self.offset :]
         self.offset = len(self.data)
         return value
-
-
-class BufferWriter:
-    def __init__(self) -> None:
-        self.parts: list[bytes] = []
-
-    def write(self, kind: str, value: Any) -> None:
-        if kind in ("int", "bool"):
-            self.parts.append(struct.pack("<i", int(value)))
-        elif kind == "float":
-            self.parts.append(struct.pack("<f", value))
-        elif kind == "bytes":
-            self.parts.append(struct.pack("<i", len(value)) + bytes(value))
-        else:
-            raise AssertionError(kind)
-
-    def int_array(self, values: np.ndarray) -> None:
-        flat = np.ascontiguousarray(values, dtype="<i4").reshape(-1)
-        self.parts.append(struct.pack("<i", flat.size) + flat.tobytes())
-
-    def raw(self, data: bytes) -> None:
-        self.parts.append(bytes(data))
-
-    def getvalue(self) -> bytes:
-        return b"".join(self.parts)
 
 
 _FORMATS = {"int": "i", "float": "f", "bool": "i"}
@@ -163,20 +128,23 @@ class Record:
                 for name in bools:
                     values[name] = values[name] > 0
             elif step[0] == "bytes":
-                values[step[1]] = reader.read("bytes")
+                values[step[1]] = reader.read_bytes()
             else:
                 values[step[1]] = step[2].read(reader)
         return cls(**values)
 
-    def write(self, writer: BufferWriter) -> None:
+    def to_bytes(self) -> bytes:
+        parts = []
         for step in self._plan():
             if step[0] == "fixed":
                 _, layout, names, _ = step
-                writer.raw(layout.pack(*(getattr(self, name) for name in names)))
-            elif step[0] == "bytes":
-                writer.write("bytes", getattr(self, step[1]))
+                parts.append(layout.pack(*(getattr(self, name) for name in names)))
+            elif step[0] == "bytes":  # length-prefixed
+                value = getattr(self, step[1])
+                parts.append(struct.pack("<i", len(value)) + bytes(value))
             else:
-                getattr(self, step[1]).write(writer)
+                parts.append(getattr(self, step[1]).to_bytes())
+        return b"".join(parts)
 
 
 @dataclass
@@ -338,15 +306,10 @@ class ProcgenState:
     @property
     def agent(self) -> Entity:
         """The agent's entity (the last entity of type PLAYER, as the game looks it up)."""
-        index = self.agent_index
-        if index < 0:
+        players = [e for e in self.entities if e.type == PLAYER]
+        if not players:
             raise StateFormatError("state has no PLAYER entity")
-        return self.entities[index]
-
-    @property
-    def agent_index(self) -> int:
-        indices = [i for i, e in enumerate(self.entities) if e.type == PLAYER]
-        return indices[-1] if indices else -1
+        return players[-1]
 
     def cell(self, x: int, y: int) -> int:
         """The grid object at integer cell (x, y), or the game's out-of-bounds object."""
@@ -366,13 +329,13 @@ def parse_state(data: bytes) -> ProcgenState:
     header = GameHeader.read(reader)
     if header.version != SERIALIZE_VERSION:
         raise StateFormatError(f"state format version {header.version}, expected 0")
-    grid_size = reader.read("int")
-    n_entities = reader.read("int")
+    grid_size = reader.read_int()
+    n_entities = reader.read_int()
     if not 0 <= n_entities <= (len(data) - reader.offset) // 4:
         raise StateFormatError(f"bad entity count {n_entities}")
     entities = [Entity.read(reader) for _ in range(n_entities)]
     basic = BasicGameFields.read(reader)
-    width, height = reader.read("int"), reader.read("int")
+    width, height = reader.read_int(), reader.read_int()
     cells = reader.int_array()
     if width < 0 or height < 0 or cells.size != width * height:
         raise StateFormatError(f"grid of {cells.size} cells is not {width} x {height}")
@@ -391,20 +354,20 @@ def parse_state(data: bytes) -> ProcgenState:
 
 def write_state(state: ProcgenState) -> bytes:
     """Serialize a `ProcgenState` back into bytes `set_state()` accepts."""
-    writer = BufferWriter()
-    state.header.write(writer)
-    writer.write("int", state.grid_size)
-    writer.write("int", len(state.entities))
-    for entity in state.entities:
-        entity.write(writer)
-    state.basic.write(writer)
     height, width = state.grid.shape
-    writer.write("int", width)
-    writer.write("int", height)
-    writer.int_array(state.grid)
-    writer.raw(state.game_fields)
-    writer.raw(END_OF_BUFFER)
-    return writer.getvalue()
+    grid = np.ascontiguousarray(state.grid, dtype="<i4").reshape(-1)
+    return b"".join(
+        [
+            state.header.to_bytes(),
+            struct.pack("<ii", state.grid_size, len(state.entities)),
+            *(entity.to_bytes() for entity in state.entities),
+            state.basic.to_bytes(),
+            struct.pack("<iii", width, height, grid.size),
+            grid.tobytes(),
+            state.game_fields,
+            END_OF_BUFFER,
+        ]
+    )
 
 
 def new_entity(x: float, y: float, vx: float, vy: float, rx: float, ry: float, kind: int) -> Entity:

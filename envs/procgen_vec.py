@@ -151,8 +151,6 @@ class ProcgenVecEnv(VecEnv):
     """
 
     def __init__(self, game: str, n_envs: int = 1, seed: int | None = 0, **options: Any) -> None:
-        if isinstance(n_envs, bool) or not isinstance(n_envs, int) or n_envs < 1:
-            raise EnvSpecError(f"n_envs must be a positive integer, got {n_envs!r}")
         _check_seed(seed)
         self.game = game
         self._kwargs, self._levels = procgen_options(game, n_envs, dict(options))
@@ -220,8 +218,7 @@ class ProcgenVecEnv(VecEnv):
         self._blocks = []
 
     def _observe(self) -> np.ndarray:
-        frames = [block.observe()[1]["rgb"] for block in self._blocks]
-        return frames[0] if len(frames) == 1 else np.concatenate(frames)
+        return np.concatenate([block.observe()[1]["rgb"] for block in self._blocks])
 
     # ---- VecEnv ------------------------------------------------------------------------------
     def reset(self) -> np.ndarray:
@@ -246,16 +243,11 @@ class ProcgenVecEnv(VecEnv):
     def step_wait(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[dict]]:
         for block, part in zip(self._blocks, self._slices, strict=True):
             block.act(self._actions[part])  # procgen steps in its own threads until observe()
-        rewards, frames, firsts, raw_infos = [], [], [], []
-        for block in self._blocks:
-            reward, ob, first = block.observe()
-            rewards.append(reward)
-            frames.append(ob["rgb"])
-            firsts.append(first)
-            raw_infos += block.get_info()
-        obs = frames[0] if len(frames) == 1 else np.concatenate(frames)
-        reward = np.concatenate(rewards).astype(np.float32)
-        done = np.concatenate(firsts).astype(bool)
+        observed = [block.observe() for block in self._blocks]
+        raw_infos = [info for block in self._blocks for info in block.get_info()]
+        obs = np.concatenate([ob["rgb"] for _, ob, _ in observed])
+        reward = np.concatenate([r for r, _, _ in observed]).astype(np.float32)
+        done = np.concatenate([first for _, _, first in observed]).astype(bool)
         self._ep_return += reward
         self._ep_length += 1
         infos = []

@@ -16,12 +16,12 @@ from interpret.imagination.game_of_life import (
     life_sequence,
     life_step,
 )
+from interpret.imagination.gol_diagnostics import linear_probe_accuracy
 from interpret.imagination.gol_imaginer import (
     GoLConfig,
     ImaginationNet,
     decoded_fakes,
     evaluate_gol,
-    linear_probe_accuracy,
     train_gol,
     validation_loss,
 )

@@ -208,7 +208,7 @@ def test_default_rollout_policy_drives_on_car_racing_only(tmp_path):
     with pytest.raises(ValueError, match="'drive' needs CarRacing"):
         check_policy("drive", gymnasium.spaces.Discrete(5))
     with pytest.raises(ValueError, match="'brownian' needs a Box"):
-        RandomActions(gymnasium.spaces.Discrete(5), "brownian", 1, 0)
+        RandomActions(gymnasium.spaces.Discrete(5), "brownian", 0)
     config = create_run(WorldModelConfig(env_id="box2d:CarRacing-v3"), tmp_path / "car")
     assert config.rollout_policy == "drive"
     config = WorldModelConfig(env_id="procgen:coinrun", rollout_policy="drive")

@@ -270,18 +270,16 @@ def main(args: argparse.Namespace) -> int:
         executor = make_executor(args.executor, args.workers, **kwargs)  # pool starts on use
         if args.resume:
             config, run_dir = _resumed_config(args), args.out
+            changed = {k: v for k, v in _overrides(args).items() if k in RESUMABLE}
         else:
-            config, run_dir = _config_and_run_dir(args)
-        overrides = _overrides(args)
+            config, run_dir = _config_and_run_dir(args)  # its build_config checks the overrides
         with lock_dir(run_dir, create=not args.resume):  # a second writer is refused
             try:
-                if args.resume:
-                    changed = {k: v for k, v in overrides.items() if k in RESUMABLE}
-                    if changed:
-                        config = WorldModelConfig.from_dict({**asdict(config), **changed})
-                        write_json(args.out / CONFIG_FILE, asdict(config))
-                else:
+                if not args.resume:
                     config = create_run(config, run_dir)
+                elif changed:
+                    config = WorldModelConfig.from_dict({**asdict(config), **changed})
+                    write_json(args.out / CONFIG_FILE, asdict(config))
                 if args.threads:
                     import torch
 

@@ -103,12 +103,6 @@ def evaluate_candidates(
     return returns.reshape(len(candidates), len(seeds)).mean(axis=1)
 
 
-def _save_state(run_dir: Path, state: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
-    with atomic_path(run_dir / "cmaes" / "state.npz", suffix=".npz") as tmp:
-        np.savez(tmp, **arrays)
-    write_json(run_dir / "cmaes" / "state.json", state)
-
-
 def train_controller(
     run_dir: Path,
     executor: Executor,
@@ -160,7 +154,9 @@ def train_controller(
         save_weights(ctrl, run_dir / "controller_best.safetensors")
         ctrl.set_flat(es.mean)
         save_weights(ctrl, run_dir / "controller_mean.safetensors")
-        _save_state(run_dir, state, {"mean": np.asarray(es.mean), "best": best})
+        with atomic_path(run_dir / "cmaes" / "state.npz", suffix=".npz") as tmp:
+            np.savez(tmp, mean=np.asarray(es.mean), best=best)
+        write_json(state_file, state)
         row = {
             "generation": generation + 1,
             "best": float(fitness.max()),

@@ -14,10 +14,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import IterableDataset
 
 
-class FrameStream(IterableDataset):
+class FrameStream:
     """Batches of uint8 frames (B, 64, 64, 3) from chunk files, shuffled per epoch."""
 
     def __init__(

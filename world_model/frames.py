@@ -12,11 +12,13 @@ Resizing uses OpenCV's area interpolation (averaging, no aliasing).
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import cv2
 import gymnasium
 import numpy as np
+from gymnasium.wrappers import TransformObservation
 
 import envs
 from envs.ids import EnvSpecError
@@ -45,18 +47,6 @@ def to_frame(obs: np.ndarray, keep_rows: int = 0) -> np.ndarray:
     return out.reshape(*obs.shape[:-3], FRAME_SIZE, FRAME_SIZE, 3)
 
 
-class FrameObservation(gymnasium.ObservationWrapper):
-    """Observations become 64x64x3 uint8 frames (cropped first where ``keep_rows`` says)."""
-
-    def __init__(self, env: gymnasium.Env, keep_rows: int = 0) -> None:
-        super().__init__(env)
-        self.keep_rows = keep_rows
-        self.observation_space = gymnasium.spaces.Box(0, 255, (FRAME_SIZE, FRAME_SIZE, 3), np.uint8)
-
-    def observation(self, observation: np.ndarray) -> np.ndarray:
-        return to_frame(observation, self.keep_rows)
-
-
 def make_frame_env(env_id: str, seed: int | None = None, **options: Any) -> gymnasium.Env:
     """One env of ``env_id`` whose observations are 64x64x3 uint8 frames (see module doc)."""
     family, name = envs.parse_env_id(env_id)
@@ -75,4 +65,7 @@ def make_frame_env(env_id: str, seed: int | None = None, **options: Any) -> gymn
             f"{env_id}: the World Models agent needs RGB image observations (H, W, 3), "
             f"got shape {shape}"
         )
-    return FrameObservation(env, crop_for(env_id))
+    frame_space = gymnasium.spaces.Box(0, 255, (FRAME_SIZE, FRAME_SIZE, 3), np.uint8)
+    return TransformObservation(
+        env, functools.partial(to_frame, keep_rows=crop_for(env_id)), frame_space
+    )

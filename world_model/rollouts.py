@@ -7,7 +7,7 @@ last step of a finished episode, false when cut by ``max_steps``). Episode i is 
 ``seed + i`` and written atomically, so an interrupted collection resumes by playing only the
 missing episodes, and gives the same files.
 
-Policies: ``random`` (a fresh ``action_space.sample()`` every ``repeat`` steps), ``brownian``
+Policies: ``random`` (a fresh ``action_space.sample()`` every step), ``brownian``
 (Box actions only: a random walk inside the bounds; the default for Box actions other than
 CarRacing's), ``drive`` (CarRacing's (steer, gas, brake) only, its default: each action held
 several steps, mostly accelerating, rarely braking, steering that turns smoothly, as reference
@@ -43,7 +43,6 @@ class RolloutTask:
     seed: int = 0
     max_steps: int = 1000
     policy: str = "random"
-    repeat: int = 1
     env_kwargs: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -82,7 +81,7 @@ class DriveActions:
     """``drive``: CarRacing actions (steer, gas, brake) from a seeded generator.
 
     Straight at full gas for the first ``WARMUP`` steps (the episode's zoom-in); then each
-    action is held a random 4..12 steps (``repeat`` does not apply): steering an AR(1) walk
+    action is held a random 4..12 steps: steering an AR(1) walk
     s <- clip(0.7 s + N(0, 0.35), -1, 1) (stationary std about 0.5, so turns are smooth);
     braking with probability ``P_BRAKE`` (brake U(0.2, 0.8), no gas); otherwise gas U(0.5, 1)
     with probability ``P_GAS``, else coasting. Mean gas over 1000 steps is about 0.6.
@@ -120,24 +119,22 @@ class DriveActions:
 class RandomActions:
     """``random`` / ``brownian`` action sequences from a seeded generator."""
 
-    def __init__(self, space: gymnasium.Space, kind: str, repeat: int, seed: int) -> None:
+    def __init__(self, space: gymnasium.Space, kind: str, seed: int) -> None:
         check_policy(kind, space)
-        self.space, self.kind, self.repeat = space, kind, max(1, repeat)
+        self.space, self.kind = space, kind
         self.rng = np.random.default_rng(seed)
         self.space.seed(int(self.rng.integers(2**31)))
-        self.t, self.current = 0, None
+        self.current = None
 
     def __call__(self, frame: np.ndarray) -> Any:
-        if self.current is None or self.t % self.repeat == 0:
-            if self.kind == "brownian":
-                low, high = self.space.low, self.space.high
-                if self.current is None:
-                    self.current = self.rng.uniform(low, high).astype(np.float32)
-                step = self.rng.normal(0.0, 0.2, size=low.shape) * (high - low)
-                self.current = np.clip(self.current + step, low, high).astype(np.float32)
-            else:
-                self.current = self.space.sample()
-        self.t += 1
+        if self.kind == "brownian":
+            low, high = self.space.low, self.space.high
+            if self.current is None:
+                self.current = self.rng.uniform(low, high).astype(np.float32)
+            step = self.rng.normal(0.0, 0.2, size=low.shape) * (high - low)
+            self.current = np.clip(self.current + step, low, high).astype(np.float32)
+        else:
+            self.current = self.space.sample()
         return self.current
 
 
@@ -145,7 +142,7 @@ def make_policy(task: RolloutTask, env: gymnasium.Env) -> Any:
     if task.policy == "drive":
         return DriveActions(env.action_space, task.seed + task.index)
     if task.policy in POLICIES:
-        return RandomActions(env.action_space, task.policy, task.repeat, task.seed + task.index)
+        return RandomActions(env.action_space, task.policy, task.seed + task.index)
     return load_policy(task.policy)
 
 
@@ -192,12 +189,11 @@ def collect(
     max_steps: int = 1000,
     seed: int = 0,
     policy: str = "random",
-    repeat: int = 1,
     env_kwargs: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """Play episodes 0..episodes-1 through ``executor`` (existing files are kept)."""
     tasks = [
-        RolloutTask(env_id, i, str(out_dir), seed, max_steps, policy, repeat, env_kwargs or {})
+        RolloutTask(env_id, i, str(out_dir), seed, max_steps, policy, env_kwargs or {})
         for i in range(episodes)
     ]
     Path(out_dir).mkdir(parents=True, exist_ok=True)

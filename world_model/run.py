@@ -92,8 +92,6 @@ def _versions() -> dict[str, str]:
 
 def create_run(config: WorldModelConfig, run_dir: Path) -> WorldModelConfig:
     """Write a new run's config.json (probing the env for its action space)."""
-    if (run_dir / CONFIG_FILE).exists():
-        raise RunError(f"{run_dir} already holds a run; use --resume to continue it")
     env = make_frame_env(config.env_id, config.seed, **config.env_kwargs)
     space = env.action_space
     env.close()

@@ -203,21 +203,17 @@ class WorldModelView:
     def initial_state(self, n: int) -> State:
         return self.module.mdn.initial_state(n)
 
-    def _head(self, state: State | None) -> Callable[[torch.Tensor], Outputs]:
+    def _head(self, z: torch.Tensor, state: State | None) -> Outputs:
         """z (N, z_size) -> outputs, with the recurrent state ``state`` (zeros if None)."""
         ctrl = self.module.controller
-
-        def head(z: torch.Tensor) -> Outputs:
-            h = (state or self.initial_state(len(z)))[0][0].to(z.device)
-            raw = ctrl.decide(z, h)
-            out = {"action": ctrl.to_action(raw), "z": z, "h": h}
-            if ctrl.discrete:
-                out["scores"] = out["logits"] = raw
-            else:
-                out["preactivation"] = raw
-            return out
-
-        return head
+        h = (state or self.initial_state(len(z)))[0][0].to(z.device)
+        raw = ctrl.decide(z, h)
+        out = {"action": ctrl.to_action(raw), "z": z, "h": h}
+        if ctrl.discrete:
+            out["scores"] = out["logits"] = raw
+        else:
+            out["preactivation"] = raw
+        return out
 
     def _encoder_stages(self) -> list[tuple[str, Callable[[torch.Tensor], torch.Tensor]]]:
         enc = self.module.vae.encoder
@@ -245,7 +241,7 @@ class WorldModelView:
             if name == "vae.encoder.mu":
                 logvar = self.module.vae.encoder.logvar(torch.relu(x).flatten(1))
             x = stage(x)
-        out = self._head(state)(x)
+        out = self._head(x, state)
         if logvar is not None:
             out["logvar"] = logvar
         mdn, ctrl = self.module.mdn, self.module.controller
@@ -331,7 +327,7 @@ class WorldModelView:
         if not deterministic:
             noise = torch.randn(z.shape, generator=generator, device=z.device)
             z = z + noise * (0.5 * logvar).exp()
-        out = self._head(self._state)(z)
+        out = self._head(z, self._state)
         ctrl = self.module.controller
         _, self._state = self.module.mdn.step(z, ctrl.encode_action(out["action"]), self._state)
         return out["action"].cpu().numpy()

@@ -270,6 +270,39 @@ def fit_probe(x: np.ndarray, y: np.ndarray) -> Callable[[np.ndarray], np.ndarray
     return lambda rows: probe.predict_proba(rows / scale)[:, 1]
 
 
+def probe_accuracy(
+    probe: Callable[[np.ndarray], np.ndarray], x: np.ndarray, y: np.ndarray
+) -> float:
+    """Pixel accuracy of ``probe``'s probabilities on rows ``x`` against 0/1 targets ``y``."""
+    return float(((probe(x) > 0.5) == (y > 0)).mean())
+
+
+@torch.no_grad()
+def linear_probe_accuracy(
+    model: ImaginationNet, config: GoLConfig, sequences: int = 400, seed: int = 54321
+) -> list[list[float]]:
+    """A diagnostic beside the metric: is GoL state j linearly readable, pixel by pixel, from
+    hidden state i by *some* 1x1 decoder? ``[i][j]``: held-out pixel accuracy of a logistic
+    regression (``fit_probe``) fitted on half of ``sequences`` fresh sequences, tested on the
+    other half. High where the model's own decoder fails means the state is represented but
+    in another direction than the one the shared decoder reads."""
+    seq = _sample(config, sequences, seed)
+    half = sequences // 2
+    table = []
+    for h in model.hidden_states(seq[:, :1]):
+        features = h.permute(0, 2, 3, 1).numpy()  # (N, H, W, C)
+        train = features[:half].reshape(-1, h.shape[1])
+        test = features[half:].reshape(-1, h.shape[1])
+        targets = [seq[:, j].flatten(1).numpy() for j in range(seq.shape[1])]
+        table.append(
+            [
+                probe_accuracy(fit_probe(train, y[:half].ravel()), test, y[half:].ravel())
+                for y in targets
+            ]
+        )
+    return table
+
+
 @torch.no_grad()
 def shared_probe(
     model: ImaginationNet, config: GoLConfig, sequences: int = 400, seed: int = FIT_SEED
@@ -285,10 +318,6 @@ def shared_probe(
     test = [(_pixels(hidden[i][half:]), seq[half:, i].flatten().numpy()) for i in range(n)]
     shared = fit_probe(np.concatenate([x for x, _ in train]), np.concatenate([y for _, y in train]))
     own = [fit_probe(x, y) for x, y in train]
-
-    def accuracy(probe: Callable[[np.ndarray], np.ndarray], x: np.ndarray, y: np.ndarray):
-        return float(((probe(x) > 0.5) == (y > 0)).mean())
-
     test_shape = (len(seq) - half, *seq.shape[2:])
     decoded = [
         torch.from_numpy(shared(_pixels(h[half:])).reshape(test_shape)).float()
@@ -297,9 +326,9 @@ def shared_probe(
         for i, h in enumerate(hidden)
     ]
     return SharedProbe(
-        shared_accuracy=np.array([accuracy(shared, x, y) for x, y in test]),
+        shared_accuracy=np.array([probe_accuracy(shared, x, y) for x, y in test]),
         per_step_accuracy=np.array(
-            [accuracy(p, x, y) for p, (x, y) in zip(own, test, strict=True)]
+            [probe_accuracy(p, x, y) for p, (x, y) in zip(own, test, strict=True)]
         ),
         metric=_metric(decoded, seq[half:]),
     )

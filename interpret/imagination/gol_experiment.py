@@ -23,14 +23,13 @@ import torch
 from tqdm import tqdm
 
 from interpret.imagination.game_of_life import imagination_metric
-from interpret.imagination.gol_diagnostics import gol_diagnostics
+from interpret.imagination.gol_diagnostics import gol_diagnostics, linear_probe_accuracy
 from interpret.imagination.gol_imaginer import (
     GoLConfig,
     ImaginationNet,
     TrainedGoL,
     config_dict,
     evaluate_gol,
-    linear_probe_accuracy,
     train_gol,
 )
 

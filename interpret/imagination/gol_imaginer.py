@@ -204,16 +204,15 @@ def _prediction_loss(model: ImaginationNet, hidden: torch.Tensor, target: torch.
 
 
 def _losses(
-    model: ImaginationNet, seq: torch.Tensor, config: GoLConfig
+    model: ImaginationNet, hidden: list[torch.Tensor], seq: torch.Tensor, config: GoLConfig
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(prediction loss, autoencoder loss): the k-th state only, and L2 on the reconstructed
-    first state, as in the paper (section 2.2); the autoencoder loss is 0 when it is off."""
-    first, last = seq[:, :1], seq[:, -1:]
-    hidden = model.hidden_states(first)
-    prediction = _prediction_loss(model, hidden[-1], last, config.loss)
+    """(prediction loss, autoencoder loss) of the hidden states of ``seq``: the k-th state
+    only, and L2 on the reconstructed first state, as in the paper (section 2.2); the
+    autoencoder loss is 0 when it is off."""
+    prediction = _prediction_loss(model, hidden[-1], seq[:, -1:], config.loss)
     if not config.autoencoder:
         return prediction, torch.zeros(())
-    return prediction, F.mse_loss(model.decode(hidden[0]), first)
+    return prediction, F.mse_loss(model.decode(hidden[0]), seq[:, :1])
 
 
 @torch.no_grad()
@@ -270,7 +269,7 @@ def train_gol(
     began = time.perf_counter() - elapsed
     for step in range(start_step, config.train_steps):
         seq = boards.sample(config.batch, data)
-        prediction, autoencoder = _losses(model, seq, config)
+        prediction, autoencoder = _losses(model, model.hidden_states(seq[:, :1]), seq, config)
         loss = (prediction + autoencoder) / 2 if config.autoencoder else prediction
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -417,10 +416,8 @@ def train_adversarial_decoder(
             d_opt.step()
             g_fool = discriminator(fake)
             gan = F.binary_cross_entropy_with_logits(g_fool, torch.ones_like(g_fool))
-            prediction = _prediction_loss(model, hidden[-1], seq[:, -1:], config.loss)
-            loss = prediction + config.adversarial_weight * gan
-            if config.autoencoder:
-                loss = loss + F.mse_loss(model.decode(hidden[0]), seq[:, :1])
+            prediction, autoencoder = _losses(model, hidden, seq, config)
+            loss = prediction + config.adversarial_weight * gan + autoencoder
             g_opt.zero_grad(set_to_none=True)
             loss.backward()
             g_opt.step()
@@ -458,37 +455,3 @@ def evaluate_gol(
 
 def config_dict(config: GoLConfig) -> dict[str, Any]:
     return dataclasses.asdict(config) | {"rnn_steps": config.rnn_steps}
-
-
-@torch.no_grad()
-def linear_probe_accuracy(
-    model: ImaginationNet, config: GoLConfig, sequences: int = 400, seed: int = 54321
-) -> list[list[float]]:
-    """A diagnostic beside the metric: is GoL state j linearly readable, pixel by pixel, from
-    hidden state i by *some* 1x1 decoder? ``[i][j]``: held-out pixel accuracy of a logistic
-    regression (scikit-learn) fitted on half of ``sequences`` fresh sequences, tested on the
-    other half. High where the model's own decoder fails means the state is represented but
-    in another direction than the one the shared decoder reads."""
-    from sklearn.linear_model import LogisticRegression
-
-    seq = config.boards().sample(sequences, torch.Generator().manual_seed(seed))
-    half = sequences // 2
-    table = []
-    for h in model.hidden_states(seq[:, :1]):
-        features = h.permute(0, 2, 3, 1).numpy()  # (N, H, W, C)
-        train, test = (
-            features[:half].reshape(-1, h.shape[1]),
-            features[half:].reshape(-1, h.shape[1]),
-        )
-        scale = max(float(train.std()), 1e-6)  # one scale for all channels keeps the fit cheap
-        row = []
-        for j in range(seq.shape[1]):
-            target = seq[:, j].numpy()
-            y_train, y_test = target[:half].reshape(-1), target[half:].reshape(-1)
-            if len(set(y_train.tolist())) < 2:  # a constant target: predict it
-                row.append(float((y_test == y_train[0]).mean()))
-                continue
-            probe = LogisticRegression(max_iter=500).fit(train / scale, y_train)
-            row.append(float((probe.predict(test / scale) == y_test).mean()))
-        table.append(row)
-    return table

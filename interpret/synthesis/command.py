@@ -139,8 +139,7 @@ def run(args: argparse.Namespace) -> Path:
         options = dict(recorded.get("env_kwargs") or {}) if not args.env else {}
     else:
         options = envs.parse_options(args.env_kwargs)
-    envs.parse_env_id(env_id)
-    check_fits(view, env_id, options)  # a model of another game is refused before recording
+    check_fits(view, env_id, options)  # a bad env id or a model of another game: refused here
     space = frame_space(view, env_id)
     target = resolve_target(args.target, view, beta=args.beta)
     _probe_target(view, space, target, args.target)  # e.g. action:99 of 15, before training

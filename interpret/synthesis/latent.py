@@ -92,10 +92,9 @@ def optimize_latents(
     z0 = torch.randn(n, generator.config.latent_dim, generator=rng).to(view.device)
     z = z0.clone().requires_grad_(True)
     optimizer = torch.optim.Adam([z], lr=lr)
-    history = []
     with torch.no_grad():
         start_energy = energy_terms(generator, view, space, target, z0, reg_weight)[0]
-    history.append(float(start_energy.mean()))
+    history = [float(start_energy.mean())]
     for _ in range(steps):
         energy, _, _ = energy_terms(generator, view, space, target, z, reg_weight)
         optimizer.zero_grad(set_to_none=True)

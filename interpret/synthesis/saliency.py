@@ -17,6 +17,7 @@ from torch import nn
 
 from agents.policy_view import PolicyView
 from interpret.synthesis.frames import FrameSpace
+from interpret.synthesis.latent import agent_outputs
 
 
 class PolicyOutput(nn.Module):
@@ -33,8 +34,7 @@ class PolicyOutput(nn.Module):
         self.space = space
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        obs = self.space.to_obs(images)
-        scores = self.view.action_scores(self.view.outputs(self.view.preprocess(obs)))
+        scores = self.view.action_scores(agent_outputs(self.view, self.space, images))
         return scores.reshape(len(scores), -1)
 
 
