@@ -16,6 +16,10 @@ install: .venv/.installed
 # (--force: a second `make demo` replaces the reports of the first).
 ZOO_COINRUN := zoo/coinrun-ppo/model.zip
 DEMO_MODEL := $(if $(wildcard $(ZOO_COINRUN)),zoo:coinrun-ppo,runs/demo)
+# The zoo's CoinRun agent has separate policy and value trunks, so its features are found in
+# the policy's own trunk (2b there), attributing the greedy action's log-probability: what
+# an edit there removes is what the policy reads. runs/demo has one trunk: its value.
+DEMO_TARGET := $(if $(wildcard $(ZOO_COINRUN)),policy,value)
 DEMO_LEVELS ?= 200
 
 demo: install
@@ -34,8 +38,8 @@ demo: install
 				--eval-episodes 100 --out runs/demo; \
 		fi; \
 	fi
-	$(BIN)/python -m interpret attribute $(DEMO_MODEL) --layer 2b --features 8 \
-		--out reports/demo-attribution --force
+	$(BIN)/python -m interpret attribute $(DEMO_MODEL) --layer 2b --target $(DEMO_TARGET) \
+		--features 8 --out reports/demo-attribution --force
 	$(BIN)/python -m interpret audit $(DEMO_MODEL) --levels $(DEMO_LEVELS) \
 		--features reports/demo-attribution --out reports/demo-audit --force
 	$(BIN)/python -m interpret edit $(DEMO_MODEL) --features reports/demo-attribution \
@@ -50,12 +54,13 @@ demo: install
 # agent, edited at its layers cnn.1 and cnn.3 (the audits of the original are shared).
 RESULTS_COINRUN := $(if $(wildcard $(ZOO_COINRUN)),zoo:coinrun-ppo,zoo:coinrun-ppo-nature)
 RESULTS_LAYERS ?= $(if $(wildcard $(ZOO_COINRUN)),2b,cnn.1 cnn.3)
+RESULTS_TARGET ?= $(DEMO_TARGET)
 RESULTS_LEVELS ?= 10000
 
 results: install
 	for layer in $(RESULTS_LAYERS); do \
 		$(BIN)/python scripts/results.py editing --model $(RESULTS_COINRUN) --layer $$layer \
-			--levels $(RESULTS_LEVELS) || exit 1; \
+			--target $(RESULTS_TARGET) --levels $(RESULTS_LEVELS) || exit 1; \
 	done
 	$(BIN)/python scripts/results.py goggles --model zoo:pong-ppo
 

@@ -154,13 +154,37 @@ class Inspectable:
             lambda x: lower(self.preprocess(x)), tuple(self.observation_space.shape or ())
         )
 
-    def default_layer(self) -> str:
+    def layer_for(self, layer: str, output: str | None = None) -> str:
+        """``layer`` itself when listed; else, where the outputs have copies of our trunk of
+        their own (``separate_value_trunk``), the copy of the trunk layer ``layer`` (``2b``) in
+        the branch computing ``output`` (``vf_features_extractor.2b`` for ``"value"``,
+        ``pi_features_extractor.2b`` for ``"logits"``), or the only copy."""
+        listed = self._listed()
+        if any(stage.name == layer for _, _, stage in listed):
+            return layer
+        copies = [(branch, stage.name) for branch, _, stage in listed if stage.short == layer]
+        if output is not None:
+            reader = self._outputs_named(output)
+            copies = [(branch, name) for branch, name in copies if branch is reader]
+        if len(copies) == 1:
+            return copies[0][1]
+        if copies:
+            names = ", ".join(name for _, name in copies)
+            raise UnknownLayerError(
+                f"layer {layer!r} is in each output's own trunk ({names}); name one"
+            )
+        raise UnknownLayerError(
+            f"unknown layer {layer!r}; valid layers: {', '.join(self.layers()) or 'none'}"
+        )
+
+    def default_layer(self, output: str | None = None) -> str:
         """The paper's ``2b`` for our interpretable CNN; else the last convolutional
-        activation (before the trunk's flattening) of the trunk, or of the branch the
-        default target comes from; an MLP's ``observation``."""
+        activation (before the trunk's flattening) of the trunk, or of the branch computing
+        ``output`` (default: the default target's); an MLP's ``observation``."""
+        output = output or ("q" if self.score_kind == "q" else "value")
         if self._arch in DEFAULT_LAYERS:
-            return DEFAULT_LAYERS[self._arch]
-        branch = self._outputs_named("q" if self.score_kind == "q" else "value")
+            return self.layer_for(DEFAULT_LAYERS[self._arch], output)
+        branch = self._outputs_named(output)
         for chain in (self._shared, branch.stages if branch else []):
             flatten = [i for i, s in enumerate(chain) if isinstance(s.module, nn.Flatten)]
             before = [s for s in chain[: flatten[0]] if s.listed] if flatten else []

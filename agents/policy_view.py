@@ -124,8 +124,16 @@ class PolicyView(Actor, Protocol):
         """One observation's activation shape at ``layer``, e.g. (32, 32, 32) for ``2b``."""
         ...
 
-    def default_layer(self) -> str:
-        """The layer interpreters read when none is given (the paper's ``2b`` for ours)."""
+    def layer_for(self, layer: str, output: str | None = None) -> str:
+        """The listed layer that ``layer`` names when read for the output ``output`` (an
+        ``outputs`` key; None: any): ``layer`` itself when listed; where each output has its
+        own copy of a trunk (separate policy and value trunks), the trunk's name for a layer
+        (``2b``) picks the copy computing ``output``. Raises ``UnknownLayerError``."""
+        ...
+
+    def default_layer(self, output: str | None = None) -> str:
+        """The layer interpreters read when none is given (the paper's ``2b`` for ours), for
+        attributing ``output`` (default: the default target's output)."""
         ...
 
     def default_target(self) -> str:

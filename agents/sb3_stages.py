@@ -44,12 +44,15 @@ CHANNELWISE = (
 @dataclass(frozen=True)
 class Stage:
     """One step of a chain: ``name`` as shown to users, ``path`` within the policy; ``listed``:
-    offered as a layer (input scaling and an image trunk's flattening are not)."""
+    offered as a layer (input scaling and an image trunk's flattening are not); ``short``: in
+    a branch's own copy of one of our trunks, the trunk's name for it (``2b`` for
+    ``pi_features_extractor.2b``)."""
 
     name: str
     path: str
     module: nn.Module
     listed: bool = True
+    short: str | None = None
 
 
 @dataclass(frozen=True)
@@ -95,6 +98,7 @@ def _trunk(extractor: nn.Module, path: str, short_names: bool = True) -> list[St
                 f"{path}.net.{name}",
                 m,
                 listed=not isinstance(m, HWCInput | nn.Flatten),
+                short=None if short_names else name,
             )
             for name, m in _sequential_leaves(extractor.net, "")
         ]

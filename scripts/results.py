@@ -50,6 +50,7 @@ PAPER_EDITING = {
     "enemy-blind": (0.36, 4.69, 0.97, 0.07),
     "invisible buzzsaws": (32.20, 0.05, 0.05, 0.05),
 }
+TARGET_WORDS = {"value": "value", "policy": "log-probability of the policy's greedy action"}
 PAPER_ROW_NOTE = {"enemy-blind": "the paper's edit blinded its 'enemy moving left' feature"}
 
 
@@ -167,8 +168,8 @@ def attribution_step(args: argparse.Namespace) -> Step:
     return Step(
         f"attribute {args.layer}",
         interpret(
-            "attribute", args.model, "--layer", args.layer, "--features", str(args.nmf_features),
-            "--out", str(report), "--force",
+            "attribute", args.model, "--layer", args.layer, "--target", args.target,
+            "--features", str(args.nmf_features), "--out", str(report), "--force",
         ),
         report / "summary.json",
     )  # fmt: skip
@@ -362,11 +363,12 @@ def editing(args: argparse.Namespace, runner: Runner) -> Path:
         "",
         "Reproduce with `make results` or "
         f"`python scripts/results.py editing --model {args.model} --layer {args.layer} "
-        f"--levels {args.levels}`.",
+        f"--target {args.target} --levels {args.levels}`.",
         "",
         "Following Hilton, Cammarata, Carter, Goh, Olah, *Understanding RL Vision* (Distill, "
-        '2020), "Model editing": the NMF feature of the attribution at the layer that the game '
-        "labels buzzsaw (or enemy) is projected out of the next layer's kernel, and each model "
+        '2020), "Model editing": the NMF feature of the attribution (of the '
+        f"{TARGET_WORDS.get(args.target, args.target)}) at the layer that the game labels "
+        "buzzsaw (or enemy) is projected out of the next layer's kernel, and each model "
         f"plays the same {n} unseen levels ({first_level} onwards, sampled actions, seed "
         f"{args.seed}); the last row is the original on levels whose buzzsaws are invisible but "
         "still lethal.",
@@ -610,6 +612,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("experiment", choices=sorted(EXPERIMENTS))
     parser.add_argument("--model", default="zoo:coinrun-ppo", help="zoo:NAME, run or .zip")
     parser.add_argument("--layer", default="2b", help="the layer whose feature is edited")
+    parser.add_argument(
+        "--target", default="value",
+        help="what the features are attributed to: value (one trunk) or policy (separate "
+        "policy and value trunks: the policy's own trunk, which the edit must blind)",
+    )  # fmt: skip
     parser.add_argument("--nmf-features", type=int, default=8, help="NMF features (8)")
     parser.add_argument("--levels", type=int, default=2000, help="levels per row (2000)")
     parser.add_argument("--seed", type=int, default=0, help="action sampling seed (0)")

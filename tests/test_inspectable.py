@@ -193,6 +193,7 @@ def test_bf16_view_returns_float32_close_to_fp32(saved):
 
 DEFAULT_LAYERS = {
     "ours-ppo-interpretable": "2b",  # the paper's layer
+    "ours-ppo-interpretable-separate": "vf_features_extractor.2b",  # the default target's copy
     "ours-ppo-impala": "block3.res2",  # the last activation before the trunk's flattening
     "ours-ppo-nature": "cnn.5",
     "ours-dqn-nature": "cnn.5",

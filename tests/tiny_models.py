@@ -22,11 +22,13 @@ def pong_env(n=1):
     return envs.make_vec_env("atari:Pong", n, 0)
 
 
-def ours_ppo(arch):
+def ours_ppo(arch, separate_trunks=False):
+    """``separate_trunks``: the value has its own copy of the trunk (``separate_value_trunk``)."""
+    kwargs = {"share_features_extractor": False} if separate_trunks else {}
     return PPO(
         HWCActorCriticPolicy,
         procgen_env(),
-        policy_kwargs={"arch": arch},
+        policy_kwargs={"arch": arch, **kwargs},
         n_steps=16,
         batch_size=16,
         n_epochs=1,
@@ -69,6 +71,7 @@ def plain_ppo_continuous():
 
 MODELS = {
     "ours-ppo-interpretable": lambda: ours_ppo("interpretable"),
+    "ours-ppo-interpretable-separate": lambda: ours_ppo("interpretable", separate_trunks=True),
     "ours-ppo-impala": lambda: ours_ppo("impala"),
     "ours-ppo-nature": lambda: ours_ppo("nature"),
     "ours-dqn-nature": ours_dqn,

@@ -141,8 +141,13 @@ class WorldModelView:
             handle.remove()
         return tuple(caught[0].shape[1:])
 
-    def default_layer(self) -> str:
-        """The encoder's last convolution (what z is read from)."""
+    def layer_for(self, layer: str, output: str | None = None) -> str:
+        """``layer`` itself (every output reads the one encoder)."""
+        self.layer_path(layer)
+        return layer
+
+    def default_layer(self, output: str | None = None) -> str:
+        """The encoder's last convolution (what z is read from), whatever the output."""
         return "vae.encoder.conv4"
 
     def default_target(self) -> str:

@@ -44,7 +44,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="hidden layer (default: the model's: 2b, an SB3 CNN's last conv, an MLP's input)",
     )
     parser.add_argument(
-        "--target", help="output to attribute: value, logit:K, q:K, max-q (default: value/max-q)"
+        "--target",
+        help="output to attribute: value, policy (log-probability of the greedy action), "
+        "logit:K, q:K, max-q (default: value/max-q)",
     )
     parser.add_argument("--features", type=int, default=8, help="NMF features (k)")
     parser.add_argument("--nmf-on", choices=("attribution", "activation"), default="attribution")
@@ -72,7 +74,10 @@ def run(args: argparse.Namespace) -> Path:
     import agents
     import envs
     from envs.action_names import action_names, discrete_actions
-    from interpret.attribution.integrated_gradients import HiddenLayerIntegratedGradients
+    from interpret.attribution.integrated_gradients import (
+        HiddenLayerIntegratedGradients,
+        target_output,
+    )
     from interpret.attribution.nmf import fit_nmf
     from interpret.attribution.object_labels import label_by_objects
     from interpret.attribution.report import render_report
@@ -85,7 +90,8 @@ def run(args: argparse.Namespace) -> Path:
     torch.manual_seed(args.seed)
     view = agents.load(args.model, trust_pickle=args.trust_pickle)
     env_id, env_options = resolve_env(view, args.env, args.env_kwargs)
-    layer = args.layer or view.default_layer()
+    output = target_output(view, args.target)  # separate trunks: the layer of its trunk
+    layer = view.layer_for(args.layer, output) if args.layer else view.default_layer(output)
     ig = HiddenLayerIntegratedGradients(
         view, layer, target=args.target, n_steps=args.steps, precision=args.precision
     )

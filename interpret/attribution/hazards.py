@@ -8,6 +8,8 @@ enemies, lava), differ exactly on the hazards' pixels, so no camera geometry is 
 here. Each feature's negative ("bad news") attribution map (`NMFFeatures.maps`, layer
 resolution) is weighed by those masks (averaged down to the layer's resolution) and summed over
 a sample of states with a hazard in view. The most negative score marks the hazard feature.
+For a policy target, where either sign is evidence about an action, the absolute attribution
+counts instead (`counts_bad_news`).
 """
 
 from __future__ import annotations
@@ -55,23 +57,33 @@ def area_fractions(masks: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return F.adaptive_avg_pool2d(tensor, shape)[:, 0].numpy()
 
 
+def counts_bad_news(target: str) -> bool:
+    """Whether a target's negative attribution is bad news (a value or Q-value falling), so
+    the hazard feature is the most negative on hazards; for a policy target (``policy``,
+    ``logit:K``) either sign is evidence about an action, so both count."""
+    return target.partition(":")[0] in ("value", "max-q", "q")
+
+
 def hazard_scores(
-    features: NMFFeatures, attributions: np.ndarray, masks: np.ndarray
+    features: NMFFeatures, attributions: np.ndarray, masks: np.ndarray, bad_news: bool = True
 ) -> tuple[np.ndarray, np.ndarray]:
     """(scores, shares), each (k,) float64. ``scores``: minus each feature's negative
-    attribution inside the hazard masks, per observation (attribution units, e.g. value):
+    attribution (``bad_news=False``: its absolute attribution, negative plus positive) inside
+    the hazard masks, per observation (attribution units, e.g. value):
     ``-mean_n sum_yx negative[n, k] * area[n]``; ``shares``: the part of each feature's
-    negative attribution that lies inside them, in [0, 1].
+    negative (absolute) attribution that lies inside them, in [0, 1].
 
     :param attributions: (N, C, H, W) attributions at ``features.layer``
     :param masks: (N, h, w) bool hazard pixels of the same N observations (any resolution)
     """
     if len(attributions) != len(masks) or len(masks) == 0:
         raise InterpretError(f"{len(attributions)} attributions for {len(masks)} hazard masks")
-    negative = features.maps(attributions).negative.astype(np.float64)  # (N, k, H, W), >= 0
-    area = area_fractions(masks, (negative.shape[2], negative.shape[3])).astype(np.float64)
-    inside = np.einsum("nkyx,nyx->k", negative, area)
-    return -inside / len(masks), inside / np.maximum(negative.sum(axis=(0, 2, 3)), 1e-30)
+    maps = features.maps(attributions)
+    counted = maps.negative if bad_news else maps.negative + maps.positive
+    counted = counted.astype(np.float64)  # (N, k, H, W), >= 0
+    area = area_fractions(masks, (counted.shape[2], counted.shape[3])).astype(np.float64)
+    inside = np.einsum("nkyx,nyx->k", counted, area)
+    return -inside / len(masks), inside / np.maximum(counted.sum(axis=(0, 2, 3)), 1e-30)
 
 
 @dataclass
@@ -80,8 +92,9 @@ class HazardAttribution:
 
     Attributes:
         scores: (k,) `hazard_scores`; the most negative is the hazard feature.
-        shares: (k,) the part of each feature's negative attribution (over these frames) that
-            lies on hazard pixels, in [0, 1] (how specific to hazards its bad news is).
+        shares: (k,) the part of each feature's negative attribution (absolute, for a policy
+            target) over these frames that lies on hazard pixels, in [0, 1] (how specific to
+            hazards its bad news is).
         observations: (N, 64, 64, 3) uint8, the sampled frames with a hazard in view.
         masks: (N, 64, 64) bool, their hazard pixels.
         steps_recorded: steps played to find them.
@@ -95,7 +108,7 @@ class HazardAttribution:
 
     @property
     def feature(self) -> int:
-        """Index of the feature with the strongest negative attribution on hazards."""
+        """Index of the feature with the strongest (negative) attribution on hazards."""
         return int(np.argmin(self.scores))
 
 
@@ -174,7 +187,8 @@ def measure_hazard_attribution(
     `seed` until `n_observations` frames show a hazard of `kinds`, attributes `target` to
     ``features.layer`` with integrated gradients (`n_steps`, zero baseline: the attribute
     report's settings); ``scores`` are `hazard_scores`: minus the mean per frame of each
-    feature's negative attribution inside the hazard pixels, in the target's units (<= 0).
+    feature's negative attribution (absolute, for a policy target: `counts_bad_news`) inside
+    the hazard pixels, in the target's units (<= 0).
     Frames are played in rounds of `n_envs` envs x `steps_per_round` steps (every 2nd kept).
     """
     import envs
@@ -189,5 +203,6 @@ def measure_hazard_attribution(
         n_envs=n_envs, steps_per_round=steps_per_round,
     )  # fmt: skip
     attribution = ig.attribute(observations, batch_size=batch_size)
-    scores, shares = hazard_scores(features, attribution.attributions, masks)
+    bad_news = counts_bad_news(ig.target_name)
+    scores, shares = hazard_scores(features, attribution.attributions, masks, bad_news)
     return HazardAttribution(scores, shares, observations, masks, played)

@@ -42,9 +42,10 @@ def target_function(
 ) -> Callable:
     """A scalar output (N,) of the network's outputs dict, from a name or a callable.
 
-    Names: ``"value"``; ``"logit:K"`` (policy logit K); ``"q:K"`` (Q-value of action K);
-    ``"max-q"``; ``"action:K"`` (the view's action score K). The outputs are found by their
-    roles (``view.output_roles``). A callable takes the outputs dict and returns a (N,) tensor.
+    Names: ``"value"``; ``"logit:K"`` (policy logit K); ``"policy"`` (the log-probability of
+    the greedy action, ``GreedyActionLogProb``); ``"q:K"`` (Q-value of action K); ``"max-q"``;
+    ``"action:K"`` (the view's action score K). The outputs are found by their roles
+    (``view.output_roles``). A callable takes the outputs dict and returns a (N,) tensor.
     """
     if callable(target):
         return target
@@ -62,6 +63,8 @@ def target_function(
     if name == "value" and not index:
         value = need("value")
         return lambda out: out[value]
+    if name == "policy" and not index:
+        return GreedyActionLogProb(need("logits"))
     if name == "max-q" and not index:
         q = need("q")
         return lambda out: out[q].max(dim=1).values
@@ -79,7 +82,53 @@ def target_function(
         if outputs_example is not None and k >= view.action_scores(outputs_example).shape[1]:
             raise InterpretError(f"target {target!r}: index out of range")
         return lambda out: view.action_scores(out)[:, k]
-    raise InterpretError(f"unknown target {target!r}; use value, logit:K, q:K, max-q or action:K")
+    raise InterpretError(
+        f"unknown target {target!r}; use value, policy, logit:K, q:K, max-q or action:K"
+    )
+
+
+class GreedyActionLogProb:
+    """The ``"policy"`` target: log pi(a* | .) with a* each observation's greedy action at its
+    own activations, held fixed along the integration path, so that the attributions sum to
+    log pi(a* | A(x)) - log pi(a* | baseline): the evidence for the action the policy prefers.
+
+    ``choose(outputs)`` fixes a* from the outputs of the N observations; a call on the outputs
+    of M = m N rows (m path points per observation, point-major, as the integration lays them
+    out) or of one row (a shared baseline) returns (M,) or (N,) log-probabilities."""
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+        self.actions: torch.Tensor | None = None
+        self.__name__ = "policy"
+
+    def choose(self, outputs: Outputs) -> None:
+        self.actions = outputs[self.key].argmax(dim=1)
+
+    def __call__(self, outputs: Outputs) -> torch.Tensor:
+        if self.actions is None:
+            raise InterpretError("the policy target needs its greedy actions chosen first")
+        log_probs = torch.log_softmax(outputs[self.key].float(), dim=1)
+        rows, count = len(log_probs), len(self.actions)
+        if rows == 1:
+            return log_probs[0, self.actions]
+        if rows % count:
+            raise InterpretError(f"{rows} rows of outputs for {count} chosen actions")
+        actions = self.actions.to(log_probs.device).repeat(rows // count)
+        return log_probs.gather(1, actions[:, None]).squeeze(1)
+
+
+def target_output(view: PolicyView, target: Target | None) -> str | None:
+    """The ``outputs`` key that the named ``target`` reads (``"value"`` for ``"value"``,
+    the logits' key for ``"policy"`` and ``"logit:K"``, ...); None for a callable or a role
+    the view does not name (then any layer serves)."""
+    if target is None:
+        target = view.default_target()
+    if callable(target):
+        return None
+    name = str(target).partition(":")[0]
+    role = {"value": "value", "policy": "logits", "logit": "logits", "q": "q", "max-q": "q"}
+    keys = {role: key for key, role in view.output_roles().items()}
+    return keys.get(role.get(name, view.score_kind))
 
 
 @dataclass
@@ -199,6 +248,9 @@ class HiddenLayerIntegratedGradients:
         if self._fn is None:
             with torch.no_grad(), autocast(self.precision, x.device):
                 self._fn = target_function(self.view, self.target, self.upper(activations[:1]))
+        if isinstance(self._fn, GreedyActionLogProb):
+            with torch.no_grad(), autocast(self.precision, x.device):
+                self._fn.choose(self.upper(activations))
         if baseline is not None:
             baseline = baseline.to(activations)
         attributions, outputs = self._integrate(activations, baseline)

@@ -17,9 +17,7 @@ from interpret.core.errors import InterpretError
 
 def attribution_layer(view: PolicyView, layer: str | None, features: Any) -> str:
     """The layer to attribute at: --layer, else the features', else the view's default."""
-    layer = layer or (features.layer if features else view.default_layer())
-    if layer not in view.layers():
-        raise InterpretError(f"unknown layer {layer!r}; this model's: {', '.join(view.layers())}")
+    layer = view.layer_for(layer or (features.layer if features else view.default_layer()))
     if features is not None and features.layer != layer:
         raise InterpretError(f"--features are at layer {features.layer!r}, not {layer!r}")
     return layer

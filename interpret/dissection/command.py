@@ -108,9 +108,8 @@ def load_observations(
 def run(args: argparse.Namespace) -> Path:
     _validate(args)
     view = agents.load(args.model, trust_pickle=args.trust_pickle, precision=args.precision)
-    args.layer = args.layer or [view.default_layer()]
-    for layer in args.layer:
-        view.layer_module(layer)  # unknown layer: one line, before any work
+    # an unknown layer: one line, before any work (separate trunks: 2b alone is ambiguous)
+    args.layer = [view.layer_for(layer) for layer in args.layer or [view.default_layer()]]
     started = time.perf_counter()
     obs, episodes, steps, source = load_observations(view, args)
     try:

@@ -42,7 +42,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--feature", nargs="+", metavar="K",
         help=f"feature index or label (several: their span); '{HAZARDS}' picks the feature "
-        "with the strongest negative attribution on CoinRun hazards",
+        "with the strongest negative attribution on CoinRun hazards (for a policy target: "
+        "the strongest attribution of either sign)",
     )  # fmt: skip
     parser.add_argument("--layer", help="the directions' layer (default: the report's)")
     parser.add_argument("--out", required=True, help="run directory to write")
@@ -108,18 +109,20 @@ def _edit(view: Any, out: Path, args: argparse.Namespace) -> Path:
 
 def _from_report(view: Any, args: argparse.Namespace) -> tuple[str, np.ndarray, dict[str, Any]]:
     from interpret.attribution.features import read_features_report
+    from interpret.attribution.integrated_gradients import target_output
 
     if not args.feature:
         raise InterpretError("--features needs --feature K [K ...] (an index or a label)")
     report = read_features_report(args.features)
     layer = report.features.layer
-    if args.layer and args.layer != layer:
-        raise InterpretError(f"the report's features are at layer {layer!r}, not {args.layer!r}")
     if layer not in view.layers():
         raise InterpretError(
             f"the model has no layer {layer!r} (the report's); its layers: "
             f"{', '.join(view.layers())}"
         )
+    if args.layer and view.layer_for(args.layer, target_output(view, report.target)) != layer:
+        raise InterpretError(f"the report's features are at layer {layer!r}, not {args.layer!r}")
+    _check_policy_reads(view, layer, report.target)
     shape = view.layer_shape(layer)
     channels = report.features.directions.shape[1]
     if shape[0] != channels or (report.layer_shape and report.layer_shape != shape):
@@ -140,8 +143,30 @@ def _from_report(view: Any, args: argparse.Namespace) -> tuple[str, np.ndarray, 
     return layer, report.features.directions[indices], record
 
 
+def _check_policy_reads(view: Any, layer: str, target: str | None) -> None:
+    """Refuse an edit the policy cannot feel: at a layer of the value's own trunk (separate
+    policy and value trunks), a projection changes the value and no action."""
+    import torch
+
+    if view.split_is_complete(layer):
+        return
+    lower, upper = view.split(layer)
+    blank = np.zeros((1, *view.observation_space.shape), dtype=np.uint8)
+    with torch.no_grad():
+        outputs = upper(lower(view.preprocess(blank)))
+    try:
+        view.action_scores(outputs)
+    except KeyError:
+        attributed = f" (attributed to {target!r})" if target else ""
+        raise InterpretError(
+            f"layer {layer!r}{attributed} feeds only {', '.join(sorted(outputs))}, not the "
+            "policy: an edit there changes no action; attribute the policy's own trunk "
+            "(attribute --target policy) and edit that"
+        ) from None
+
+
 def _hazard_feature(view: Any, report: Any, args: argparse.Namespace) -> tuple[int, dict[str, Any]]:
-    from interpret.attribution.hazards import measure_hazard_attribution
+    from interpret.attribution.hazards import counts_bad_news, measure_hazard_attribution
     from interpret.core.model_env import resolve_env
 
     env_id, options = resolve_env(
@@ -153,20 +178,21 @@ def _hazard_feature(view: Any, report: Any, args: argparse.Namespace) -> tuple[i
         kinds=args.hazard_kinds, target=report.target, n_steps=report.n_steps,
     )  # fmt: skip
     index = measured.feature
+    counted = "bad news" if counts_bad_news(report.target) else "attribution, either sign"
     print(
         f"hazard attribution at {report.features.layer} on {len(measured.observations)} frames "
         f"with {'/'.join(args.hazard_kinds)} in view ({measured.steps_recorded} steps played):"
     )
     for i, (score, share) in enumerate(zip(measured.scores, measured.shares, strict=True)):
         mark = "  <- most negative" if i == index else ""
-        print(f"  {report.name(i):>16}: {score:+.6f} ({share:.1%} of its bad news){mark}")
+        print(f"  {report.name(i):>16}: {score:+.6f} ({share:.1%} of its {counted}){mark}")
     return index, {
         "scores": [float(s) for s in measured.scores],
         "shares": [float(s) for s in measured.shares],
         "chosen": index,
-        "meaning": "scores: minus each feature's negative attribution inside hazard pixels, "
-        "mean per frame (target units), the most negative is the hazard feature; shares: the "
-        "part of each feature's negative attribution on those frames inside hazard pixels",
+        "meaning": f"scores: minus each feature's {counted} inside hazard pixels, mean per "
+        "frame (target units), the most negative is the hazard feature; shares: the part of "
+        f"each feature's {counted} on those frames inside hazard pixels",
         "env_id": env_id,
         "env_options": options,
         "kinds": list(args.hazard_kinds),
@@ -183,6 +209,10 @@ def _from_file(view: Any, args: argparse.Namespace) -> tuple[str, np.ndarray, di
         raise InterpretError("--feature selects from a --features report, not a --direction-file")
     if not args.layer:
         raise InterpretError(f"--direction-file needs --layer (one of: {', '.join(view.layers())})")
+    from interpret.attribution.integrated_gradients import target_output
+
+    args.layer = view.layer_for(args.layer, target_output(view, "policy"))
+    _check_policy_reads(view, args.layer, None)
     path = Path(args.direction_file)
     try:
         directions = np.load(path, allow_pickle=False)
