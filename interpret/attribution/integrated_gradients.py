@@ -34,6 +34,8 @@ from agents.precision import autocast, check_precision
 from interpret.core.errors import InterpretError
 
 Target = str | Callable[[Outputs], torch.Tensor]
+# The output role each named target reads ("action:K" reads the view's action scores).
+TARGET_ROLES = {"value": "value", "policy": "logits", "logit": "logits", "q": "q", "max-q": "q"}
 METHOD = "riemann_right"  # alphas 1/n, 2/n, ..., 1: the paper's 0.1, ..., 1 for n = 10
 
 
@@ -61,15 +63,15 @@ def target_function(
         return keys[role]
 
     if name == "value" and not index:
-        value = need("value")
+        value = need(TARGET_ROLES[name])
         return lambda out: out[value]
     if name == "policy" and not index:
-        return GreedyActionLogProb(need("logits"))
+        return GreedyActionLogProb(need(TARGET_ROLES[name]))
     if name == "max-q" and not index:
-        q = need("q")
+        q = need(TARGET_ROLES[name])
         return lambda out: out[q].max(dim=1).values
     if name in ("logit", "q") and index.isdigit():
-        key = need("logits" if name == "logit" else "q")
+        key = need(TARGET_ROLES[name])
         k = int(index)
         if outputs_example is not None and k >= outputs_example[key].shape[1]:
             raise InterpretError(
@@ -125,10 +127,8 @@ def target_output(view: PolicyView, target: Target | None) -> str | None:
         target = view.default_target()
     if callable(target):
         return None
-    name = str(target).partition(":")[0]
-    role = {"value": "value", "policy": "logits", "logit": "logits", "q": "q", "max-q": "q"}
     keys = {role: key for key, role in view.output_roles().items()}
-    return keys.get(role.get(name, view.score_kind))
+    return keys.get(TARGET_ROLES.get(str(target).partition(":")[0], view.score_kind))
 
 
 @dataclass
