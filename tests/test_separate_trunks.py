@@ -162,3 +162,10 @@ def test_attribute_then_edit_reach_the_policys_own_trunk(separate, tmp_path):
     assert main(["edit", str(separate), "--features", str(report), "--feature", "0",
                  "--out", str(out)]) == 0  # fmt: skip
     assert json.loads((out / "config.json").read_text())["edit"]["layer"] == f"{PI}.2b"
+    audit = tmp_path / "audit"  # its failures attributed with the report's target and features
+    assert main(["audit", str(separate), "--env", COINRUN, "--env-kwargs",
+                 "distribution_mode=easy", "--levels", "16", "--workers", "1", "--features",
+                 str(report), "--out", str(audit)]) == 0  # fmt: skip
+    assert json.loads((audit / "summary.json").read_text())["failures"]  # 8 of these 16 levels
+    attributed = json.loads((audit / "attribution" / "summary.json").read_text())
+    assert (attributed["layer"], attributed["target"]) == (f"{PI}.2b", "policy")
