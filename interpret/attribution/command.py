@@ -46,7 +46,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--target",
         help="output to attribute: value, policy (log-probability of the greedy action), "
-        "logit:K, q:K, max-q (default: value/max-q)",
+        "logit:K, actions:K,L,... (log-probability of picking any of them; names work too: "
+        "actions:UP is every action that presses UP), q:K, max-q (default: value/max-q)",
     )
     parser.add_argument("--features", type=int, default=8, help="NMF features (k)")
     parser.add_argument("--nmf-on", choices=("attribution", "activation"), default="attribution")
@@ -76,6 +77,7 @@ def run(args: argparse.Namespace) -> Path:
     from envs.action_names import action_names, discrete_actions
     from interpret.attribution.integrated_gradients import (
         HiddenLayerIntegratedGradients,
+        expand_action_names,
         target_output,
     )
     from interpret.attribution.nmf import fit_nmf
@@ -90,6 +92,8 @@ def run(args: argparse.Namespace) -> Path:
     torch.manual_seed(args.seed)
     view = agents.load(args.model, trust_pickle=args.trust_pickle)
     env_id, env_options = resolve_env(view, args.env, args.env_kwargs)
+    names = action_names(env_id, discrete_actions(view.action_space))
+    args.target = expand_action_names(args.target, names)  # "actions:UP" -> "actions:2,5,8"
     output = target_output(view, args.target)  # separate trunks: the layer of its trunk
     layer = view.layer_for(args.layer, output) if args.layer else view.default_layer(output)
     ig = HiddenLayerIntegratedGradients(
@@ -169,7 +173,7 @@ def run(args: argparse.Namespace) -> Path:
         trajectories=shown,
         attributions=shown_attr,
         maps=shown_maps,
-        action_names=action_names(env_id, discrete_actions(view.action_space)),
+        action_names=names,
         save_attributions=args.save_attributions,
         object_labels=object_labels,
         timings=timings,

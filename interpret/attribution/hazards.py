@@ -60,7 +60,7 @@ def area_fractions(masks: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 def counts_bad_news(target: str) -> bool:
     """Whether a target's negative attribution is bad news (a value or Q-value falling), so
     the hazard feature is the most negative on hazards; for a policy target (``policy``,
-    ``logit:K``) either sign is evidence about an action, so both count."""
+    ``logit:K``, ``actions:K,L``) either sign is evidence about an action, so both count."""
     return target.partition(":")[0] in ("value", "max-q", "q")
 
 

@@ -35,7 +35,14 @@ from interpret.core.errors import InterpretError
 
 Target = str | Callable[[Outputs], torch.Tensor]
 # The output role each named target reads ("action:K" reads the view's action scores).
-TARGET_ROLES = {"value": "value", "policy": "logits", "logit": "logits", "q": "q", "max-q": "q"}
+TARGET_ROLES = {
+    "value": "value",
+    "policy": "logits",
+    "logit": "logits",
+    "actions": "logits",
+    "q": "q",
+    "max-q": "q",
+}
 METHOD = "riemann_right"  # alphas 1/n, 2/n, ..., 1: the paper's 0.1, ..., 1 for n = 10
 
 
@@ -45,7 +52,9 @@ def target_function(
     """A scalar output (N,) of the network's outputs dict, from a name or a callable.
 
     Names: ``"value"``; ``"logit:K"`` (policy logit K); ``"policy"`` (the log-probability of
-    the greedy action, ``GreedyActionLogProb``); ``"q:K"`` (Q-value of action K); ``"max-q"``;
+    the greedy action, ``GreedyActionLogProb``); ``"actions:K,L,..."`` (the log-probability
+    that the policy picks any of those actions, e.g. CoinRun's three jumps; names are turned
+    into indices by ``expand_action_names``); ``"q:K"`` (Q-value of action K); ``"max-q"``;
     ``"action:K"`` (the view's action score K). The outputs are found by their roles
     (``view.output_roles``). A callable takes the outputs dict and returns a (N,) tensor.
     """
@@ -79,14 +88,56 @@ def target_function(
                 f"{outputs_example[key].shape[1]} actions)"
             )
         return lambda out: out[key][:, k]
+    if name == "actions" and _index_list(index):
+        key = need(TARGET_ROLES[name])
+        chosen = _index_list(index)
+        if outputs_example is not None and max(chosen) >= outputs_example[key].shape[1]:
+            raise InterpretError(
+                f"target {target!r}: index out of range (the policy has "
+                f"{outputs_example[key].shape[1]} actions)"
+            )
+        return lambda out: torch.logsumexp(
+            torch.log_softmax(out[key].float(), dim=1)[:, chosen], dim=1
+        )
     if name == "action" and index.isdigit():
         k = int(index)
         if outputs_example is not None and k >= view.action_scores(outputs_example).shape[1]:
             raise InterpretError(f"target {target!r}: index out of range")
         return lambda out: view.action_scores(out)[:, k]
     raise InterpretError(
-        f"unknown target {target!r}; use value, policy, logit:K, q:K, max-q or action:K"
+        f"unknown target {target!r}; use value, policy, logit:K, actions:K,L,..., q:K, max-q "
+        "or action:K"
     )
+
+
+def _index_list(text: str) -> list[int]:
+    """[2, 5, 8] for "2,5,8" (sorted, without repeats); [] unless every item is an index."""
+    items = text.split(",")
+    return sorted({int(i) for i in items}) if all(i.isdigit() for i in items) else []
+
+
+def expand_action_names(target: Target | None, names: Sequence[str]) -> Target | None:
+    """``"actions:UP"`` -> ``"actions:2,5,8"`` for Procgen's names (``envs.action_names``):
+    an item names the action of that name (``RIGHT+UP``, ``NOOP``; any case) or, as a single
+    button, every action that presses it (``UP``: LEFT+UP, UP and RIGHT+UP). Indices pass
+    through; any other target is returned as it is."""
+    if not isinstance(target, str) or not target.startswith("actions:"):
+        return target
+    wanted: set[int] = set()
+    upper = [n.upper() for n in names]
+    for item in target.partition(":")[2].split(","):
+        if item.isdigit():
+            wanted.add(int(item))
+            continue
+        key = item.strip().upper()
+        matched = {k for k, n in enumerate(upper) if n == key or key in n.split("+")}
+        if not key or not matched:
+            raise InterpretError(
+                f"target {target!r}: no action is named or presses {item!r}; the actions are "
+                + ", ".join(f"{k} {n}" for k, n in enumerate(names))
+            )
+        wanted |= matched
+    return "actions:" + ",".join(str(k) for k in sorted(wanted))
 
 
 class GreedyActionLogProb:
