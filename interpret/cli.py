@@ -24,6 +24,10 @@ VERBS: dict[str, tuple[str, str]] = {
     "attribute": ("interpret.attribution.command", "integrated gradients, NMF features: a report"),
     "audit": ("interpret.audit.command", "play N CoinRun levels: failures by cause, a report"),
     "compare": ("interpret.audit.compare_command", "two models on the same levels: failure tables"),
+    "occlude": (
+        "interpret.occlusion.command",
+        "CoinRun: how the policy reacts when an object class is not drawn",
+    ),
     "edit": ("interpret.editing.command", "blind a policy to NMF features: a new run directory"),
     "dissect": (
         "interpret.dissection.command",

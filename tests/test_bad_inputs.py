@@ -27,10 +27,14 @@ BASE = {
                   "--out", "{out}"],
     "edit": ["edit", "{model}", "--features", "{ws.report}", "--feature", "0", "--out", "{out}"],
     "dissect": ["dissect", "{model}", "--layer", "2b", "--out", "{out}"],
+    "occlude": ["occlude", "{model}", "--sample-envs", "1", "--sample-steps", "4",
+                "--out", "{out}"],
     "synthesize": ["synthesize", "{model}", "--frames", "8", "--out", "{out}"],
     "imagine": ["imagine", "--gol", "--train-steps", "10", "--out", "{out}"],
 }  # fmt: skip
-MODEL_VERBS = ("attribute", "audit", "compare", "compare-b", "edit", "dissect", "synthesize")
+MODEL_VERBS = (
+    "attribute", "audit", "compare", "compare-b", "edit", "dissect", "occlude", "synthesize"
+)  # fmt: skip
 
 
 def cmd(verb: str, *extra: str, model: str = "{ws.coinrun}") -> list[str]:
@@ -93,7 +97,8 @@ OUTPUTS = [
     ("--out exists, no --force", "{out}", "pass --force", _existing_report),
 ]
 OUTPUT_CASES = []
-for verb in ("attribute", "audit", "compare", "edit", "dissect", "synthesize", "imagine"):
+for verb in ("attribute", "audit", "compare", "edit", "dissect", "occlude", "synthesize",
+             "imagine"):  # fmt: skip
     for name, out, match, setup in OUTPUTS:
         argv = [out if a == "{out}" else a for a in cmd(verb)]
         OUTPUT_CASES.append(Case(f"{verb}: {name}", I, argv, match, setup=setup))
@@ -124,6 +129,8 @@ VALUE_CASES += cases_for("attribute", [
     ("--batch-size 0", ["--batch-size", "0"], "must be positive"),
     ("--target logit:99 (15 actions)", ["--target", "logit:99"], "out of range"),
     ("--target q:1 on an actor-critic", ["--target", "q:1"], "needs a 'q' output"),
+    ("--target actions:HOP (no such button)", ["--target", "actions:HOP"], "presses 'HOP'"),
+    ("--target actions:99 (15 actions)", ["--target", "actions:5,99"], "out of range"),
     ("--layer unknown", ["--layer", "nope"], "unknown layer"),
     ("--layer fc1 (not convolutional)", ["--layer", "fc1"], "convolutional layer"),
     ("--env unknown", ["--env", "nosuchenv-v0"], "procgen:<game>"),
@@ -232,6 +239,15 @@ VALUE_CASES += cases_for("dissect", [
      PONG),
     ("Ctrl-C while playing", [], "interrupted; nothing written",
      {"code": 130, "interrupt": "interpret.dissection.command:record_trajectories"}),
+])  # fmt: skip
+VALUE_CASES += cases_for("occlude", [
+    ("--sample-envs 0", ["--sample-envs", "0"], "--sample-envs must be positive"),
+    ("--sample-every 0", ["--sample-every", "0"], "--sample-every must be positive"),
+    ("--classes dragon", ["--classes", "dragon"], "invalid choice"),
+    ("--env atari:Pong", ["--env", "atari:Pong"], "draws CoinRun's objects"),
+    ("Pong model played on CoinRun", ["--env", COINRUN], "does not fit", PONG),
+    ("Ctrl-C while playing", [], "interrupted; nothing written",
+     {"code": 130, "interrupt": "interpret.core.trajectory:record_trajectories"}),
 ])  # fmt: skip
 GOL = ["imagine", "--gol", "--out", "{out}"]
 WM = ["imagine", "{ws.wm}", "--out", "{out}"]

@@ -45,19 +45,19 @@ OBJECT_CLASSES = (*CLASS_EDITS, BACKGROUND)
 _WALL = OBJECT_CLASSES.index("wall")
 
 
-def rendered_differences(
+def rendered_frames(
     states: Sequence[bytes], edits: Sequence[Callable[[bytes], bytes]], batch_size: int = 32
 ) -> np.ndarray:
-    """(N, E, 64, 64) bool: where the frame the game draws for each state differs from the one
-    it draws for ``edit(state)``, per edit.
+    """(N, 1 + E, 64, 64, 3) uint8: the frame the game draws for each state, then the frames it
+    draws for ``edit(state)``, per edit.
 
-    Both frames come from the renderer (``ProcgenVecEnv.set_states`` then ``observations()``);
+    Every frame comes from the renderer (``ProcgenVecEnv.set_states`` then ``observations()``);
     a state's bytes carry its own render options (``paint_vel_info``, distribution mode).
     """
     import envs
 
     if len(states) == 0:
-        return np.zeros((0, len(edits), 64, 64), dtype=bool)
+        return np.zeros((0, 1 + len(edits), 64, 64, 3), dtype=np.uint8)
     n_envs = min(batch_size, len(states))
     vec = envs.make_vec_env(COINRUN, n_envs, 0)
     out = []
@@ -70,19 +70,29 @@ def rendered_differences(
             except StateFormatError as err:
                 raise InterpretError(f"object masks need CoinRun states: {err}") from err
             rows = list(range(len(chunk)))
-            vec.set_states(chunk, rows)
-            drawn = vec.observations()[rows]
-            differences = []
-            for states_edited in edited:
-                vec.set_states(states_edited, rows)
-                differences.append((vec.observations()[rows] != drawn).any(axis=-1))
-            out.append(np.stack(differences, axis=1))
+            frames = []
+            for version in (chunk, *edited):
+                vec.set_states(version, rows)
+                frames.append(vec.observations()[rows])
+            out.append(np.stack(frames, axis=1))
     finally:
         vec.close()
     return np.concatenate(out)
 
 
-def _state_edit(edit: Callable[[CoinRunState], object]) -> Callable[[bytes], bytes]:
+def rendered_differences(
+    states: Sequence[bytes], edits: Sequence[Callable[[bytes], bytes]], batch_size: int = 32
+) -> np.ndarray:
+    """(N, E, 64, 64) bool: where the frame the game draws for each state differs from the one
+    it draws for ``edit(state)``, per edit (``rendered_frames``)."""
+    frames = rendered_frames(states, edits, batch_size)
+    return (frames[:, 1:] != frames[:, :1]).any(axis=-1)
+
+
+def state_edit(edit: Callable[[CoinRunState], object]) -> Callable[[bytes], bytes]:
+    """``state bytes -> state bytes`` applying an in-place ``CoinRunState`` edit
+    (``CLASS_EDITS``)."""
+
     def apply(state: bytes) -> bytes:
         parsed = CoinRunState.from_bytes(state)
         edit(parsed)
@@ -94,7 +104,7 @@ def _state_edit(edit: Callable[[CoinRunState], object]) -> Callable[[bytes], byt
 def object_masks(states: Sequence[bytes], batch_size: int = 32) -> np.ndarray:
     """(N, M, 64, 64) bool, M = len(OBJECT_CLASSES): the pixels of each CoinRun state's frame
     that show each object class. A partition: every pixel belongs to exactly one class."""
-    edits = [_state_edit(edit) for edit in (*CLASS_EDITS.values(), CoinRunState.hide_background)]
+    edits = [state_edit(edit) for edit in (*CLASS_EDITS.values(), CoinRunState.hide_background)]
     claimed = rendered_differences(states, edits, batch_size)  # (N, M, 64, 64)
     masks = np.zeros((len(states), len(OBJECT_CLASSES), 64, 64), dtype=bool)
     taken = np.zeros((len(states), 64, 64), dtype=bool)
