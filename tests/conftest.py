@@ -36,3 +36,13 @@ def bad_input_workspace(tmp_path_factory):
         return Workspace(tmp_path_factory.mktemp("bad-inputs"))
     finally:
         torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def separate_trunk_model(tmp_path_factory):
+    """The zip of a tiny untrained PPO with separate policy and value trunks (the zoo's CoinRun
+    run's layout: ``pi_features_extractor.*`` and ``vf_features_extractor.*``)."""
+    from tiny_models import untrained_model
+
+    directory = tmp_path_factory.mktemp("separate")
+    return untrained_model("ours-ppo-interpretable-separate", directory)

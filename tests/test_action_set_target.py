@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from tiny_models import COINRUN, MODELS
+from tiny_models import COINRUN
 
 import agents
 from envs.action_names import action_names
@@ -21,15 +21,6 @@ from interpret.core.errors import InterpretError
 
 PI = "pi_features_extractor"
 PROCGEN = action_names(COINRUN, 15)
-
-
-@pytest.fixture(scope="module")
-def separate(tmp_path_factory):
-    path = tmp_path_factory.mktemp("separate") / "model.zip"
-    model = MODELS["ours-ppo-interpretable-separate"]()
-    model.save(path)
-    model.get_env().close()
-    return path
 
 
 def observations(n, seed=0):
@@ -49,8 +40,8 @@ def test_names_become_the_actions_that_press_them():
         expand_action_names("actions:JUMP", PROCGEN)
 
 
-def test_an_action_set_reads_the_policys_logits(separate):
-    view = agents.load(separate)
+def test_an_action_set_reads_the_policys_logits(separate_trunk_model):
+    view = agents.load(separate_trunk_model)
     assert target_output(view, "actions:2,5,8") == "logits"
     assert view.default_layer(target_output(view, "actions:5")) == f"{PI}.2b"
     outputs = view.outputs(view.preprocess(observations(1)))
@@ -61,8 +52,8 @@ def test_an_action_set_reads_the_policys_logits(separate):
         target_function(view, "actions:5,15", outputs)
 
 
-def test_action_set_target_integrates_the_probability_of_any_of_them(separate):
-    view = agents.load(separate)
+def test_action_set_target_integrates_the_probability_of_any_of_them(separate_trunk_model):
+    view = agents.load(separate_trunk_model)
     layer = view.layer_for("2b", "logits")
     obs, chosen, steps = observations(4), [2, 5, 8], 6
     ig = HiddenLayerIntegratedGradients(view, layer, target="actions:2,5,8", n_steps=steps)
@@ -94,9 +85,12 @@ def test_action_set_target_integrates_the_probability_of_any_of_them(separate):
     np.testing.assert_allclose(every.attributions, 0.0, atol=1e-5)
 
 
-def test_attribute_names_the_jumps_and_refuses_an_unknown_name(separate, tmp_path, capsys):
-    base = ["attribute", str(separate), "--env", COINRUN, "--env-kwargs", "distribution_mode=easy",
-            "--sample-envs", "1", "--sample-steps", "8", "--sample-every", "2",
+def test_attribute_names_the_jumps_and_refuses_an_unknown_name(
+    separate_trunk_model, tmp_path, capsys
+):
+    base = ["attribute", str(separate_trunk_model), "--env", COINRUN,
+            "--env-kwargs", "distribution_mode=easy", "--sample-envs", "1", "--sample-steps", "8",
+            "--sample-every", "2",
             "--trajectories", "1", "--trajectory-steps", "4", "--features", "2", "--steps", "2",
             "--no-object-labels"]  # fmt: skip
     out = tmp_path / "jump"

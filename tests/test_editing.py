@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import stable_baselines3 as sb3
 import torch
-from tiny_models import MODELS
+from tiny_models import untrained_model
 
 import agents
 from agents.inspectable import UnknownLayerError
@@ -19,16 +19,9 @@ from interpret.editing.projection import (
 )
 
 
-def untrained(name, directory):
-    """A tiny model saved as built (its random weights are all an edit needs)."""
-    path = directory / "model.zip"
-    MODELS[name]().save(path)
-    return path
-
-
 @pytest.fixture(scope="module")
 def saved_interpretable(tmp_path_factory):
-    return untrained("ours-ppo-interpretable", tmp_path_factory.mktemp("interp"))
+    return untrained_model("ours-ppo-interpretable", tmp_path_factory.mktemp("interp"))
 
 
 @pytest.fixture(scope="module")
@@ -145,7 +138,7 @@ def test_nature_impala_and_dqn(tmp_path):
         ("ours-ppo-impala", "block1.res2", "block2.conv.weight"),
     ]:
         (tmp_path / name).mkdir()
-        view = agents.load(untrained(name, tmp_path / name))
+        view = agents.load(untrained_model(name, tmp_path / name))
         full = next(n for n in view.layers() if n.endswith(layer))
         channels = next_kernels(view, full)[0][1].weight.shape[1]
         edit = project_out(view, full, np.ones(channels))
@@ -154,7 +147,7 @@ def test_nature_impala_and_dqn(tmp_path):
         project_out(view, "block1.pool", np.ones(16))  # a residual block reads it
 
     (tmp_path / "dqn").mkdir()
-    view = agents.load(untrained("ours-dqn-nature", tmp_path / "dqn"))
+    view = agents.load(untrained_model("ours-dqn-nature", tmp_path / "dqn"))
     last = view.layers()[-1]
     (name, head), *_ = next_kernels(view, last)
     v = np.random.default_rng(0).random(head.in_features)

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from tiny_models import COINRUN, MODELS
+from tiny_models import COINRUN
 from torch import nn
 
 import agents
@@ -19,17 +19,8 @@ from interpret.occlusion import occlusion_sensitivity
 
 
 @pytest.fixture(scope="module")
-def separate(tmp_path_factory):
-    path = tmp_path_factory.mktemp("separate") / "model.zip"
-    model = MODELS["ours-ppo-interpretable-separate"]()
-    model.save(path)
-    model.get_env().close()
-    return path
-
-
-@pytest.fixture(scope="module")
-def states(separate):
-    view = agents.load(separate)
+def states(separate_trunk_model):
+    view = agents.load(separate_trunk_model)
     played = record_trajectories(
         view, COINRUN, n_envs=3, n_steps=24, seed=5, record_states=True,
         distribution_mode="easy", paint_vel_info=True,
@@ -37,8 +28,8 @@ def states(separate):
     return [s for t in played for s in t.states[::2]]
 
 
-def test_rows_match_the_rendered_frames(separate, states):
-    view = agents.load(separate)
+def test_rows_match_the_rendered_frames(separate_trunk_model, states):
+    view = agents.load(separate_trunk_model)
     classes = ["buzzsaw", "coin", "wall", "velocity panel"]
     rows = occlusion_sensitivity(view, states, classes, batch_size=10)  # several batches
     frames = rendered_frames(states, [state_edit(CLASS_EDITS[c]) for c in classes])
@@ -68,8 +59,8 @@ def test_rows_match_the_rendered_frames(separate, states):
     assert by_name["wall"].kl > 0  # an untrained net still reacts to most of the frame changing
 
 
-def test_a_policy_blind_to_the_frame_scores_zero(separate, states):
-    view = agents.load(separate)
+def test_a_policy_blind_to_the_frame_scores_zero(separate_trunk_model, states):
+    view = agents.load(separate_trunk_model)
     with torch.no_grad():  # the convolutions that read the image: their output is now constant
         for module in view.module.modules():
             if isinstance(module, nn.Conv2d) and module.in_channels == 3:
@@ -80,20 +71,22 @@ def test_a_policy_blind_to_the_frame_scores_zero(separate, states):
         assert (r.kl, r.greedy_changed, r.value_abs_change) == (0.0, 0.0, 0.0)
 
 
-def test_unknown_class_and_other_games_are_refused(separate, tmp_path, capsys):
+def test_unknown_class_and_other_games_are_refused(separate_trunk_model, tmp_path, capsys):
     with pytest.raises(InterpretError, match="object classes must be among"):
-        occlusion_sensitivity(agents.load(separate), [], ["dragon"])
+        occlusion_sensitivity(agents.load(separate_trunk_model), [], ["dragon"])
     out = tmp_path / "pong"
-    assert main(["occlude", str(separate), "--env", "atari:Pong", "--out", str(out)]) == 2
+    model = str(separate_trunk_model)
+    assert main(["occlude", model, "--env", "atari:Pong", "--out", str(out)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "CoinRun" in err and not out.exists()
 
 
-def test_occlude_writes_its_table(separate, tmp_path, capsys):
+def test_occlude_writes_its_table(separate_trunk_model, tmp_path, capsys):
     out = tmp_path / "occlusion"
     assert main([
-        "occlude", str(separate), "--env", COINRUN, "--env-kwargs", "distribution_mode=easy",
-        "--sample-envs", "2", "--sample-steps", "8", "--classes", "wall", "coin",
+        "occlude", str(separate_trunk_model), "--env", COINRUN,
+        "--env-kwargs", "distribution_mode=easy", "--sample-envs", "2", "--sample-steps", "8",
+        "--classes", "wall", "coin",
         "--out", str(out),
     ]) == 0  # fmt: skip
     printed = capsys.readouterr().out

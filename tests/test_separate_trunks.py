@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import stable_baselines3 as sb3
 import torch
-from tiny_models import COINRUN, MODELS
+from tiny_models import COINRUN, untrained_model
 
 import agents
 from agents.inspectable import UnknownLayerError
@@ -24,25 +24,12 @@ from interpret.cli import main
 PI, VF = "pi_features_extractor", "vf_features_extractor"
 
 
-def untrained(name, directory):
-    path = directory / "model.zip"
-    model = MODELS[name]()
-    model.save(path)
-    model.get_env().close()
-    return path
-
-
-@pytest.fixture(scope="module")
-def separate(tmp_path_factory):
-    return untrained("ours-ppo-interpretable-separate", tmp_path_factory.mktemp("separate"))
-
-
 def observations(n, seed=0):
     return np.random.default_rng(seed).integers(0, 256, (n, 64, 64, 3), dtype=np.uint8)
 
 
-def test_a_trunk_layer_name_picks_the_copy_of_the_output_read(separate, tmp_path):
-    view = agents.load(separate)
+def test_a_trunk_layer_name_picks_the_copy_of_the_output_read(separate_trunk_model, tmp_path):
+    view = agents.load(separate_trunk_model)
     assert view.layer_for("2b", "value") == f"{VF}.2b"
     assert view.layer_for("2b", "logits") == f"{PI}.2b"
     assert view.layer_for(f"{PI}.3a", "value") == f"{PI}.3a"  # a listed name stays itself
@@ -55,14 +42,14 @@ def test_a_trunk_layer_name_picks_the_copy_of_the_output_read(separate, tmp_path
     assert (target_output(view, "policy"), target_output(view, "logit:2")) == ("logits", "logits")
     assert target_output(view, None) == target_output(view, "value") == "value"
 
-    shared = agents.load(untrained("ours-ppo-interpretable", tmp_path))
+    shared = agents.load(untrained_model("ours-ppo-interpretable", tmp_path))
     assert shared.layer_for("2b", "logits") == shared.layer_for("2b") == "2b"
     assert shared.default_layer("logits") == shared.default_layer() == "2b"
 
 
 @pytest.mark.parametrize("layer", ["2a", "2b"])  # 2b: integrated through L2 pooling
-def test_policy_target_integrates_the_greedy_actions_log_probability(separate, layer):
-    view = agents.load(separate)
+def test_policy_target_integrates_the_greedy_actions_log_probability(separate_trunk_model, layer):
+    view = agents.load(separate_trunk_model)
     layer = view.layer_for(layer, "logits")
     obs = observations(5)
     steps = 8
@@ -95,9 +82,9 @@ def test_policy_target_integrates_the_greedy_actions_log_probability(separate, l
                                result.completeness_error, atol=1e-5)  # fmt: skip
 
 
-def test_an_edit_the_policy_cannot_feel_is_refused(separate, tmp_path, capsys):
+def test_an_edit_the_policy_cannot_feel_is_refused(separate_trunk_model, tmp_path, capsys):
     np.save(tmp_path / "v.npy", np.ones(32, dtype=np.float32))
-    edit = ["edit", str(separate), "--direction-file", str(tmp_path / "v.npy")]
+    edit = ["edit", str(separate_trunk_model), "--direction-file", str(tmp_path / "v.npy")]
     assert main([*edit, "--layer", f"{VF}.2b", "--out", str(tmp_path / "vf")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "changes no action" in err
@@ -114,7 +101,7 @@ def test_an_edit_the_policy_cannot_feel_is_refused(separate, tmp_path, capsys):
     (report / "summary.json").write_text(json.dumps(summary))
     np.savez_compressed(report / "arrays.npz", directions=directions)
     out = tmp_path / "from-report"
-    assert main(["edit", str(separate), "--features", str(report), "--feature", "a",
+    assert main(["edit", str(separate_trunk_model), "--features", str(report), "--feature", "a",
                  "--out", str(out)]) == 2  # fmt: skip
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and f"{VF}.2b" in err and "attribute --target policy" in err
@@ -123,7 +110,7 @@ def test_an_edit_the_policy_cannot_feel_is_refused(separate, tmp_path, capsys):
     assert main([*edit, "--layer", "2b", "--out", str(out)]) == 0
     record = json.loads((out / "config.json").read_text())["edit"]
     assert record["layer"] == f"{PI}.2b" and record["parameters"] == [f"{PI}.net.3a.conv.weight"]
-    before = sb3.PPO.load(separate, device="cpu").policy.state_dict()
+    before = sb3.PPO.load(separate_trunk_model, device="cpu").policy.state_dict()
     after = sb3.PPO.load(out / "model.zip", device="cpu").policy.state_dict()
     changed = {name for name in before if not torch.equal(before[name], after[name])}
     # SB3 keeps the policy's extractor under two names; the value's trunk is untouched
@@ -147,23 +134,24 @@ def test_hazard_scores_count_both_signs_for_a_policy_target():
 
 
 @pytest.mark.slow
-def test_attribute_then_edit_reach_the_policys_own_trunk(separate, tmp_path):
+def test_attribute_then_edit_reach_the_policys_own_trunk(separate_trunk_model, tmp_path):
     """The demo's path on a separate-trunk agent: attribute the policy at 2b, edit a feature."""
     report = tmp_path / "report"
     assert main([
-        "attribute", str(separate), "--env", COINRUN, "--env-kwargs", "distribution_mode=easy",
-        "--sample-envs", "2", "--sample-steps", "16", "--sample-every", "2", "--trajectories", "1",
-        "--trajectory-steps", "12", "--features", "3", "--steps", "4", "--no-object-labels",
-        "--layer", "2b", "--target", "policy", "--out", str(report),
+        "attribute", str(separate_trunk_model), "--env", COINRUN,
+        "--env-kwargs", "distribution_mode=easy", "--sample-envs", "2", "--sample-steps", "16",
+        "--sample-every", "2", "--trajectories", "1", "--trajectory-steps", "12",
+        "--features", "3", "--steps", "4", "--no-object-labels", "--layer", "2b",
+        "--target", "policy", "--out", str(report),
     ]) == 0  # fmt: skip
     summary = json.loads((report / "summary.json").read_text())
     assert (summary["layer"], summary["target"]) == (f"{PI}.2b", "policy")
     out = tmp_path / "edited"
-    assert main(["edit", str(separate), "--features", str(report), "--feature", "0",
+    assert main(["edit", str(separate_trunk_model), "--features", str(report), "--feature", "0",
                  "--out", str(out)]) == 0  # fmt: skip
     assert json.loads((out / "config.json").read_text())["edit"]["layer"] == f"{PI}.2b"
     audit = tmp_path / "audit"  # its failures attributed with the report's target and features
-    assert main(["audit", str(separate), "--env", COINRUN, "--env-kwargs",
+    assert main(["audit", str(separate_trunk_model), "--env", COINRUN, "--env-kwargs",
                  "distribution_mode=easy", "--levels", "16", "--workers", "1", "--features",
                  str(report), "--out", str(audit)]) == 0  # fmt: skip
     assert json.loads((audit / "summary.json").read_text())["failures"]  # 8 of these 16 levels

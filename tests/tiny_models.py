@@ -83,6 +83,15 @@ MODELS = {
 }
 
 
+def untrained_model(name: str, directory: Path) -> Path:
+    """The path of ``MODELS[name]`` saved as built (untrained) to ``directory/model.zip``."""
+    path = Path(directory) / "model.zip"
+    model = MODELS[name]()
+    model.save(path)
+    model.get_env().close()
+    return path
+
+
 def saved_model(name: str, directory: Path):
     """(trained SB3 model, path of its saved zip) after 32 real training steps."""
     model = MODELS[name]()
