@@ -244,6 +244,7 @@ VALUE_CASES += cases_for("occlude", [
     ("--sample-envs 0", ["--sample-envs", "0"], "--sample-envs must be positive"),
     ("--sample-every 0", ["--sample-every", "0"], "--sample-every must be positive"),
     ("--classes dragon", ["--classes", "dragon"], "invalid choice"),
+    ("--examples -1", ["--examples", "-1"], "--examples must be >= 0"),
     ("--env atari:Pong", ["--env", "atari:Pong"], "draws CoinRun's objects"),
     ("Pong model played on CoinRun", ["--env", COINRUN], "does not fit", PONG),
     ("Ctrl-C while playing", [], "interrupted; nothing written",

@@ -31,7 +31,7 @@ def states(separate_trunk_model):
 def test_rows_match_the_rendered_frames(separate_trunk_model, states):
     view = agents.load(separate_trunk_model)
     classes = ["buzzsaw", "coin", "wall", "velocity panel"]
-    rows = occlusion_sensitivity(view, states, classes, batch_size=10)  # several batches
+    rows = occlusion_sensitivity(view, states, classes, batch_size=10, examples=2)  # 8 batches
     frames = rendered_frames(states, [state_edit(CLASS_EDITS[c]) for c in classes])
     with torch.no_grad():
         real = view.outputs(view.preprocess(frames[:, 0]))
@@ -49,6 +49,10 @@ def test_rows_match_the_rendered_frames(separate_trunk_model, states):
         )
         assert row.kl == pytest.approx(float(kl.mean()), rel=1e-4, abs=1e-6)  # float32
         assert row.kl_ci[0] <= row.kl <= row.kl_ci[1]
+        tops = row.examples  # the frames of largest KL over all batches, largest first
+        assert len(tops) == min(2, int(drawn.sum())) and tops[0].kl >= tops[-1].kl
+        assert tops[0].kl == pytest.approx(float(kl.max()), rel=1e-4, abs=1e-6)
+        assert all((e.frame != e.frame_without).any() for e in tops)
         changed = real["logits"][drawn].argmax(1) != removed["logits"].argmax(1)
         assert row.greedy_changed == pytest.approx(float(changed.float().mean()))
         change = removed["value"].reshape(-1) - real["value"].reshape(-1)[drawn]
@@ -93,4 +97,9 @@ def test_occlude_writes_its_table(separate_trunk_model, tmp_path, capsys):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["frames"] == 8 and [r["name"] for r in summary["rows"]] == ["wall", "coin"]
     assert summary["rows"][0]["frames"] == 8 and "wall" in printed
-    assert "KL(pi || pi without)" in (out / "index.html").read_text()
+    page = (out / "index.html").read_text()
+    shown = sum(min(3, row["frames"]) for row in summary["rows"])  # 3 per class drawn
+    assert "KL(pi || pi without)" in page and page.count("<figure>") == shown >= 3
+    assert [len(row["examples"]) for row in summary["rows"]] == [
+        min(3, row["frames"]) for row in summary["rows"]
+    ]

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 from interpret.core.errors import InterpretError, check_counts
-from interpret.occlusion.measure import OCCLUDABLE
+from interpret.occlusion.measure import OCCLUDABLE, ClassOcclusion
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -37,6 +37,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sample-steps", type=int, default=128, help="steps per env (128)")
     parser.add_argument("--sample-every", type=int, default=2, help="keep every Nth step (2)")
     parser.add_argument("--deterministic", action="store_true", help="play greedy actions")
+    parser.add_argument(
+        "--examples", type=int, default=3, help="frames of largest KL shown per class (3)"
+    )
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--seed", type=int, default=0, help="seed of the levels played (0)")
     parser.add_argument("--trust-pickle", action="store_true", help="load with SB3's unpickler")
@@ -47,12 +50,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> Path | None:
     import agents
     import envs
+    from envs.action_names import action_names, discrete_actions
     from interpret.core.model_env import check_fits, resolve_env
     from interpret.core.report import page, write_report
     from interpret.core.trajectory import record_trajectories
     from interpret.occlusion.measure import format_table, occlusion_sensitivity
 
-    check_counts(args, ("sample_envs", "sample_steps", "sample_every", "batch_size"))
+    check_counts(args, ("sample_envs", "sample_steps", "sample_every", "batch_size"), ("examples",))
     if args.env and envs.parse_env_id(args.env) != ("procgen", "coinrun"):
         raise InterpretError(f"occlude draws CoinRun's objects; --env is {args.env}")
     view = agents.load(args.model, trust_pickle=args.trust_pickle)
@@ -68,7 +72,7 @@ def run(args: argparse.Namespace) -> Path | None:
         deterministic=args.deterministic, record_states=True, **options,
     )  # fmt: skip
     states = [s for t in played for s in (t.states or [])[:: args.sample_every]]
-    rows = occlusion_sensitivity(view, states, args.classes, args.batch_size)
+    rows = occlusion_sensitivity(view, states, args.classes, args.batch_size, args.examples)
     text = format_table(rows, len(states))
     print(text)
     if not args.out:
@@ -92,6 +96,35 @@ def run(args: argparse.Namespace) -> Path | None:
         "V(without) - V(frame) and value_abs_change its mean absolute value (model units)",
         "wall_s": round(time.perf_counter() - clock, 2),
     }
+    names = action_names(env_id, discrete_actions(view.action_space))
     title = f"Object occlusion: {view.source}"
-    body = f"<h1>{html.escape(title)}</h1>\n<pre>{html.escape(text)}</pre>"
-    return write_report(args.out, page("Object occlusion", body), summary, replace=args.force)
+    table = f"<h1>{html.escape(title)}</h1>\n<pre>{html.escape(text)}</pre>\n"
+    index = page("Object occlusion", table + _examples_html(rows, names), css=CSS)
+    return write_report(args.out, index, summary, replace=args.force)
+
+
+CSS = (
+    "figure{display:inline-block;margin:0 1.5em 1em 0}"
+    "figure img{width:128px;image-rendering:pixelated;margin-right:2px}"
+    "figcaption{font-size:0.85em}"
+)
+
+
+def _examples_html(rows: list[ClassOcclusion], names: list[str]) -> str:
+    """Per class, its frames of largest KL: as drawn and without the class, with the greedy
+    action of each."""
+    from interpret.core.report import png_data_uri
+
+    parts = []
+    for row in rows:
+        if not row.examples:
+            continue
+        parts.append(f"<h2>Without {html.escape(row.name)}: the frames of largest KL</h2>")
+        for e in row.examples:
+            parts.append(
+                f"<figure><img src='{png_data_uri(e.frame)}' alt='as drawn'>"
+                f"<img src='{png_data_uri(e.frame_without)}' alt='without {row.name}'>"
+                f"<figcaption>KL {e.kl:.3f} nats; greedy {html.escape(names[e.greedy])} &rarr; "
+                f"{html.escape(names[e.greedy_without])}</figcaption></figure>"
+            )
+    return "\n".join(parts)

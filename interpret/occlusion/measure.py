@@ -17,7 +17,7 @@ can differ (the critic sees buzzsaws, the actor need not).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -32,8 +32,20 @@ Z95 = 1.959963984540054
 
 
 @dataclass
+class OcclusionExample:
+    """A frame where removing the class moved the policy most: both frames (64, 64, 3) uint8."""
+
+    kl: float
+    greedy: int  # the greedy action on the frame as drawn
+    greedy_without: int  # ... and without the class
+    frame: np.ndarray
+    frame_without: np.ndarray
+
+
+@dataclass
 class ClassOcclusion:
-    """One object class's row (means over the ``frames`` frames where it is drawn; NaN if 0)."""
+    """One object class's row (means over the ``frames`` frames where it is drawn; NaN if 0)
+    and its ``examples``: the frames of largest KL, largest first."""
 
     name: str
     frames: int
@@ -42,9 +54,16 @@ class ClassOcclusion:
     greedy_changed: float
     value_change: float
     value_abs_change: float
+    examples: list[OcclusionExample] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The row as JSON-ready values; the examples without their frames."""
+        row = asdict(self)
+        row["examples"] = [
+            {"kl": e.kl, "greedy": e.greedy, "greedy_without": e.greedy_without}
+            for e in self.examples
+        ]
+        return row
 
 
 def occlusion_sensitivity(
@@ -52,23 +71,35 @@ def occlusion_sensitivity(
     states: Sequence[bytes],
     classes: Sequence[str] = OCCLUDABLE,
     batch_size: int = 64,
+    examples: int = 0,
 ) -> list[ClassOcclusion]:
     """One ``ClassOcclusion`` per class, measured on CoinRun ``states`` (state bytes as
-    ``record_trajectories(record_states=True)`` keeps them)."""
+    ``record_trajectories(record_states=True)`` keeps them), each with its ``examples`` frames
+    of largest KL."""
     unknown = [c for c in classes if c not in CLASS_EDITS]
     if unknown or not classes:
         raise InterpretError(f"object classes must be among {', '.join(OCCLUDABLE)}; got {classes}")
     edits = [state_edit(CLASS_EDITS[c]) for c in classes]
     rows: dict[str, list[np.ndarray]] = {c: [] for c in classes}
+    kept: dict[str, list[OcclusionExample]] = {c: [] for c in classes}
     for start in range(0, len(states), batch_size):
         frames = rendered_frames(states[start : start + batch_size], edits, batch_size)
         real = _outputs(view, frames[:, 0])
         for i, name in enumerate(classes):
-            drawn = (frames[:, 1 + i] != frames[:, 0]).any(axis=(1, 2, 3))
-            if drawn.any():
-                removed = _outputs(view, frames[drawn, 1 + i])
-                rows[name].append(_changes({k: v[drawn] for k, v in real.items()}, removed))
-    return [_summarize(name, rows[name]) for name in classes]
+            drawn = np.flatnonzero((frames[:, 1 + i] != frames[:, 0]).any(axis=(1, 2, 3)))
+            if len(drawn) == 0:
+                continue
+            removed = _outputs(view, frames[drawn, 1 + i])
+            changes = _changes({k: v[drawn] for k, v in real.items()}, removed)
+            rows[name].append(changes)
+            for j in np.argsort(-changes[:, 0], kind="stable")[:examples]:
+                kept[name].append(OcclusionExample(
+                    kl=float(changes[j, 0]), greedy=int(real["greedy"][drawn[j]]),
+                    greedy_without=int(removed["greedy"][j]), frame=frames[drawn[j], 0],
+                    frame_without=frames[drawn[j], 1 + i],
+                ))  # fmt: skip
+            kept[name] = sorted(kept[name], key=lambda e: -e.kl)[:examples]
+    return [_summarize(name, rows[name], kept[name]) for name in classes]
 
 
 def _outputs(view: PolicyView, frames: np.ndarray) -> dict[str, torch.Tensor]:
@@ -96,7 +127,9 @@ def _changes(real: dict[str, torch.Tensor], removed: dict[str, torch.Tensor]) ->
     return torch.stack([kl, changed, value], dim=1).numpy().astype(np.float64)
 
 
-def _summarize(name: str, parts: list[np.ndarray]) -> ClassOcclusion:
+def _summarize(
+    name: str, parts: list[np.ndarray], examples: list[OcclusionExample]
+) -> ClassOcclusion:
     per_frame = np.concatenate(parts) if parts else np.zeros((0, 3))
     n = len(per_frame)
     if n == 0:
@@ -113,6 +146,7 @@ def _summarize(name: str, parts: list[np.ndarray]) -> ClassOcclusion:
         greedy_changed=float(per_frame[:, 1].mean()),
         value_change=float(per_frame[:, 2].mean()),
         value_abs_change=float(np.abs(per_frame[:, 2]).mean()),
+        examples=examples,
     )
 
 
