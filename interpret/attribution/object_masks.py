@@ -11,7 +11,7 @@ draws outside the level's map (its out-of-bounds cells are walls): they join "wa
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -49,7 +49,16 @@ def rendered_frames(
     states: Sequence[bytes], edits: Sequence[Callable[[bytes], bytes]], batch_size: int = 32
 ) -> np.ndarray:
     """(N, 1 + E, 64, 64, 3) uint8: the frame the game draws for each state, then the frames it
-    draws for ``edit(state)``, per edit.
+    draws for ``edit(state)``, per edit (``iter_rendered_frames``, concatenated)."""
+    chunks = list(iter_rendered_frames(states, edits, batch_size))
+    return np.concatenate(chunks) if chunks else np.zeros((0, 1 + len(edits), 64, 64, 3), np.uint8)
+
+
+def iter_rendered_frames(
+    states: Sequence[bytes], edits: Sequence[Callable[[bytes], bytes]], batch_size: int = 32
+) -> Iterator[np.ndarray]:
+    """``rendered_frames`` of ``batch_size`` states at a time, (n, 1 + E, 64, 64, 3) uint8 each,
+    from one env: memory bounded by the batch, however many states.
 
     Every frame comes from the renderer (``ProcgenVecEnv.set_states`` then ``observations()``);
     a state's bytes carry its own render options (``paint_vel_info``, distribution mode).
@@ -57,10 +66,9 @@ def rendered_frames(
     import envs
 
     if len(states) == 0:
-        return np.zeros((0, 1 + len(edits), 64, 64, 3), dtype=np.uint8)
+        return
     n_envs = min(batch_size, len(states))
     vec = envs.make_vec_env(COINRUN, n_envs, 0)
-    out = []
     try:
         vec.reset()
         for start in range(0, len(states), n_envs):
@@ -74,10 +82,9 @@ def rendered_frames(
             for version in (chunk, *edited):
                 vec.set_states(version, rows)
                 frames.append(vec.observations()[rows])
-            out.append(np.stack(frames, axis=1))
+            yield np.stack(frames, axis=1)
     finally:
         vec.close()
-    return np.concatenate(out)
 
 
 def rendered_differences(

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from agents.policy_view import PolicyView
-from interpret.attribution.object_masks import CLASS_EDITS, rendered_frames, state_edit
+from interpret.attribution.object_masks import CLASS_EDITS, iter_rendered_frames, state_edit
 from interpret.core.errors import InterpretError
 
 OCCLUDABLE = tuple(CLASS_EDITS)  # agent, buzzsaw, enemy, coin, lava, crate, wall, velocity panel
@@ -82,8 +82,7 @@ def occlusion_sensitivity(
     edits = [state_edit(CLASS_EDITS[c]) for c in classes]
     rows: dict[str, list[np.ndarray]] = {c: [] for c in classes}
     kept: dict[str, list[OcclusionExample]] = {c: [] for c in classes}
-    for start in range(0, len(states), batch_size):
-        frames = rendered_frames(states[start : start + batch_size], edits, batch_size)
+    for frames in iter_rendered_frames(states, edits, batch_size):  # one env for all batches
         real = _outputs(view, frames[:, 0])
         for i, name in enumerate(classes):
             drawn = np.flatnonzero((frames[:, 1 + i] != frames[:, 0]).any(axis=(1, 2, 3)))
