@@ -22,6 +22,7 @@ from interpret.imagination.gol_imaginer import (
     ImaginationNet,
     decoded_fakes,
     evaluate_gol,
+    main_training_config,
     train_gol,
     validation_loss,
 )
@@ -230,7 +231,35 @@ def test_a_checkpoint_written_before_the_switches_existed_resumes(missing, tmp_p
     assert steps == [3, 4]  # resumed after step 2, not restarted
     steps.clear()  # a non-default switch cannot come from a checkpoint that lacked it
     train_gol(
-        dataclasses.replace(config, adversarial_weight=0.5),
+        dataclasses.replace(config, codec_kernel=3),
+        checkpoint,
+        log_every=2,
+        progress=lambda done, _total: steps.append(done),
+    )
+    assert steps == [1, 2, 3, 4]
+
+
+def test_a_finished_checkpoint_goes_straight_to_another_adversarial_phase(tmp_path):
+    torch.set_num_threads(1)
+    soft = GoLConfig(steps=2, channels=3, board=6, train_steps=4, batch=4, adversarial_steps=2)
+    binary = dataclasses.replace(
+        soft, adversarial_steps=5, adversarial_weight=2.0, adversarial_fakes="binary"
+    )
+    assert main_training_config(soft) == main_training_config(binary)
+    checkpoint = tmp_path / "ckpt.pt"
+    train_gol(soft, checkpoint, log_every=2)
+    steps = []
+    reused = train_gol(
+        binary, checkpoint, log_every=2, progress=lambda done, _total: steps.append(done)
+    )
+    assert steps == []  # no main training step ran again
+    fresh = train_gol(binary, log_every=2)  # the same model trained from scratch
+    assert reused.best_step == fresh.best_step and reused.history == fresh.history
+    for key, value in fresh.model.state_dict().items():
+        assert torch.equal(value, reused.model.state_dict()[key]), key
+    steps.clear()  # a setting of the main training trains again
+    train_gol(
+        dataclasses.replace(binary, lr=0.01),
         checkpoint,
         log_every=2,
         progress=lambda done, _total: steps.append(done),
@@ -378,3 +407,35 @@ def test_imagine_gol_writes_a_report(tmp_path):
         assert arrays["example_decoded"].shape == (8, 4, 6, 6)
     page = (out / "index.html").read_text()
     assert "Game of Life imagination" in page and "Over runs" in page and "bias refit" in page
+
+
+def test_kept_checkpoints_train_each_model_once_across_adversarial_settings(tmp_path):
+    kept = tmp_path / "checkpoints"
+    common = ["--gol", "--steps", "2", "--train-steps", "6", "--board", "6", "--channels", "3"]
+    common += ["--runs", "2", "--sequences", "50", "--diagnostic-sequences", "10"]
+    common += ["--no-progress", "--checkpoints", kept]
+    first = run_cli(*common, "--out", tmp_path / "soft")
+    assert first.returncode == 0, first.stderr
+    files = sorted(kept.iterdir())
+    assert len(files) == 2  # one per seed, kept after the report
+    stamps = [f.stat().st_mtime_ns for f in files]
+    second = run_cli(
+        *common,
+        "--adversarial-steps",
+        "3",
+        "--adversarial-fakes",
+        "binary",
+        "--out",
+        tmp_path / "b",
+    )
+    assert second.returncode == 0, second.stderr
+    assert sorted(kept.iterdir()) == files
+    assert [f.stat().st_mtime_ns for f in files] == stamps  # read, not trained and written again
+    for run in (0, 1):
+        soft = torch.load(tmp_path / "soft" / f"model_run{run}.pt", weights_only=True)
+        binary = torch.load(tmp_path / "b" / f"model_run{run}.pt", weights_only=True)
+        assert all(torch.equal(soft[k], binary[k]) for k in soft if not k.startswith("decoder."))
+        assert not torch.equal(soft["decoder.weight"], binary["decoder.weight"])
+    summary = json.loads((tmp_path / "b" / "summary.json").read_text())
+    assert summary["config"]["adversarial_fakes"] == "binary"
+    assert all(r["metric_with_adversarial"] is not None for r in summary["per_run"])

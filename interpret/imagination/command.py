@@ -10,7 +10,13 @@ divided by min(n, m - 2)), averaged over fresh sequences, for ``--runs`` seeds:
     python -m interpret imagine --gol --steps 3 --no-autoencoder --runs 3 --out reports/gol3-noae
 
 Training checkpoints sit beside the report (``.NAME.runK.pt``) until it is written, so an
-interrupted command resumes where it stopped.
+interrupted command resumes where it stopped. With ``--checkpoints DIR`` they are kept in DIR,
+named by the settings the main training depends on, and a later command whose runs differ only
+in the adversarial phase (or the evaluation) starts from the trained models:
+
+    python -m interpret imagine --gol --runs 5 --checkpoints reports/gol-ckpt --out reports/a
+    python -m interpret imagine --gol --runs 5 --checkpoints reports/gol-ckpt \
+        --adversarial-steps 2000 --adversarial-fakes binary --out reports/b
 
 For a World Models run directory MODEL, decodes what its MDN-RNN predicts for the next K
 frames (``--steps``/``--horizon`` K, default 10) beside the real frames, the error per step
@@ -24,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 from pathlib import Path
 
 import torch
@@ -36,6 +43,7 @@ from interpret.imagination.gol_imaginer import (
     CELL_OUTPUTS,
     CODEC_KERNELS,
     GoLConfig,
+    main_training_config,
 )
 from interpret.imagination.gol_report import gol_page
 
@@ -152,6 +160,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--threads", type=int, default=1, help="torch threads (1 suits these small nets)"
     )
+    parser.add_argument(
+        "--checkpoints",
+        type=Path,
+        help="keep training checkpoints in this folder, reused by runs that differ only in the "
+        "adversarial phase (default: beside the report, removed once it is written)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
@@ -174,6 +188,8 @@ def _validate(args: argparse.Namespace) -> None:
             raise InterpretError(f"--{name.replace('_', '-')} must be positive")
     if args.board < 3:
         raise InterpretError("--board must be at least 3 cells")
+    if args.checkpoints is not None and args.checkpoints.exists() and not args.checkpoints.is_dir():
+        raise InterpretError(f"--checkpoints {args.checkpoints} is a file, not a folder")
     settings = (args.adversarial_steps, args.adversarial_weight, args.warmup, args.threads)
     if min(*settings, args.clip, args.weight_decay) < 0:
         raise InterpretError(
@@ -184,6 +200,8 @@ def _validate(args: argparse.Namespace) -> None:
 
 def kept_on_interrupt(args: argparse.Namespace) -> str | None:
     """What an interrupted Game of Life run leaves: its training checkpoints, for resuming."""
+    if args.model is None and args.checkpoints is not None:
+        return f"kept the training checkpoints in {args.checkpoints}; the same command resumes"
     out = Path(args.out)
     kept = sorted(out.parent.glob(f".{out.name}.run*.pt")) if args.model is None else []
     if not kept:
@@ -217,13 +235,25 @@ def run(args: argparse.Namespace) -> Path:
     )
     configs = [dataclasses.replace(config, seed=args.seed + i) for i in range(args.runs)]
     out = Path(args.out)
-    checkpoints = [out.parent / f".{out.name}.run{i}.pt" for i in range(len(configs))]
+    if args.checkpoints is None:
+        checkpoints = [out.parent / f".{out.name}.run{i}.pt" for i in range(len(configs))]
+    else:
+        args.checkpoints.mkdir(parents=True, exist_ok=True)
+        checkpoints = [args.checkpoints / kept_checkpoint_name(c) for c in configs]
     result = run_gol(
         configs, checkpoints, args.sequences, args.diagnostic_sequences, not args.no_progress
     )
     summary = gol_summary(configs[0], result.runs, args.sequences)
     page = gol_page(summary, result.runs, result.examples)
     index = write_report(out, page, summary, result.examples, result.models, replace=args.force)
-    for checkpoint in checkpoints:
-        checkpoint.unlink(missing_ok=True)
+    if args.checkpoints is None:
+        for checkpoint in checkpoints:
+            checkpoint.unlink(missing_ok=True)
     return index
+
+
+def kept_checkpoint_name(config: GoLConfig) -> str:
+    """The file name of ``config``'s kept checkpoint: a digest of the settings its main training
+    depends on, so every config that trains the same model names the same file."""
+    digest = hashlib.sha256(repr(main_training_config(config)).encode()).hexdigest()
+    return f"gol-{digest[:16]}.pt"

@@ -64,6 +64,19 @@ class GoLConfig:
         return LifeBoards(self.board, self.steps, self.density, self.warmup)
 
 
+# The adversarial phase's settings: they change nothing before the phase starts.
+ADVERSARIAL_FIELDS = ("adversarial_steps", "adversarial_weight", "adversarial_fakes")
+
+
+def main_training_config(config: GoLConfig) -> GoLConfig:
+    """``config`` with the adversarial phase's settings at their defaults: the settings the main
+    training depends on, so runs that differ only in the adversarial phase share a checkpoint."""
+    defaults = GoLConfig()
+    return dataclasses.replace(
+        config, **{name: getattr(defaults, name) for name in ADVERSARIAL_FIELDS}
+    )
+
+
 CELL_OUTPUTS: dict[str, Callable[[], nn.Module]] = {
     "relu": nn.ReLU,
     "tanh": nn.Tanh,
@@ -236,7 +249,8 @@ def train_gol(
     validation sequences is measured; with ``keep_best`` the model ends on the weights where
     it was lowest (a late collapse does not lose a converged model). With ``checkpoint``, state
     is saved there every ``log_every`` steps (weights only, loaded with ``weights_only=True``)
-    and a matching checkpoint is resumed from.
+    and a matching checkpoint is resumed from; it matches on the main training's settings
+    (``main_training_config``), so a finished one goes straight to another adversarial phase.
     """
     if config.adversarial_fakes not in ADVERSARIAL_FAKES:  # before training, not after
         raise ValueError(f"adversarial fakes must be one of {ADVERSARIAL_FAKES}")
@@ -254,7 +268,7 @@ def train_gol(
     start_step, elapsed = 0, 0.0
     if checkpoint is not None and checkpoint.exists():
         state = torch.load(checkpoint, weights_only=True)
-        if state["config"] in _config_keys(config):
+        if state["config"] in _config_keys(main_training_config(config)) | _config_keys(config):
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
             scheduler.load_state_dict(state["scheduler"])
@@ -355,7 +369,7 @@ def _save_checkpoint(
     keys = list(result.history[0]) if result.history else []
     rows = [[row[k] for k in keys] for row in result.history]
     state = {
-        "config": repr(config),
+        "config": repr(main_training_config(config)),
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(),
