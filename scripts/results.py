@@ -12,7 +12,9 @@ experiments:
             "Model editing": the failure-by-cause table of the original model, the model with
             its buzzsaw feature projected out, with its enemy feature projected out, and the
             original on invisible (still lethal) buzzsaws, all on the same N unseen levels,
-            with 95% intervals and p-values against the original, next to the paper's table.
+            with 95% intervals and p-values against the original, next to the paper's table;
+            and how much the original's policy reacts to each object class taken out of the
+            frame (`occlude`), which says beforehand whether an edit can blind it to one.
 
 example:
   python scripts/results.py editing --model zoo:coinrun-ppo-nature --layer cnn.3 --levels 2000
@@ -215,6 +217,32 @@ def editing_steps(
     return later, audits
 
 
+def occlusion_step(args: argparse.Namespace) -> Step:
+    """How much the original's policy and value react to each object class taken out."""
+    out = args.work / "occlusion"
+    return Step(
+        "occlude original",
+        interpret("occlude", args.model, "--seed", str(args.seed), "--out", str(out), "--force"),
+        out / "summary.json",
+    )
+
+
+def occlusion_lines(summary: dict[str, Any]) -> list[str]:
+    """Markdown rows of `occlude`'s table: class, frames, KL [95%], greedy changed, value
+    change (a class drawn in no frame: its counts and dashes)."""
+    lines = []
+    for row in summary["rows"]:
+        if not row["frames"]:
+            lines.append(f"| {row['name']} | 0 | - | - | - |")
+            continue
+        low, high = row["kl_ci"]
+        lines.append(
+            f"| {row['name']} | {row['frames']} | {row['kl']:.3g} [{low:.3g}, {high:.3g}] | "
+            f"{100 * row['greedy_changed']:.1f}% | {row['value_change']:+.3g} |"
+        )
+    return lines
+
+
 def choose_features(
     args: argparse.Namespace, report: Path
 ) -> tuple[dict[str, int | None], dict[str, str]]:
@@ -346,10 +374,12 @@ def editing(args: argparse.Namespace, runner: Runner) -> Path:
         runner.run([attribute], bar)
         features, why = choose_features(args, report)
         later, audits = editing_steps(args, report, features)
-        bar.total = 1 + len(later)
+        occlude = occlusion_step(args)
+        bar.total = 2 + len(later)
         bar.refresh()
-        runner.run(later, bar)
+        runner.run([*later, occlude], bar)
     summaries = {row: read_json(path / "summary.json") for row, path in audits.items()}
+    occlusion = read_json(occlude.output)
     scores = read_json(report / "summary.json")["object_labels"]
     table, verdict = editing_table(summaries)
     name = args.model.removeprefix("zoo:")
@@ -401,6 +431,19 @@ def editing(args: argparse.Namespace, runner: Runner) -> Path:
         "Procgen's easy mode puts enemies only in pits, unlike the original CoinRun the paper "
         "used, so enemies are rarely in view and rarely kill the agent.",
         "",
+        "## Which objects the original's policy reacts to",
+        "",
+        f"`occlude` ([occlude.md](../occlude.md)): {occlusion['frames']} frames of the original "
+        "playing; for each class, over the frames where the game draws it, the frame is drawn "
+        "again without it and the policy compared: mean KL(pi || pi without) in nats (95% "
+        "interval), the share of frames whose greedy action changes, and the value's mean "
+        "change. An edit can only blind a policy to a class whose KL is well above 0; a value "
+        "change without a KL means the critic sees the class and the actor does not.",
+        "",
+        "| class taken out | frames | KL (nats) | greedy action changed | value change |",
+        "|---|---|---|---|---|",
+        *occlusion_lines(occlusion),
+        "",
         f"## The features at `{args.layer}`, labelled by the game",
         "",
         "Per feature: its label, the classes of highest contrast with the share of its "
@@ -417,7 +460,15 @@ def editing(args: argparse.Namespace, runner: Runner) -> Path:
     write_atomic(out, "\n".join(page))
     write_atomic(
         args.work / "editing.json",
-        json.dumps({"verdict": verdict, "features": why, "commands": runner.commands}, indent=1),
+        json.dumps(
+            {
+                "verdict": verdict,
+                "features": why,
+                "occlusion": occlusion["rows"],
+                "commands": runner.commands,
+            },
+            indent=1,
+        ),
     )
     return out
 

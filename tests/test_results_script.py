@@ -124,3 +124,24 @@ def test_goggles_rows_follow_the_papers_order_with_its_scores(results):
     assert lines[0].endswith("| +16.25 ± 0.50 | 16 | +14 |") and lines[1].endswith("| -8 |")
     history = {"vae": [{"reconstruction": 9.0, "perception": 2.0, "kl": 1.0}], "full": []}
     assert results.loss_lines(history) == ["| plain VAE | 9 | 2 | 1 |"]
+
+
+def test_occlusion_rows_show_each_class_with_its_interval(results):
+    def row(name, frames, kl=0.0, ci=(0.0, 0.0), changed=0.0, value=0.0):
+        return {"name": name, "frames": frames, "kl": kl, "kl_ci": list(ci),
+                "greedy_changed": changed, "value_change": value}  # fmt: skip
+
+    summary = {
+        "rows": [
+            row("buzzsaw", 189, 0.0025, (0.0019, 0.0031), 0.039, 2.26),
+            row("lava", 0, float("nan"), (float("nan"), float("nan")), float("nan"), float("nan")),
+        ]
+    }
+    assert results.occlusion_lines(summary) == [
+        "| buzzsaw | 189 | 0.0025 [0.0019, 0.0031] | 3.9% | +2.26 |",
+        "| lava | 0 | - | - | - |",
+    ]
+    args = results.build_parser().parse_args(["editing", "--seed", "3", "--work", "w"])
+    step = results.occlusion_step(args)
+    assert step.argv[3:5] == ["occlude", "zoo:coinrun-ppo"] and "3" in step.argv
+    assert step.output == Path("w/occlusion/summary.json")
