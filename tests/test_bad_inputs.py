@@ -272,6 +272,8 @@ VALUE_CASES += [
          "invalid choice"),
     Case("imagine: --gol --linear-cell-output --cell-output tanh", I,
          [*GOL, "--linear-cell-output", "--cell-output", "tanh"], "exclude each other"),
+    Case("imagine: --gol --adversarial-reals unknown", I, [*GOL, "--adversarial-reals", "first"],
+         "invalid choice"),
     Case("imagine: --gol --checkpoints FILE", I, [*GOL, "--checkpoints", "{ws.file}"],
          "is a file, not a folder"),
     Case("imagine: --gol --diagnostic-sequences 1", I, [*GOL, "--diagnostic-sequences", "1"],

@@ -23,6 +23,7 @@ from interpret.imagination.gol_imaginer import (
     decoded_fakes,
     evaluate_gol,
     main_training_config,
+    real_states,
     train_gol,
     validation_loss,
 )
@@ -201,14 +202,20 @@ def test_training_with_each_switch_runs_and_resumes(switch, tmp_path):
 
 
 # The config strings of checkpoints written before a group of fields existed.
-BEFORE_THE_ADVERSARIAL_SWITCHES = [", adversarial_weight=0.1, adversarial_fakes='soft'"]
+BEFORE_THE_REALS_SWITCH = [", adversarial_reals='all'"]
+BEFORE_THE_ADVERSARIAL_SWITCHES = [
+    *BEFORE_THE_REALS_SWITCH,
+    ", adversarial_weight=0.1, adversarial_fakes='soft'",
+]
 BEFORE_THE_CELL_SWITCHES = [
     *BEFORE_THE_ADVERSARIAL_SWITCHES,
     ", cell_output='relu', single_conv=False, codec_kernel=1",
 ]
 
 
-@pytest.mark.parametrize("missing", [BEFORE_THE_ADVERSARIAL_SWITCHES, BEFORE_THE_CELL_SWITCHES])
+@pytest.mark.parametrize(
+    "missing", [BEFORE_THE_REALS_SWITCH, BEFORE_THE_ADVERSARIAL_SWITCHES, BEFORE_THE_CELL_SWITCHES]
+)
 def test_a_checkpoint_written_before_the_switches_existed_resumes(missing, tmp_path):
     config = GoLConfig(steps=2, channels=3, board=6, train_steps=4, batch=4)
     torch.set_num_threads(1)
@@ -281,14 +288,33 @@ def test_binary_fakes_are_thresholded_boards_with_the_gradient_passed_straight_t
         train_gol(GoLConfig(adversarial_fakes="hard"))
 
 
-@pytest.mark.parametrize("fakes", ["soft", "binary"])
-def test_the_adversarial_phase_trains_the_decoder_alone(fakes):
+def test_evolved_reals_are_never_the_random_start_board():
+    seq = torch.arange(4.0).view(1, 4, 1, 1).expand(2, 4, 3, 3)  # state i is all i
+    data = torch.Generator().manual_seed(0)
+    drawn = {int(real_states(seq, "evolved", data)[0, 0, 0]) for _ in range(200)}
+    assert drawn == {1, 2, 3}
+    drawn = {int(real_states(seq, "all", data)[0, 0, 0]) for _ in range(200)}
+    assert drawn == {0, 1, 2, 3}
+    with pytest.raises(ValueError, match="adversarial reals"):
+        real_states(seq, "first", data)
+    with pytest.raises(ValueError, match="adversarial reals"):  # before any training
+        train_gol(GoLConfig(adversarial_reals="first"))
+
+
+@pytest.mark.parametrize(
+    ("fakes", "reals"), [("soft", "all"), ("binary", "all"), ("soft", "evolved")]
+)
+def test_the_adversarial_phase_trains_the_decoder_alone(fakes, reals):
     torch.set_num_threads(1)
     config = GoLConfig(steps=2, channels=3, board=6, train_steps=4, batch=4, lr=0.05)
     plain = train_gol(config, log_every=2)
     adversarial = train_gol(
         dataclasses.replace(
-            config, adversarial_steps=5, adversarial_weight=10.0, adversarial_fakes=fakes
+            config,
+            adversarial_steps=5,
+            adversarial_weight=10.0,
+            adversarial_fakes=fakes,
+            adversarial_reals=reals,
         ),
         log_every=2,
     )
@@ -421,12 +447,8 @@ def test_kept_checkpoints_train_each_model_once_across_adversarial_settings(tmp_
     stamps = [f.stat().st_mtime_ns for f in files]
     second = run_cli(
         *common,
-        "--adversarial-steps",
-        "3",
-        "--adversarial-fakes",
-        "binary",
-        "--out",
-        tmp_path / "b",
+        *("--adversarial-steps", "3", "--adversarial-fakes", "binary"),
+        *("--adversarial-reals", "evolved", "--out", tmp_path / "b"),
     )
     assert second.returncode == 0, second.stderr
     assert sorted(kept.iterdir()) == files
@@ -438,4 +460,5 @@ def test_kept_checkpoints_train_each_model_once_across_adversarial_settings(tmp_
         assert not torch.equal(soft["decoder.weight"], binary["decoder.weight"])
     summary = json.loads((tmp_path / "b" / "summary.json").read_text())
     assert summary["config"]["adversarial_fakes"] == "binary"
+    assert summary["config"]["adversarial_reals"] == "evolved"
     assert all(r["metric_with_adversarial"] is not None for r in summary["per_run"])

@@ -40,6 +40,7 @@ from interpret.core.report import write_report
 from interpret.imagination.gol_experiment import gol_summary, run_gol
 from interpret.imagination.gol_imaginer import (
     ADVERSARIAL_FAKES,
+    ADVERSARIAL_REALS,
     CELL_OUTPUTS,
     CODEC_KERNELS,
     GoLConfig,
@@ -96,6 +97,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=GoLConfig.adversarial_fakes,
         help="what the discriminator sees of decoded states: soft sigmoid outputs, or binary "
         "boards thresholded at 0.5 (gradient passed straight through)",
+    )
+    parser.add_argument(
+        "--adversarial-reals",
+        choices=ADVERSARIAL_REALS,
+        default=GoLConfig.adversarial_reals,
+        help="the real states the discriminator sees: any state of a sequence, or only those "
+        "after at least one rule step (not the random start board)",
     )
     parser.add_argument("--train-steps", type=int, default=GoLConfig.train_steps)
     parser.add_argument("--lr", type=float, default=GoLConfig.lr, help="Adam learning rate")

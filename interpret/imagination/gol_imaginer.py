@@ -55,6 +55,7 @@ class GoLConfig:
     seed: int = 0
     adversarial_weight: float = 0.1  # the GAN loss's weight beside the prediction and AE losses
     adversarial_fakes: str = "soft"  # "soft": sigmoid outputs; "binary": thresholded at 0.5
+    adversarial_reals: str = "all"  # "all": any state of a sequence; "evolved": not the first
 
     @property
     def rnn_steps(self) -> int:
@@ -65,7 +66,12 @@ class GoLConfig:
 
 
 # The adversarial phase's settings: they change nothing before the phase starts.
-ADVERSARIAL_FIELDS = ("adversarial_steps", "adversarial_weight", "adversarial_fakes")
+ADVERSARIAL_FIELDS = (
+    "adversarial_steps",
+    "adversarial_weight",
+    "adversarial_fakes",
+    "adversarial_reals",
+)
 
 
 def main_training_config(config: GoLConfig) -> GoLConfig:
@@ -84,6 +90,7 @@ CELL_OUTPUTS: dict[str, Callable[[], nn.Module]] = {
 }
 CODEC_KERNELS = (1, 3)
 ADVERSARIAL_FAKES = ("soft", "binary")
+ADVERSARIAL_REALS = ("all", "evolved")
 
 
 def _conv(c_in: int, c_out: int, kernel: int) -> nn.Conv2d:
@@ -254,6 +261,8 @@ def train_gol(
     """
     if config.adversarial_fakes not in ADVERSARIAL_FAKES:  # before training, not after
         raise ValueError(f"adversarial fakes must be one of {ADVERSARIAL_FAKES}")
+    if config.adversarial_reals not in ADVERSARIAL_REALS:
+        raise ValueError(f"adversarial reals must be one of {ADVERSARIAL_REALS}")
     torch.manual_seed(config.seed)
     data = torch.Generator().manual_seed(config.seed)
     model = ImaginationNet.from_config(config)
@@ -326,6 +335,7 @@ def train_gol(
 LATER_FIELDS = (
     ("cell_output", "single_conv", "codec_kernel"),
     ("adversarial_weight", "adversarial_fakes"),
+    ("adversarial_reals",),
 )
 
 
@@ -397,6 +407,15 @@ def decoded_fakes(probabilities: torch.Tensor, kind: str) -> torch.Tensor:
     raise ValueError(f"adversarial fakes must be one of {ADVERSARIAL_FAKES}, got {kind!r}")
 
 
+def real_states(seq: torch.Tensor, kind: str, data: torch.Generator) -> torch.Tensor:
+    """The discriminator's real batch from sequences (N, k + 1, H, W): one state index drawn for
+    the batch, from all of them ("all") or from 1..k ("evolved"); (N, H, W)."""
+    if kind not in ADVERSARIAL_REALS:
+        raise ValueError(f"adversarial reals must be one of {ADVERSARIAL_REALS}, got {kind!r}")
+    first = 1 if kind == "evolved" else 0
+    return seq[:, int(torch.randint(first, seq.shape[1], (1,), generator=data).item())]
+
+
 def train_adversarial_decoder(
     model: ImaginationNet, config: GoLConfig, data: torch.Generator
 ) -> None:
@@ -404,7 +423,10 @@ def train_adversarial_decoder(
     states; the decoder alone (encoder and RNN frozen) learns to fool it, keeping the prediction
     and autoencoder losses. Non-saturating GAN loss, ``config.adversarial_weight`` relative to
     the others. Real states are binary; soft fakes (``adversarial_fakes="soft"``) let the
-    discriminator win on softness alone, binary ones make it judge the boards' structure."""
+    discriminator win on softness alone, binary ones make it judge the boards' structure. The
+    real states are drawn from the whole sequence (``adversarial_reals="all"``) or from the
+    states after at least one rule step ("evolved"): a random start board is a GoL state that
+    a half-decoded intermediate resembles, an evolved one has the rule's structure."""
     discriminator = Discriminator()
     d_opt = torch.optim.Adam(discriminator.parameters(), lr=1e-3, betas=(0.5, 0.999))
     g_opt = torch.optim.Adam(model.decoder.parameters(), lr=1e-3, betas=(0.5, 0.999))
@@ -417,8 +439,7 @@ def train_adversarial_decoder(
             with torch.no_grad():
                 hidden = model.hidden_states(seq[:, :1])
             intermediate = torch.cat(hidden[1:-1], dim=0)
-            frame = int(torch.randint(0, seq.shape[1], (1,), generator=data).item())
-            real = seq[:, frame]
+            real = real_states(seq, config.adversarial_reals, data)
             fake = decoded_fakes(model.decode(intermediate), config.adversarial_fakes)
             d_real = discriminator(real[:, None])
             d_fake = discriminator(fake.detach())
