@@ -20,6 +20,7 @@ from interpret.imagination.gol_diagnostics import linear_probe_accuracy
 from interpret.imagination.gol_imaginer import (
     GoLConfig,
     ImaginationNet,
+    checkpoint_key,
     decoded_fakes,
     evaluate_gol,
     main_training_config,
@@ -244,6 +245,20 @@ def test_a_checkpoint_written_before_the_switches_existed_resumes(missing, tmp_p
         progress=lambda done, _total: steps.append(done),
     )
     assert steps == [1, 2, 3, 4]
+
+
+def test_the_checkpoint_key_leaves_out_what_later_versions_add_at_their_defaults():
+    plain, tanh = GoLConfig(), GoLConfig(cell_output="tanh", seed=3)
+    later = ("adversarial_weight", "adversarial_reals", "cell_output", "codec_kernel")
+    for name in later:
+        assert f", {name}=" not in checkpoint_key(plain)  # groups added later, at defaults
+    assert "adversarial_steps=0" in checkpoint_key(plain)  # at 0: the main training's key
+    assert "cell_output='tanh'" in checkpoint_key(tanh)
+    assert "adversarial_reals" not in checkpoint_key(tanh)
+    assert "seed=3" in checkpoint_key(tanh)
+    binary = dataclasses.replace(tanh, adversarial_fakes="binary", adversarial_reals="evolved")
+    assert checkpoint_key(binary) == checkpoint_key(tanh)
+    assert checkpoint_key(dataclasses.replace(tanh, lr=0.01)) != checkpoint_key(tanh)
 
 
 def test_a_finished_checkpoint_goes_straight_to_another_adversarial_phase(tmp_path):

@@ -44,7 +44,7 @@ from interpret.imagination.gol_imaginer import (
     CELL_OUTPUTS,
     CODEC_KERNELS,
     GoLConfig,
-    main_training_config,
+    checkpoint_key,
 )
 from interpret.imagination.gol_report import gol_page
 
@@ -263,5 +263,5 @@ def run(args: argparse.Namespace) -> Path:
 def kept_checkpoint_name(config: GoLConfig) -> str:
     """The file name of ``config``'s kept checkpoint: a digest of the settings its main training
     depends on, so every config that trains the same model names the same file."""
-    digest = hashlib.sha256(repr(main_training_config(config)).encode()).hexdigest()
+    digest = hashlib.sha256(checkpoint_key(config).encode()).hexdigest()
     return f"gol-{digest[:16]}.pt"

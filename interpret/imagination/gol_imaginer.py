@@ -354,6 +354,14 @@ def _config_keys(config: GoLConfig) -> set[str]:
     return keys
 
 
+def checkpoint_key(config: GoLConfig) -> str:
+    """The shortest string a checkpoint of ``config``'s main training may carry: its repr with
+    the adversarial settings and every later field group at its defaults left out. It stays
+    the same when a field is added at its default (and to ``LATER_FIELDS``), so it can name a
+    kept checkpoint across versions."""
+    return min(_config_keys(main_training_config(config)), key=len)
+
+
 def _copy(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in state.items()}
 
