@@ -237,14 +237,15 @@ def test_a_checkpoint_written_before_the_switches_existed_resumes(missing, tmp_p
     steps = []
     train_gol(config, checkpoint, log_every=2, progress=lambda done, _total: steps.append(done))
     assert steps == [3, 4]  # resumed after step 2, not restarted
-    steps.clear()  # a non-default switch cannot come from a checkpoint that lacked it
-    train_gol(
-        dataclasses.replace(config, codec_kernel=3),
-        checkpoint,
-        log_every=2,
-        progress=lambda done, _total: steps.append(done),
-    )
-    assert steps == [1, 2, 3, 4]
+    # a non-default switch cannot come from a checkpoint that lacked it
+    assert steps_trained(dataclasses.replace(config, codec_kernel=3), checkpoint) == [1, 2, 3, 4]
+
+
+def steps_trained(config: GoLConfig, checkpoint) -> list[int]:
+    """The main training steps that ``train_gol`` runs from ``checkpoint``."""
+    steps: list[int] = []
+    train_gol(config, checkpoint, log_every=2, progress=lambda done, _total: steps.append(done))
+    return steps
 
 
 def test_the_checkpoint_key_leaves_out_what_later_versions_add_at_their_defaults():
@@ -279,14 +280,8 @@ def test_a_finished_checkpoint_goes_straight_to_another_adversarial_phase(tmp_pa
     assert reused.best_step == fresh.best_step and reused.history == fresh.history
     for key, value in fresh.model.state_dict().items():
         assert torch.equal(value, reused.model.state_dict()[key]), key
-    steps.clear()  # a setting of the main training trains again
-    train_gol(
-        dataclasses.replace(binary, lr=0.01),
-        checkpoint,
-        log_every=2,
-        progress=lambda done, _total: steps.append(done),
-    )
-    assert steps == [1, 2, 3, 4]
+    # a setting of the main training trains again
+    assert steps_trained(dataclasses.replace(binary, lr=0.01), checkpoint) == [1, 2, 3, 4]
 
 
 def test_binary_fakes_are_thresholded_boards_with_the_gradient_passed_straight_through():
